@@ -1,0 +1,1 @@
+"""CadSnap FreeCAD workbench (runs inside FreeCAD's own Python)."""

@@ -1,0 +1,3 @@
+from model_runtime.cli import main
+
+raise SystemExit(main())

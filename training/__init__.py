@@ -1,0 +1,1 @@
+"""CadSnap training: synthetic data, training recipes, merge, GGUF export, evaluation."""
