@@ -24,8 +24,8 @@ def test_tokenizer_round_trips_code_exactly(tokenizer):
 
 
 def test_tokenizer_special_tokens_follow_llama_layout(tokenizer):
-    assert (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (
-        0, 1, 2, 3)
+    ids = (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    assert ids == (0, 1, 2, 3)
     assert len(tokenizer(IMAGE_TOKEN, add_special_tokens=False).input_ids) == 1
     assert tokenizer(build_prompt()).input_ids[0] == tokenizer.bos_token_id
 
