@@ -1,0 +1,83 @@
+"""Evaluation: aggregation and report writing on hand-made results, then the whole CLI end to end on a
+5-sample folder (real CadQuery ground truth, real renders, a real tiny LLaVA through the pipeline)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from PIL import Image
+
+from training.report import GalleryRow, SampleResult, draw_gallery, pick_worst, summarize, write_report
+
+
+def _results() -> list[SampleResult]:
+    ok = {"valid": True, "n_candidates": 2}
+    return [
+        SampleResult("a", "plate", iou=0.9, chamfer=1.0, latency_s=1.0, n_valid=2, **ok),
+        SampleResult("b", "plate", iou=0.5, chamfer=3.0, latency_s=2.0, n_valid=1, **ok),
+        SampleResult("c", "flange", latency_s=3.0, n_candidates=2, error="all_candidates_invalid"),
+        SampleResult("d", "flange", iou=0.7, chamfer=2.0, latency_s=4.0, n_valid=2, **ok),
+    ]
+
+
+def test_summary_counts_failures_as_zero_and_reports_valid_only_beside_it():
+    s = summarize(_results())
+    assert s["n"] == 4 and s["n_valid"] == 3
+    assert s["vsr"] == pytest.approx(0.75)
+    assert s["iou_mean"] == pytest.approx((0.9 + 0.5 + 0.0 + 0.7) / 4)
+    assert s["iou_median"] == pytest.approx((0.5 + 0.7) / 2)
+    assert s["iou_mean_valid"] == pytest.approx(0.7)
+    assert s["iou_median_valid"] == pytest.approx(0.7)
+    assert s["iou_at_0.5"] == pytest.approx(0.75)
+    assert s["chamfer_median"] == pytest.approx(2.0)
+    assert s["latency_s"]["p50"] == pytest.approx(2.5)
+    assert s["latency_s"]["p90"] == pytest.approx(3.7)
+    assert s["candidates_valid_share"] == pytest.approx(5 / 8)
+    assert s["errors"] == {"all_candidates_invalid": 1}
+    assert s["families"]["flange"]["vsr"] == pytest.approx(0.5)
+    assert s["families"]["flange"]["iou_mean"] == pytest.approx(0.35)
+    assert s["families"]["plate"]["iou_mean_valid"] == pytest.approx(0.7)
+
+
+def test_a_valid_output_whose_metric_failed_scores_zero_but_still_counts_as_valid():
+    s = summarize([SampleResult("x", valid=True, iou=None, error="metric_error")])
+    assert s["vsr"] == 1.0 and s["iou_mean"] == 0.0 and math.isnan(s["iou_mean_valid"])
+
+
+def test_summary_of_nothing_is_an_error():
+    with pytest.raises(ValueError, match="no evaluation results"):
+        summarize([])
+
+
+def test_worst_cases_put_failures_first():
+    assert [r.name for r in pick_worst(_results(), k=2)] == ["c", "b"]
+
+
+def test_report_files_are_written_and_json_is_strict(tmp_path):
+    results = _results()
+    image = Image.new("RGB", (64, 48), "grey")
+    rows = [GalleryRow(r, image, image if r.valid else None, image) for r in results]
+    settings = {"title": "unit", "backend": "none"}
+    summary = write_report(results, tmp_path, settings, gallery=rows, worst=rows[:2])
+    markdown = (tmp_path / "report.md").read_text()
+    assert "| flange | 2 | 50.0 % | 0.350 |" in markdown
+    assert "failures" in markdown.lower() and "gallery.png" in markdown and "gallery_worst.png" in markdown
+    payload = json.loads((tmp_path / "report.json").read_text(), parse_constant=pytest.fail)
+    assert payload["summary"]["vsr"] == summary["vsr"] == 0.75
+    assert [s["name"] for s in payload["samples"]] == ["a", "b", "c", "d"]
+    for name in ("histograms.png", "gallery.png", "gallery_worst.png"):
+        with Image.open(tmp_path / name) as png:
+            assert png.width > 100 and png.height > 100
+    assert draw_gallery(rows, "t").size == (3 * 160, 22 + 4 * 160)
+
+
+def test_a_folder_without_ground_truth_is_refused_with_the_names(tmp_path):
+    from training.evaluate import EvaluationDataError, load_samples
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "lonely.png")
+    with pytest.raises(EvaluationDataError, match="lonely.png"):
+        load_samples(tmp_path)
+    with pytest.raises(EvaluationDataError, match="not a folder"):
+        load_samples(tmp_path / "missing")

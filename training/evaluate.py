@@ -1,0 +1,306 @@
+"""Evaluate a model end to end: image in, CadQuery solid out, compared with the ground truth.
+
+    python -m training.evaluate --data DIR --backend auto|hf|gguf|remote [--model PATH] [--n N] --out DIR
+
+``--data`` is either a CadSnap dataset (``training.synth`` output; ``--split`` picks the split) or a
+plain folder of ``NAME.png`` beside ``NAME.py`` (CadQuery source) or ``NAME.step`` (DESIGN.md), with
+an optional ``families.json`` ({name: family}). Every sample goes through the same
+``model_runtime.pipeline.Pipeline`` that ``generate`` and the server use: ``--n 1`` is greedy
+decoding, ``--n N`` samples N candidates and keeps the pipeline's best-ranked one (ranking never
+sees the ground truth). Writes ``report.md``, ``report.json``, ``histograms.png``, ``gallery.png``
+and ``gallery_worst.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from training.report import GALLERY_ROWS, GalleryRow, SampleResult, pick_worst, write_report
+
+METRIC_ERROR = "metric_error"  # the output was valid but IoU/Chamfer could not be computed
+
+
+class EvaluationDataError(ValueError):
+    """The evaluation data cannot be read: wrong layout, missing ground truth, empty."""
+
+
+@dataclass
+class EvalSample:
+    name: str
+    image: Image.Image
+    family: str = "unknown"
+    code: str | None = None  # ground truth as CadQuery source ...
+    step: Path | None = None  # ... or as a STEP file
+
+
+# -------------------------------------------------------------------------------------------- data
+
+
+def is_image_folder(data: Path) -> bool:
+    return any(data.glob("*.png"))
+
+
+def folder_samples(data: Path) -> list[EvalSample]:
+    """``NAME.png`` + ``NAME.py`` or ``NAME.step`` pairs, sorted by name."""
+    families_file = data / "families.json"
+    families = json.loads(families_file.read_text(encoding="utf-8")) if families_file.exists() else {}
+    samples, missing = [], []
+    for png in sorted(data.glob("*.png")):
+        py, step = png.with_suffix(".py"), next(
+            (p for p in (png.with_suffix(".step"), png.with_suffix(".stp")) if p.exists()), None
+        )
+        if not py.exists() and step is None:
+            missing.append(png.name)
+            continue
+        try:
+            image = Image.open(png)
+            image.load()
+        except OSError as exc:
+            raise EvaluationDataError(f"{png} is not a readable image: {exc}") from exc
+        samples.append(EvalSample(
+            name=png.stem, image=image, family=families.get(png.stem, "unknown"),
+            code=py.read_text(encoding="utf-8") if py.exists() else None, step=None if py.exists() else step,
+        ))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise EvaluationDataError(
+            f"{len(missing)} image(s) in {data} have no NAME.py or NAME.step ground truth beside them: "
+            f"{shown}"
+        )
+    return samples
+
+
+def dataset_samples(data: Path, split: str, limit: int | None) -> Iterator[EvalSample]:
+    from training.synth.dataset import load_split
+
+    rows = load_split(data, split)
+    if limit is not None:
+        rows = rows.select(range(min(limit, len(rows))))
+    for i, row in enumerate(rows):
+        yield EvalSample(name=f"{split}_{i:05d}", image=row["image"], family=row.get("family") or "unknown",
+                         code=row["code"])
+
+
+def load_samples(data: Path, split: str = "test", limit: int | None = None) -> list[EvalSample]:
+    if not data.is_dir():
+        raise EvaluationDataError(f"{data} is not a folder")
+    if is_image_folder(data):
+        samples = folder_samples(data)[:limit]
+    else:
+        try:
+            samples = list(dataset_samples(data, split, limit))
+        except (FileNotFoundError, ValueError) as exc:
+            raise EvaluationDataError(
+                f"{data} holds neither NAME.png + NAME.py/NAME.step files nor a CadSnap dataset "
+                f"split {split!r}: {exc}"
+            ) from exc
+    if not samples:
+        raise EvaluationDataError(f"no samples in {data}")
+    return samples
+
+
+# ------------------------------------------------------------------------------------------ shapes
+
+
+def truth_shape(sample: EvalSample, pool) -> tuple[Any, str]:
+    """The ground-truth solid and its BREP text: the source run in the sandbox, or the STEP file read."""
+    if sample.code is not None:
+        executed = pool.run(sample.code, formats=("brep",))
+        return executed.shape(), executed.brep
+    import cadquery as cq
+
+    solids = cq.importers.importStep(str(sample.step)).vals()
+    if not solids:
+        raise EvaluationDataError(f"{sample.step} holds no shape")
+    shape = solids[0] if len(solids) == 1 else cq.Compound.makeCompound(solids)
+    buffer = io.BytesIO()
+    shape.exportBrep(buffer)
+    return shape, buffer.getvalue().decode()
+
+
+def shape_from_brep(brep: str):
+    import cadquery as cq
+
+    return cq.Shape.importBrep(io.BytesIO(brep.encode()))
+
+
+def render_reference(shape) -> Image.Image | None:
+    """The reference-style isometric render (None when the renderer fails: the gallery shows a box)."""
+    from model_runtime.render import render
+
+    try:
+        return render(shape, size=224)
+    except Exception as exc:  # a gallery tile is not worth losing the report over
+        print(f"warning: render failed: {exc}", file=sys.stderr)
+        return None
+
+
+# ------------------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class Outcome:
+    """One sample's result plus the shapes the gallery needs (BREP text, kept off the report)."""
+
+    result: SampleResult
+    candidate_brep: str | None = None
+    truth_brep: str | None = None
+
+
+def _error_code(exc: BaseException) -> str:
+    return str(getattr(exc, "code", None) or type(exc).__name__)
+
+
+def _best(result) -> Any:
+    """The chosen candidate of a pipeline result (attribute names per model_runtime.pipeline)."""
+    return getattr(result, "best", None)
+
+
+def evaluate_sample(sample: EvalSample, pipeline, pool, n: int) -> Outcome:
+    from model_runtime.metrics import chamfer, iou
+    from model_runtime.pipeline import GenerateRequest
+
+    record = SampleResult(name=sample.name, family=sample.family)
+    try:
+        truth, truth_brep = truth_shape(sample, pool)
+    except Exception as exc:
+        raise EvaluationDataError(f"ground truth of {sample.name} does not build: {exc}") from exc
+
+    start = time.perf_counter()
+    try:
+        result = pipeline.run(GenerateRequest(image=sample.image, n=n))
+    except Exception as exc:  # every failure is a data point: invalid output, timeout, ...
+        record.latency_s = time.perf_counter() - start
+        record.error, record.message = _error_code(exc), str(getattr(exc, "message", exc))[:300]
+        record.n_candidates = n
+        return Outcome(record, truth_brep=truth_brep)
+    record.latency_s = time.perf_counter() - start
+
+    candidates = list(getattr(result, "candidates", []) or [])
+    record.n_candidates = len(candidates) or n
+    record.n_valid = sum(bool(getattr(c, "valid", False)) for c in candidates)
+    record.stages = dict(getattr(result, "timings", None) or {})
+    best = _best(result)
+    if best is None or not getattr(best, "valid", False):
+        record.error = getattr(best, "error_code", None) or "all_candidates_invalid"
+        record.code = getattr(best, "code", "") if best is not None else ""
+        return Outcome(record, truth_brep=truth_brep)
+    record.valid, record.code = True, best.code
+    candidate = best.exec_result.shape()
+    try:
+        record.iou = float(iou(candidate, truth))
+        record.chamfer = float(chamfer(candidate, truth))
+    except Exception as exc:  # an OCC boolean can fail on odd geometry: keep the sample, say so
+        record.error, record.message = METRIC_ERROR, str(exc)[:300]
+    return Outcome(record, candidate_brep=best.exec_result.brep, truth_brep=truth_brep)
+
+
+def _render_brep(brep: str | None) -> Image.Image | None:
+    return render_reference(shape_from_brep(brep)) if brep else None
+
+
+def gallery_rows(
+    outcomes: list[Outcome], samples: dict[str, EvalSample], names: list[str]
+) -> list[GalleryRow]:
+    by_name = {o.result.name: o for o in outcomes}
+    rows = []
+    for name in names:
+        outcome = by_name[name]
+        candidate, truth = _render_brep(outcome.candidate_brep), _render_brep(outcome.truth_brep)
+        rows.append(GalleryRow(outcome.result, samples[name].image, candidate, truth))
+    return rows
+
+
+def run_evaluation(
+    samples: list[EvalSample], pipeline, pool, *, n: int = 1, out_dir: str | Path,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``samples`` through ``pipeline`` and write the report into ``out_dir``; return the summary."""
+    outcomes: list[Outcome] = []
+    progress = tqdm(samples, desc=f"evaluate (N={n})", unit="img")
+    for sample in progress:
+        outcomes.append(evaluate_sample(sample, pipeline, pool, n))
+        results = [o.result for o in outcomes]
+        progress.set_postfix(
+            vsr=f"{sum(r.valid for r in results) / len(results):.2f}",
+            iou=f"{sum(r.score for r in results) / len(results):.3f}",
+        )
+    results = [o.result for o in outcomes]
+    by_name = {s.name: s for s in samples}
+    gallery = gallery_rows(outcomes, by_name, [r.name for r in results[:GALLERY_ROWS]])
+    worst = gallery_rows(outcomes, by_name, [r.name for r in pick_worst(results)])
+    settings = {
+        "mode": "greedy (N=1)" if n == 1 else f"best-of-{n} (pipeline ranking, no ground truth)",
+        **(settings or {}),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    return write_report(results, out_dir, settings, gallery=gallery, worst=worst)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True,
+                        help="a CadSnap dataset folder or a folder of NAME.png + NAME.py/NAME.step")
+    parser.add_argument("--split", default="test", help="dataset split (ignored for a plain folder)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "hf", "gguf", "remote"))
+    parser.add_argument("--model", help="model folder, GGUF file or remote model name (backend-specific)")
+    parser.add_argument("--mmproj", help="gguf backend: the mmproj GGUF (found beside --model if omitted)")
+    parser.add_argument("--adapter", help="hf backend: a PEFT LoRA adapter folder")
+    parser.add_argument("--n", type=int, default=1, help="candidates per image: 1 greedy, N > 1 best-of-N")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
+    parser.add_argument("--workers", type=int, default=1, help="sandbox worker processes")
+    parser.add_argument("--title", default=None, help="report title (default: the model)")
+    parser.add_argument("--out", type=Path, required=True, help="report folder")
+    args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error("--n must be at least 1")
+
+    try:
+        samples = load_samples(args.data, args.split, args.limit)
+    except EvaluationDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    from model_runtime.backends import load_backend
+    from model_runtime.pipeline import Pipeline
+    from model_runtime.sandbox import SandboxPool
+
+    config = {k: v for k in ("model", "mmproj", "adapter") if (v := getattr(args, k))}
+    backend = load_backend(args.backend, **config)
+    model_name = str(getattr(backend, "model_name", None) or args.model or args.backend)
+    settings = {
+        "title": args.title or model_name,
+        "backend": getattr(backend, "name", args.backend),
+        "model": model_name,
+        "data": f"{args.data.name} ({'folder' if is_image_folder(args.data) else 'split ' + args.split})",
+        "samples": len(samples),
+    }
+    with SandboxPool(workers=args.workers) as pool:
+        pipeline = Pipeline(backend, pool)
+        try:
+            summary = run_evaluation(samples, pipeline, pool, n=args.n, out_dir=args.out, settings=settings)
+        except EvaluationDataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(
+        f"VSR {summary['vsr']:.1%}  IoU mean {summary['iou_mean']:.3f} (failures 0), "
+        f"valid-only {summary['iou_mean_valid']:.3f}  latency p50 {summary['latency_s']['p50']:.2f} s"
+        f"  -> {args.out / 'report.md'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
