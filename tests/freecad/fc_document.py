@@ -1,0 +1,142 @@
+"""Inside freecadcmd: package.xml through FreeCAD's own reader; insertion, properties, undo, edit,
+save and reopen through the workbench's insert module; preferences in FreeCAD's parameter tree.
+
+Reads fixtures (a CadQuery BREP, its source, an image) from the folder in CADSNAP_FC_FIXTURES.
+"""
+
+import json
+import os
+import tempfile
+import unittest
+from pathlib import Path
+
+import FreeCAD
+import Part
+
+from freecad_workbench import insert, preferences
+from freecad_workbench.launcher import addon_root
+
+FIXTURES = Path(os.environ.get("CADSNAP_FC_FIXTURES", "."))
+
+
+def _fixture(name):
+    return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+class PackageMetadataTest(unittest.TestCase):
+    def test_freecad_reads_package_xml(self):
+        meta = FreeCAD.Metadata(str(addon_root() / "package.xml"))
+        self.assertEqual(meta.Name, "CadSnap")
+        self.assertEqual(meta.Version, "0.1.0")
+        self.assertIn("LGPL-2.1-or-later", [entry["name"] for entry in meta.License])
+        self.assertTrue(meta.Maintainer and meta.Maintainer[0]["name"] == "CadSnap developers")
+        self.assertTrue(meta.FreeCADMin.startswith("0.20"))
+        self.assertTrue((addon_root() / meta.Icon).is_file(), meta.Icon)
+        self.assertTrue(meta.supportsCurrentFreeCAD())
+        workbenches = meta.Content["workbench"]
+        self.assertEqual(len(workbenches), 1)
+        self.assertEqual(workbenches[0].Classname, "CadSnapWorkbench")
+        self.assertEqual(workbenches[0].Subdirectory, "./")
+        self.assertTrue((addon_root() / "InitGui.py").is_file())
+
+
+class InsertTest(unittest.TestCase):
+    def setUp(self):
+        self.doc = FreeCAD.newDocument("CadSnapTest")
+        self.doc.UndoMode = 1  # on in the GUI, off by default in freecadcmd
+        self.brep = _fixture("box.brep")
+        self.info = insert.SolidInfo(
+            source=_fixture("box.py"), image_path=str(FIXTURES / "flange plate.png"), backend="hf",
+            model="tiny-llava", score=0.875, instruction="a plate", camera="Rotation(0,0,0,1)")
+        self.expected = json.loads(_fixture("box.json"))
+
+    def tearDown(self):
+        FreeCAD.closeDocument(self.doc.Name)
+
+    def test_insert_sets_shape_name_and_properties(self):
+        obj = insert.insert_solid(self.doc, self.brep, self.info)
+        self.assertEqual(obj.TypeId, "Part::Feature")
+        self.assertEqual(obj.Name, "flange_plate")
+        self.assertEqual(obj.Label, "flange plate")
+        self.assertTrue(obj.Shape.isValid())
+        self.assertEqual(len(obj.Shape.Solids), 1)
+        self.assertAlmostEqual(obj.Shape.Volume, self.expected["volume"], places=6)
+        self.assertEqual(obj.CadQuerySource, self.info.source)
+        self.assertEqual(obj.InputImage, self.info.image_path)
+        self.assertEqual((obj.Backend, obj.Model, obj.Instruction), ("hf", "tiny-llava", "a plate"))
+        self.assertAlmostEqual(obj.Score, 0.875)
+        for _, name, _ in insert.PROPERTIES:
+            self.assertEqual(obj.getGroupOfProperty(name), "CadSnap")
+        self.assertTrue(obj.Placement.isIdentity())
+
+    def test_insert_at_a_picked_point(self):
+        obj = insert.insert_solid(self.doc, self.brep, self.info, placement=FreeCAD.Vector(10, 20, 30))
+        self.assertEqual(obj.Placement.Base, FreeCAD.Vector(10, 20, 30))
+        self.assertAlmostEqual(obj.Shape.BoundBox.XMin, self.expected["bbox"][0] + 10, places=6)
+
+    def test_one_undo_removes_the_insertion_and_redo_brings_it_back(self):
+        before = self.doc.UndoCount
+        obj = insert.insert_solid(self.doc, self.brep, self.info)
+        name = obj.Name
+        self.assertEqual(self.doc.UndoCount, before + 1)
+        self.doc.undo()
+        self.assertIsNone(self.doc.getObject(name))
+        self.doc.redo()
+        self.assertAlmostEqual(self.doc.getObject(name).Shape.Volume, self.expected["volume"], places=6)
+
+    def test_bad_geometry_leaves_the_document_untouched(self):
+        for bad in ("", "not a brep", self.brep[: len(self.brep) // 3]):
+            with self.assertRaises(insert.InsertError):
+                insert.insert_solid(self.doc, bad, self.info)
+        self.assertEqual(self.doc.Objects, [])
+        self.assertEqual(self.doc.UndoCount, 0)
+
+    def test_failure_inside_the_transaction_is_rolled_back(self):
+        with self.assertRaises(Exception):  # noqa: B017 - whatever FreeCAD raises for a bad placement
+            insert.insert_solid(self.doc, self.brep, self.info, placement="not a placement")
+        self.assertEqual(self.doc.Objects, [])
+
+    def test_edit_replaces_shape_and_source_in_one_undoable_step(self):
+        obj = insert.insert_solid(self.doc, self.brep, self.info, placement=FreeCAD.Vector(5, 0, 0))
+        bigger = Part.makeBox(40, 40, 40).exportBrepToString()
+        insert.update_solid(obj, bigger, "import cadquery as cq\nresult = cq.Workplane().box(40, 40, 40)\n")
+        self.assertAlmostEqual(obj.Shape.Volume, 64000, places=3)
+        self.assertIn("box(40, 40, 40)", obj.CadQuerySource)
+        self.assertEqual(obj.Placement.Base, FreeCAD.Vector(5, 0, 0))
+        self.doc.undo()
+        self.assertAlmostEqual(obj.Shape.Volume, self.expected["volume"], places=6)
+        self.assertEqual(obj.CadQuerySource, self.info.source)
+
+    def test_edit_refuses_objects_cadsnap_did_not_make(self):
+        plain = self.doc.addObject("Part::Box", "Box")
+        with self.assertRaises(insert.InsertError):
+            insert.update_solid(plain, self.brep, "x")
+
+    def test_saved_document_reopens_with_everything(self):
+        obj = insert.insert_solid(self.doc, self.brep, self.info)
+        name = obj.Name
+        path = os.path.join(tempfile.mkdtemp(), "part.FCStd")
+        self.doc.saveAs(path)
+        FreeCAD.closeDocument(self.doc.Name)
+        self.doc = FreeCAD.openDocument(path)
+        again = self.doc.getObject(name)
+        self.assertEqual(again.CadQuerySource, self.info.source)
+        self.assertEqual(again.InputImage, self.info.image_path)
+        self.assertEqual((again.Backend, again.Model, again.CaptureCamera),
+                         ("hf", "tiny-llava", "Rotation(0,0,0,1)"))
+        self.assertAlmostEqual(again.Score, 0.875)
+        self.assertEqual(again.getGroupOfProperty("CadQuerySource"), "CadSnap")
+        self.assertTrue(again.Shape.isValid())
+        self.assertAlmostEqual(again.Shape.Volume, self.expected["volume"], places=6)
+
+
+class PreferencesTreeTest(unittest.TestCase):
+    def test_round_trip_through_the_parameter_tree(self):
+        group = FreeCAD.ParamGet(preferences.PARAM_PATH)
+        saved = preferences.Preferences(runtime_url="http://127.0.0.1:5000", candidates=7,
+                                        job_timeout_s=42.5, start_runtime=False, model_path="/m/x.gguf")
+        saved.save(group)
+        self.assertEqual(preferences.Preferences.load(FreeCAD.ParamGet(preferences.PARAM_PATH)), saved)
+        self.assertEqual(preferences.current(), saved)
+        group.Clear()
+        self.assertEqual(preferences.current(), preferences.Preferences())

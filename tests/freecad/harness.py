@@ -1,0 +1,44 @@
+"""Runs FreeCAD the way a user has it: the add-on laid out as the Addon Manager installs it.
+
+``addon_home(tmp)`` makes a throwaway HOME whose ``.local/share/FreeCAD/Mod/CadSnap`` links to this
+repository (setting PYTHONPATH for freecadcmd crashes it), so the user's real FreeCAD config is never
+touched. FreeCAD swallows exceptions and exits 0: callers fail on any Traceback in the output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def addon_home(base: Path) -> Path:
+    home = base / "home"
+    mod = home / ".local" / "share" / "FreeCAD" / "Mod"
+    mod.mkdir(parents=True, exist_ok=True)
+    link = mod / "CadSnap"
+    if not link.exists():
+        link.symlink_to(REPO_ROOT, target_is_directory=True)
+    return home
+
+
+def freecad_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"),
+               CADSNAP_CONFIG_DIR=str(home / "cadsnap-config"), CADSNAP_CACHE_DIR=str(home / "cadsnap-cache"),
+               PYTHONDONTWRITEBYTECODE="1")
+    env.update(extra)
+    return env
+
+
+def run_freecadcmd_tests(module: str, home: Path, timeout_s: float = 120.0, **extra: str) -> str:
+    """``freecadcmd -t MODULE``; returns the combined output after checking it passed cleanly."""
+    proc = subprocess.run(["freecadcmd", "-t", module], env=freecad_env(home, **extra), cwd=home,
+                          capture_output=True, text=True, timeout=timeout_s)
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output, output
+    assert "\nOK" in output, output
+    return output

@@ -1,0 +1,39 @@
+"""Real FreeCAD 0.20 (headless freecadcmd): metadata, insertion, undo, edit, save/reopen, preferences."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.freecad.harness import addon_home, run_freecadcmd_tests
+
+BOX_SOURCE = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10).faces(">Z").hole(6)\n'
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory):
+    """A real CadQuery solid as BREP text, its source, its volume and bounding box, and an image."""
+    import cadquery as cq
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("fc_fixtures")
+    namespace: dict = {}
+    exec(BOX_SOURCE, namespace)  # our own fixed program, not generated code
+    shape = namespace["result"].val()
+    shape.exportBrep(str(folder / "box.brep"))
+    (folder / "box.py").write_text(BOX_SOURCE)
+    box = shape.BoundingBox()
+    (folder / "box.json").write_text(json.dumps(
+        {"volume": shape.Volume(), "bbox": [box.xmin, box.ymin, box.zmin, box.xmax, box.ymax, box.zmax]}))
+    Image.new("RGB", (64, 64), "white").save(folder / "flange plate.png")
+    return folder
+
+
+@pytest.mark.freecad
+def test_document_insertion_in_real_freecad(tmp_path, fixtures):
+    output = run_freecadcmd_tests("tests.freecad.fc_document", addon_home(tmp_path),
+                                  CADSNAP_FC_FIXTURES=str(fixtures))
+    ran = re.search(r"Ran (\d+) tests?", output)
+    assert ran and int(ran.group(1)) == 10, output
