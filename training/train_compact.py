@@ -1,0 +1,394 @@
+"""Train the compact built-in CadSnap model from scratch: a small LLaVA (ViT -> MLP -> Llama).
+
+Read top to bottom: config, data, tokenizer, model, schedule, loop (with validation and
+checkpoints), curves. The model is a plain ``LlavaForConditionalGeneration`` built by
+``training.llava_model``, batches come from the shared ``training.collate.LlavaCollator`` (the same
+prompt and label masking as the QLoRA recipe), so the result goes through the same merge-free GGUF
+export and backends as a fine-tuned 7B model.
+
+    python -m training.train_compact --data DATA --out RUN              # train (or continue) a run
+    python -m training.train_compact --data DATA --out RUN --synth 60000 --export model_runtime/models
+                                                                         # regenerate data, train, export
+
+A run is resumable: ``RUN/checkpoint`` holds the weights, optimiser, schedule, data position and
+history; starting the same command again continues where it stopped (bit for bit on CPU). The
+finished model is saved as a Hugging Face folder in ``RUN/model`` with ``RUN/curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from model_runtime.prompt import build_prompt
+
+
+@dataclass
+class CompactTrainConfig:
+    data: str = "scratch/data"  # a training.synth dataset folder (train + val splits)
+    out: str = "scratch/compact"  # run folder: tokenizer/, checkpoint/, model/, curves.png, history.json
+    preset: str = "compact"  # LlavaModelConfig preset: compact (shipped) or tiny (tests)
+    vocab_size: int = 1024  # code tokenizer size; numbers and common calls become single tokens
+    max_length: int = 512  # image tokens + prompt + code; longer samples are dropped, never cut
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine decays to lr * this
+    warmup_steps: int = 200
+    max_steps: int = 20_000  # the schedule's length; a run may stop earlier and resume later
+    stop_at: int = 0  # > 0: checkpoint and stop after this step (time-boxed sessions)
+    time_limit_min: float = 0.0  # > 0: checkpoint and stop after this many minutes
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default (all cores)
+    device: str = "auto"  # auto: cuda when available, else cpu
+    max_train_samples: int = 0  # 0 = all
+    log_every: int = 10
+    save_every: int = 200
+    eval_every: int = 1000
+    eval_samples: int = 16  # val images decoded greedily and run in the sandbox per validation
+    max_new_tokens: int = 400
+    seed: int = 0
+    synth: int = 0  # > 0: first regenerate DATA with this many samples (python -m training.synth)
+    synth_workers: int = 2
+    export: str = ""  # a folder: export the finished model to GGUF there (training.export_gguf)
+    export_quant: str = "q8_0"
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def regenerate_data(cfg: CompactTrainConfig) -> None:
+    """The data engine, as a subprocess (its own resumable CLI, progress and manifest)."""
+    cmd = [sys.executable, "-m", "training.synth", "--n", str(cfg.synth), "--out", cfg.data,
+           "--workers", str(cfg.synth_workers)]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+
+
+def load_rows(cfg: CompactTrainConfig, collator) -> tuple[Any, Any]:
+    """Train and val splits, over-long samples dropped (filtered on text only: no image decoded)."""
+    from training.collate import filter_overlong
+    from training.synth.dataset import load_split
+
+    train = load_split(cfg.data, "train")
+    if cfg.max_train_samples:
+        train = train.select(range(min(cfg.max_train_samples, len(train))))
+    before = len(train)
+    train = filter_overlong(train, collator)
+    if len(train) < before:
+        print(f"dropped {before - len(train)} of {before} training samples over {cfg.max_length} tokens")
+    val = load_split(cfg.data, "val")
+    val = val.select(range(min(len(val), max(cfg.eval_samples, cfg.batch_size))))
+    return train, val
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
+    """Row indices of ``step``'s batch: a fresh permutation per epoch, so resuming needs only ``step``."""
+    import numpy as np
+
+    start = step * batch_size
+    out: list[int] = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n)
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        out.extend(int(i) for i in order[offset: offset + batch_size - len(out)])
+    return out
+
+
+def rows_at(dataset, indices: list[int]) -> list[dict[str, Any]]:
+    columns = dataset[indices]
+    pairs = zip(columns["image"], columns["code"], strict=True)
+    return [{"image": image, "code": code} for image, code in pairs]
+
+
+# ------------------------------------------------------------------------------ tokenizer and model
+
+
+def prepare_tokenizer(cfg: CompactTrainConfig, out: Path):
+    """Trained once per run on the training programs, then reused (a resumed run must not retrain it)."""
+    from training.code_tokenizer import load_code_tokenizer, train_code_tokenizer
+    from training.synth.dataset import load_split
+
+    folder = out / "tokenizer"
+    if (folder / "tokenizer.model").exists():
+        return load_code_tokenizer(folder)
+    programs = load_split(cfg.data, "train").select_columns(["code"])["code"]
+    return train_code_tokenizer(programs, folder, vocab_size=cfg.vocab_size)
+
+
+def model_config(cfg: CompactTrainConfig):
+    from training.llava_model import LlavaModelConfig
+
+    presets = {"compact": LlavaModelConfig.compact, "tiny": LlavaModelConfig.tiny}
+    if cfg.preset not in presets:
+        raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {sorted(presets)}")
+    return presets[cfg.preset]()
+
+
+def lr_factor(step: int, cfg: CompactTrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model, cfg: CompactTrainConfig):
+    """AdamW; no weight decay on norms, biases and embeddings' positional tables (1-D tensors)."""
+    import torch
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    history: dict[str, list] = field(default_factory=lambda: {"train": [], "val": []})
+
+
+def save_checkpoint(out: Path, model, processor, optimizer, scheduler, state: TrainState) -> None:
+    """Written beside the old one and swapped in, so a run killed mid-save still has a checkpoint."""
+    import torch
+
+    tmp, final = out / "checkpoint.tmp", out / "checkpoint"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": state.step,
+         "torch_rng": torch.get_rng_state()},
+        tmp / "trainer_state.pt",
+    )
+    (tmp / "history.json").write_text(json.dumps(state.history))
+    old = out / "checkpoint.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path, optimizer, scheduler) -> TrainState:
+    """Optimiser, schedule, data position and history of ``out/checkpoint`` (weights: see ``train``)."""
+    import torch
+
+    folder = out / "checkpoint"
+    trainer = torch.load(folder / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(trainer["optimizer"])
+    scheduler.load_state_dict(trainer["scheduler"])
+    torch.set_rng_state(trainer["torch_rng"])
+    history = json.loads((folder / "history.json").read_text())
+    print(f"resuming {out} at step {trainer['step']}")
+    return TrainState(step=trainer["step"], history=history)
+
+
+# -------------------------------------------------------------------------------------- validation
+
+
+def validate(model, processor, collator, val, pool, cfg: CompactTrainConfig, device) -> dict[str, float]:
+    """Validation loss on one batch, and VSR/IoU of greedy decoding on ``eval_samples`` val images."""
+    import torch
+
+    from model_runtime.extract import extract_code
+    from model_runtime.images import load_image
+    from model_runtime.metrics import iou
+    from model_runtime.sandbox import SandboxError
+
+    model.eval()
+    with torch.no_grad():
+        batch = collator(rows_at(val, list(range(min(len(val), cfg.batch_size)))))
+        val_loss = model(**{k: v.to(device) for k, v in batch.items()}).loss.item()
+        valid, scores = 0, []
+        n = min(cfg.eval_samples, len(val))
+        for i in range(n):
+            row = val[i]
+            inputs = processor(images=[load_image(row["image"])], text=[build_prompt()], return_tensors="pt")
+            inputs = {k: v.to(device) for k, v in inputs.items()}
+            generated = model.generate(**inputs, max_new_tokens=cfg.max_new_tokens, do_sample=False)
+            answer = generated[0, inputs["input_ids"].shape[1]:]
+            text = processor.tokenizer.decode(answer, skip_special_tokens=True)
+            try:
+                shape = pool.run(extract_code(text)).shape()
+                truth = pool.run(row["code"]).shape()
+                scores.append(float(iou(shape, truth)))
+                valid += 1
+            except SandboxError:
+                scores.append(0.0)
+            except Exception:  # a metric failure on a valid solid: count the solid, score 0
+                scores.append(0.0)
+                valid += 1
+    model.train()
+    return {"val_loss": val_loss, "vsr": valid / max(1, n), "iou": sum(scores) / max(1, n)}
+
+
+# ------------------------------------------------------------------------------------------ curves
+
+
+def plot_curves(history: dict[str, list], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 3.6))
+    if history["train"]:
+        steps = [h["step"] for h in history["train"]]
+        ax_loss.plot(steps, [h["loss"] for h in history["train"]], lw=0.8, label="train loss")
+    if history["val"]:
+        val_steps = [h["step"] for h in history["val"]]
+        ax_loss.plot(val_steps, [h["val_loss"] for h in history["val"]], "o-", label="val loss")
+        ax_val.plot(val_steps, [h["vsr"] for h in history["val"]], "o-", label="VSR")
+        ax_val.plot(val_steps, [h["iou"] for h in history["val"]], "s-", label="IoU (failures 0)")
+    ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
+    ax_val.set(xlabel="step", ylim=(0, 1), title="greedy validation")
+    for ax in (ax_loss, ax_val):
+        ax.legend(loc="best")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+# -------------------------------------------------------------------------------------------- main
+
+
+def train(cfg: CompactTrainConfig) -> Path:
+    """Train (or continue) the run in ``cfg.out``; returns the saved model folder."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    from model_runtime.sandbox import SandboxPool
+    from training.collate import LlavaCollator
+    from training.llava_model import build_llava
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.synth:
+        regenerate_data(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    tokenizer = prepare_tokenizer(cfg, out)
+    arch = model_config(cfg)
+    model, processor = build_llava(arch, tokenizer, seed=cfg.seed)
+    resuming = (out / "checkpoint" / "trainer_state.pt").exists()
+    if resuming:  # from_pretrained knows the saved key layout; the processor is rebuilt identically
+        model = LlavaForConditionalGeneration.from_pretrained(out / "checkpoint", dtype=torch.float32)
+    model.to(device)
+    collator = LlavaCollator(processor, max_length=cfg.max_length)
+    train_rows, val_rows = load_rows(cfg, collator)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{n_params / 1e6:.1f} M parameters, {arch.image_tokens} image tokens, "
+          f"{len(train_rows)} training samples, device {device}, {torch.get_num_threads()} threads")
+
+    optimizer = make_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    state = load_checkpoint(out, optimizer, scheduler) if resuming else TrainState()
+
+    model.train()
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    progress = tqdm(range(state.step, cfg.max_steps), initial=state.step, total=cfg.max_steps, desc="train")
+    with SandboxPool(workers=1) as pool:
+        session_start = window_start = time.perf_counter()
+        window_samples = 0
+        for step in progress:
+            indices = batch_indices(step, cfg.batch_size, len(train_rows), cfg.seed)
+            batch = collator(rows_at(train_rows, indices))
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = model(**batch).loss
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step = step + 1
+            window_samples += cfg.batch_size
+
+            if state.step % cfg.log_every == 0 or state.step == cfg.max_steps:
+                rate = window_samples / (time.perf_counter() - window_start)
+                window_start, window_samples = time.perf_counter(), 0
+                state.history["train"].append({
+                    "step": state.step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": float(grad_norm), "samples_per_s": rate,
+                })
+                progress.set_postfix(loss=f"{loss.item():.4f}", sps=f"{rate:.1f}")
+            if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
+                metrics = validate(model, processor, collator, val_rows, pool, cfg, device)
+                state.history["val"].append({"step": state.step, **metrics})
+                tqdm.write(f"step {state.step}: val loss {metrics['val_loss']:.4f}  "
+                           f"VSR {metrics['vsr']:.2f}  IoU {metrics['iou']:.3f}")
+            out_of_time = (cfg.stop_at and state.step >= cfg.stop_at) or (
+                cfg.time_limit_min and time.perf_counter() - session_start > 60 * cfg.time_limit_min
+            )
+            if out_of_time:
+                save_checkpoint(out, model, processor, optimizer, scheduler, state)
+                plot_curves(state.history, out / "curves.png")
+                print(f"stopped at step {state.step} of {cfg.max_steps}; run the same command to continue")
+                return out / "checkpoint"
+            if state.step % cfg.save_every == 0 or state.step == cfg.max_steps:
+                save_checkpoint(out, model, processor, optimizer, scheduler, state)
+                plot_curves(state.history, out / "curves.png")
+            if state.step % cfg.eval_every == 0 or state.step % cfg.save_every == 0:
+                window_start = time.perf_counter() - 1e-9  # throughput excludes validation and saving
+                window_samples = 0
+
+    final = out / "model"
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    (final / "cadsnap_model.json").write_text(json.dumps(arch.to_dict(), indent=2))
+    (out / "history.json").write_text(json.dumps(state.history, indent=1))
+    plot_curves(state.history, out / "curves.png")
+    if cfg.export:
+        cmd = [sys.executable, "-m", "training.export_gguf", str(final), "--out", cfg.export,
+               "--quant", cfg.export_quant]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return final
+
+
+def parse_config(argv: list[str] | None = None) -> CompactTrainConfig:
+    """Every config field is a ``--flag`` (underscores as dashes), typed and defaulted from the dataclass."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train_compact", description=__doc__.split("\n")[0]
+    )
+    for f in dataclasses.fields(CompactTrainConfig):
+        flag = f"--{f.name.replace('_', '-')}"
+        parser.add_argument(flag, dest=f.name, type=type(f.default), default=f.default)
+    return CompactTrainConfig(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(argv)
+    if not cfg.synth and not Path(cfg.data).exists():
+        print(f"error: no data at {cfg.data}; generate it with --synth N (or python -m training.synth)",
+              file=sys.stderr)
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    print(f"model in {train(cfg)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
