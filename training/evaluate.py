@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = {k: v for k in ("model", "mmproj", "adapter") if (v := getattr(args, k))}
     backend = load_backend(args.backend, **config)
-    model_name = str(getattr(backend, "model_name", None) or args.model or args.backend)
+    model_name = str(getattr(backend, "model_id", None) or args.model or args.backend)
     settings = {
         "title": args.title or model_name,
         "backend": getattr(backend, "name", args.backend),

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 DONE_MARKER = "CADSNAP-FREECAD-RENDERS-DONE"
 BACKGROUNDS = ("White", "Current", "Black", "Transparent")
+ZOOM_OUT = 1.25  # camera height after fitAll, relative: about the reference renders' free border
 
 # Runs inside FreeCAD's own Python (stdlib + FreeCAD only). Reads the job file named in the env.
 DRIVER = r'''
@@ -51,6 +52,9 @@ for item in job["items"]:
         view = FreeCADGui.ActiveDocument.ActiveView
         view.viewIsometric()
         view.fitAll()
+        camera = view.getCameraNode()  # fitAll can touch the border; leave a margin like a screenshot
+        if hasattr(camera, "height"):
+            camera.height.setValue(camera.height.getValue() * job["zoom_out"])
         view.saveImage(item["png"], job["size"], job["size"], job["background"])
         done.append(item["name"])
     except Exception as exc:  # one bad shape must not lose the batch; reported by name
@@ -85,7 +89,9 @@ def freecad_command() -> list[str]:
     raise FreeCADRenderError("no display and no xvfb-run: apt-get install xvfb")
 
 
-def run_freecad_batch(items: list[dict], size: int, background: str, timeout_s: float) -> set[str]:
+def run_freecad_batch(
+    items: list[dict], size: int, background: str, timeout_s: float, zoom_out: float = ZOOM_OUT
+) -> set[str]:
     """Render ``items`` ({name, brep, png}) in one FreeCAD session; return the names it rendered."""
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {BACKGROUNDS}, not {background!r}")
@@ -94,7 +100,8 @@ def run_freecad_batch(items: list[dict], size: int, background: str, timeout_s: 
         (tmp_path / "home").mkdir()
         driver = tmp_path / "render_driver.py"
         driver.write_text(DRIVER, encoding="utf-8")
-        job = {"items": items, "size": size, "background": background, "done": str(tmp_path / "done.json")}
+        job = {"items": items, "size": size, "background": background, "zoom_out": zoom_out,
+               "done": str(tmp_path / "done.json")}
         (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
         env = dict(
             os.environ,
