@@ -22,7 +22,6 @@ class CadSnapWorkbench(Gui.Workbench):
 
     MenuText = "CadSnap"
     ToolTip = "Turn a picture of a part into an editable CadQuery solid"
-    Icon = os.path.join(_ROOT, "freecad_workbench", "resources", "icons", "CadSnap.svg")
 
     def Initialize(self):
         from freecad_workbench import commands
@@ -41,4 +40,7 @@ class CadSnapWorkbench(Gui.Workbench):
         return "Gui::PythonWorkbench"
 
 
+# Set here, not in the class body: FreeCAD runs this file with separate globals and locals,
+# so a class body cannot see the names above.
+CadSnapWorkbench.Icon = os.path.join(_ROOT, "freecad_workbench", "resources", "icons", "CadSnap.svg")
 Gui.addWorkbench(CadSnapWorkbench())

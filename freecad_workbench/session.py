@@ -1,0 +1,50 @@
+"""What the commands share while FreeCAD runs: the current picture and the runtime manager."""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from model_runtime import protocol
+
+from .launcher import RuntimeManager
+
+
+@dataclass
+class Picture:
+    """An image to generate from. ``path`` is where it is on disk (captures are saved there)."""
+
+    png: bytes
+    path: str
+    source: str  # "view", "region", "file", "clipboard"
+    camera: str = ""
+
+
+current_picture: Picture | None = None
+runtime = RuntimeManager()
+atexit.register(runtime.stop)  # FreeCAD's exit also runs the Qt aboutToQuit hook set in commands
+
+
+def captures_dir() -> Path:
+    folder = protocol.cache_dir() / "captures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def new_capture_path(kind: str) -> Path:
+    return captures_dir() / f"{kind}-{datetime.now():%Y%m%d-%H%M%S-%f}.png"
+
+
+def set_picture(picture: Picture) -> Picture:
+    global current_picture
+    current_picture = picture
+    return picture
+
+
+# Open windows are kept referenced here so Python does not collect them while Qt shows them.
+active_panel = None
+region_selector = None
+edit_dialog = None
+setup_dialog = None
