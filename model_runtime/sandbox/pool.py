@@ -1,0 +1,381 @@
+"""A pool of warm sandbox workers: run generated CadQuery code, get one measured solid or a typed error.
+
+Workers are plain subprocesses (``python -m model_runtime.sandbox.worker``) speaking JSON frames over
+pipes, each in its own session and temporary folder. Chosen over multiprocessing because the child
+never re-imports the caller's ``__main__`` (the CLI, pytest, a server), the return path carries no
+pickle, and a whole process group can be killed. Each worker imports cadquery once (~1–3 s), so
+workers start in background threads at pool creation, and a worker that times out, crashes or hits
+a limit is killed at once and replaced in the background while the other workers keep serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+from model_runtime.sandbox.errors import (
+    OutputTooLarge,
+    ResourceLimit,
+    SandboxError,
+    SandboxUnavailable,
+    Timeout,
+    WorkerCrashed,
+    error_from_dict,
+)
+from model_runtime.sandbox.policy import check_policy
+from model_runtime.sandbox.result import ExecResult
+from model_runtime.sandbox.wire import FrameTooLarge, read_frame, write_frame
+
+EXPORT_FORMATS = ("brep", "step", "stl")
+# Time allowed on top of a job's timeout for the reply to cross the pipe.
+_REPLY_GRACE_S = 0.1
+_MAX_START_FAILURES = 3
+
+
+class _Died(Exception):
+    """The worker's stdout closed: it exited, was killed or crashed."""
+
+
+class _Worker:
+    def __init__(self, config: dict[str, Any], max_frame_bytes: int):
+        self.workdir = tempfile.mkdtemp(prefix="cadsnap-sandbox-")
+        env = dict(os.environ)
+        # The child must import this package even when it is run from a source tree, not installed.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+        env.setdefault("OMP_NUM_THREADS", "1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "model_runtime.sandbox.worker", json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.workdir,
+            env=env,
+            start_new_session=(os.name == "posix"),
+        )
+        self.jobs = 0
+        self.stderr_tail: deque[str] = deque(maxlen=30)
+        self._replies: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
+        self._max_frame_bytes = max_frame_bytes
+        threading.Thread(target=self._read_replies, daemon=True, name="cadsnap-sandbox-reader").start()
+        threading.Thread(target=self._drain_stderr, daemon=True, name="cadsnap-sandbox-stderr").start()
+
+    def _read_replies(self) -> None:
+        try:
+            while True:
+                frame = read_frame(self.proc.stdout, self._max_frame_bytes)  # type: ignore[arg-type]
+                self._replies.put(frame)
+                if frame is None:
+                    return
+        except FrameTooLarge as exc:
+            self._replies.put(exc)
+        except (OSError, ValueError) as exc:
+            self._replies.put(exc)
+
+    def _drain_stderr(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for raw in self.proc.stderr:  # type: ignore[union-attr]
+                self.stderr_tail.append(raw.decode("utf-8", "replace").rstrip())
+
+    def wait_reply(self, timeout: float | None) -> dict[str, Any]:
+        """The next frame; raises queue.Empty on timeout, _Died at end of stream."""
+        reply = self._replies.get(timeout=timeout)
+        if isinstance(reply, FrameTooLarge):
+            raise OutputTooLarge(
+                f"the worker's reply is {reply.size} bytes; the cap is {self._max_frame_bytes}"
+            )
+        if reply is None or isinstance(reply, BaseException):
+            raise _Died(str(reply or "end of stream"))
+        return reply
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            write_frame(self.proc.stdin, message)  # type: ignore[arg-type]
+        except (OSError, ValueError) as exc:
+            raise _Died(f"cannot write to the worker: {exc}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                if os.name == "posix":
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                else:
+                    self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def exit_description(self) -> tuple[int | None, str]:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=2)
+        code = self.proc.returncode
+        if code is None:
+            return None, "still running"
+        if code < 0:
+            try:
+                return code, signal.Signals(-code).name
+            except ValueError:
+                return code, f"signal {-code}"
+        return code, f"exit status {code}"
+
+
+def _kill_all(workers: set[_Worker]) -> None:
+    for worker in list(workers):
+        worker.kill()
+
+
+class SandboxPool:
+    """Run untrusted CadQuery code in warm, limited, killable worker processes. Thread-safe.
+
+    >>> with SandboxPool(workers=2, timeout_s=10.0) as pool:
+    ...     res = pool.run("import cadquery as cq\\nresult = cq.Workplane().box(1, 2, 3)")
+    ...     res.volume
+    6.0
+
+    ``memory_mb`` is the address space a job may add on top of a warm worker's baseline.
+    ``max_output_bytes`` caps BREP plus exports per job. Workers are recycled after
+    ``max_jobs_per_worker`` jobs so slow leaks in OCCT cannot accumulate.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout_s: float = 10.0,
+        memory_mb: int = 2048,
+        *,
+        max_output_bytes: int = 64 * 1024 * 1024,
+        max_jobs_per_worker: int = 200,
+        start_timeout_s: float = 120.0,
+    ):
+        if workers < 1:
+            raise ValueError("a SandboxPool needs at least one worker")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self.size = workers
+        self.timeout_s = float(timeout_s)
+        self.memory_mb = int(memory_mb)
+        self.max_output_bytes = int(max_output_bytes)
+        self.max_jobs_per_worker = int(max_jobs_per_worker)
+        self.start_timeout_s = float(start_timeout_s)
+        self._config = {"memory_mb": self.memory_mb, "max_output_bytes": self.max_output_bytes}
+        # Base64 STL plus JSON framing can exceed the byte cap; the worker enforces the exact cap.
+        self._max_frame_bytes = 2 * self.max_output_bytes + 1024 * 1024
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()
+        self._starting = 0
+        self._start_failures = 0
+        self._last_start_error = ""
+        self._closed = False
+        self.restarts = 0
+        self.jobs = 0
+        self._finalizer = weakref.finalize(self, _kill_all, self._workers)
+        for _ in range(workers):
+            self._spawn_async()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill every worker; later calls to run() raise SandboxUnavailable."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._finalizer()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until every worker is warm (True) or the timeout passes (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while len(self._idle) < self.size:
+                if self._closed or self._start_failures >= _MAX_START_FAILURES:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "workers": self.size,
+                "idle": len(self._idle),
+                "busy": len(self._workers) - len(self._idle),
+                "starting": self._starting,
+                "restarts": self.restarts,
+                "jobs": self.jobs,
+            }
+
+    def _spawn_async(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._starting += 1
+        threading.Thread(target=self._spawn, daemon=True, name="cadsnap-sandbox-spawn").start()
+
+    def _spawn(self) -> None:
+        worker: _Worker | None = None
+        try:
+            worker = _Worker(self._config, self._max_frame_bytes)
+            with self._cond:
+                self._workers.add(worker)
+            hello = worker.wait_reply(self.start_timeout_s)
+            if not hello.get("ready"):
+                raise _Died(f"unexpected first message {hello!r}")
+        except (_Died, queue.Empty, OSError, SandboxError) as exc:
+            detail = ""
+            if worker is not None:
+                worker.kill()
+                detail = "\n".join(list(worker.stderr_tail)[-5:])
+            with self._cond:
+                if worker is not None:
+                    self._workers.discard(worker)
+                self._starting -= 1
+                self._start_failures += 1
+                self._last_start_error = f"{exc or type(exc).__name__}; worker stderr: {detail or '(empty)'}"
+                retry = not self._closed and self._start_failures < _MAX_START_FAILURES
+                self._cond.notify_all()
+            if retry:
+                time.sleep(0.5)
+                self._spawn_async()
+            return
+        with self._cond:
+            self._starting -= 1
+            if self._closed:
+                self._workers.discard(worker)
+                worker.kill()
+                return
+            self._start_failures = 0
+            self._idle.append(worker)
+            self._cond.notify_all()
+
+    def _acquire(self) -> _Worker:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise SandboxUnavailable("the sandbox pool is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._start_failures >= _MAX_START_FAILURES and not self._starting:
+                    raise SandboxUnavailable(
+                        "sandbox workers cannot start (is cadquery installed in this environment? "
+                        f"`python -m model_runtime doctor` checks): {self._last_start_error}"
+                    )
+                self._cond.wait()
+
+    def _release(self, worker: _Worker) -> None:
+        with self._cond:
+            if self._closed:
+                self._workers.discard(worker)
+            else:
+                self._idle.append(worker)
+                self._cond.notify()
+                return
+        worker.kill()
+
+    def _replace(self, worker: _Worker) -> None:
+        """Drop a worker and start its replacement; neither blocks the caller."""
+        with self._cond:
+            self._workers.discard(worker)
+            self.restarts += 1
+        threading.Thread(target=worker.kill, daemon=True, name="cadsnap-sandbox-kill").start()
+        self._spawn_async()
+
+    # -- running code ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        code: str,
+        timeout_s: float | None = None,
+        formats: tuple[str, ...] | list[str] = ("brep",),
+        *,
+        max_output_bytes: int | None = None,
+    ) -> ExecResult:
+        """Run ``code`` and return its one solid, or raise a SandboxError subclass saying why not.
+
+        ``timeout_s`` is wall-clock time for the whole job (run, check, export); ``formats`` picks
+        exports among "brep", "step" and "stl".
+        """
+        check_policy(code)
+        timeout = self.timeout_s if timeout_s is None else float(timeout_s)
+        if not timeout > 0:
+            raise ValueError("timeout_s must be positive")
+        wanted = tuple(dict.fromkeys(str(f).lower().lstrip(".") for f in formats))
+        unknown = [f for f in wanted if f not in EXPORT_FORMATS]
+        if unknown:
+            raise ValueError(f"unknown export format(s) {unknown}; choose among {list(EXPORT_FORMATS)}")
+        cap = (
+            self.max_output_bytes
+            if max_output_bytes is None
+            else min(int(max_output_bytes), self.max_output_bytes)
+        )
+        job = {"code": code, "timeout_s": timeout, "formats": list(wanted), "max_output_bytes": cap}
+
+        worker = self._acquire()
+        started = time.perf_counter()
+        try:
+            worker.send(job)
+            reply = worker.wait_reply(timeout + _REPLY_GRACE_S)
+        except queue.Empty:
+            self._replace(worker)
+            raise Timeout(
+                f"the code ran longer than {timeout:g} s and was stopped", detail={"timeout_s": timeout}
+            ) from None
+        except OutputTooLarge:
+            self._replace(worker)
+            raise
+        except _Died:
+            code_, how = worker.exit_description()
+            self._replace(worker)
+            raise self._death_error(code_, how, worker) from None
+        except BaseException:
+            self._replace(worker)
+            raise
+        elapsed = time.perf_counter() - started
+        worker.jobs += 1
+        with self._cond:
+            self.jobs += 1
+        if reply.get("recycle") or worker.jobs >= self.max_jobs_per_worker:
+            self._replace(worker)
+        else:
+            self._release(worker)
+        if not reply.get("ok"):
+            raise error_from_dict(reply.get("error") or {})
+        data = dict(reply["result"])
+        data["elapsed_s"] = elapsed
+        return ExecResult.from_dict(data)
+
+    @staticmethod
+    def _death_error(code: int | None, how: str, worker: _Worker) -> SandboxError:
+        detail = {"exit": how, "stderr": "\n".join(list(worker.stderr_tail)[-5:])}
+        if code is not None and code < 0:
+            sig = -code
+            if sig == getattr(signal, "SIGXCPU", None):
+                return ResourceLimit(
+                    "the code used more CPU time than allowed and was stopped", detail=detail
+                )
+            if sig == signal.SIGKILL:
+                return ResourceLimit(
+                    "the worker was killed, most likely for running out of memory", detail=detail
+                )
+        return WorkerCrashed(f"the CadQuery worker crashed ({how}) while running this code", detail=detail)
