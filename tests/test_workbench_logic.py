@@ -1,0 +1,317 @@
+"""The workbench's FreeCAD-free logic: naming, preferences, request building, job state, launcher."""
+
+from __future__ import annotations
+
+import base64
+import io
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from freecad_workbench import jobs, launcher, naming
+from freecad_workbench.client import ClientError, RuntimeUnreachable
+from freecad_workbench.preferences import Preferences, PreferencesError
+from model_runtime import protocol
+
+
+def _png(width=32, height=24, colour="white") -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _jpeg(width=40, height=30) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), "gray").save(buffer, "JPEG", progressive=True)
+    return buffer.getvalue()
+
+
+# --- naming --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "name", "label"), [
+    ("/x/flange plate.png", "flange_plate", "flange plate"),
+    ("C:/pics/2024-bracket.jpg", "CadSnap_2024_bracket", "2024-bracket"),
+    ("/x/Zahnrad-groß.png", "Zahnrad_gro", "Zahnrad-groß"),
+    ("/x/___.png", "CadSnap", "___"),
+    ("", "CadSnap", "CadSnap"),
+    (None, "CadSnap", "CadSnap"),
+])
+def test_object_names_are_valid_freecad_names(path, name, label):
+    assert naming.object_name(path) == name
+    assert naming.object_label(path) == label
+
+
+# --- preferences ---------------------------------------------------------------------------------
+
+class ParamGroup:
+    """FreeCAD's ParameterGrp API over a dict (typed getters with defaults, setters)."""
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], object] = {}
+
+    def _get(self, kind, name, default):
+        return self.values.get((kind, name), default)
+
+    def GetString(self, name, default=""):  # noqa: N802
+        return self._get("s", name, default)
+
+    def GetInt(self, name, default=0):  # noqa: N802
+        return self._get("i", name, default)
+
+    def GetFloat(self, name, default=0.0):  # noqa: N802
+        return self._get("f", name, default)
+
+    def GetBool(self, name, default=False):  # noqa: N802
+        return self._get("b", name, default)
+
+    def SetString(self, name, value):  # noqa: N802
+        assert isinstance(value, str)
+        self.values["s", name] = value
+
+    def SetInt(self, name, value):  # noqa: N802
+        assert isinstance(value, int) and not isinstance(value, bool)
+        self.values["i", name] = value
+
+    def SetFloat(self, name, value):  # noqa: N802
+        assert isinstance(value, float)
+        self.values["f", name] = value
+
+    def SetBool(self, name, value):  # noqa: N802
+        assert isinstance(value, bool)
+        self.values["b", name] = value
+
+
+def test_default_preferences_are_valid_and_local():
+    prefs = Preferences().validated()
+    assert prefs.runtime_url == f"http://127.0.0.1:{protocol.DEFAULT_PORT}"
+    assert (prefs.host, prefs.port, prefs.is_local) == ("127.0.0.1", protocol.DEFAULT_PORT, True)
+    assert Preferences.load(ParamGroup()) == Preferences()
+
+
+def test_preferences_round_trip_with_the_right_types():
+    group = ParamGroup()
+    saved = Preferences(runtime_url=" http://localhost:5005/ ", interpreter=" /opt/venv/bin/python ",
+                        backend="gguf", candidates=8, job_timeout_s=12.5, start_runtime=False)
+    saved.save(group)
+    assert group.values["i", "candidates"] == 8 and group.values["b", "start_runtime"] is False
+    loaded = Preferences.load(group)
+    assert loaded.runtime_url == "http://localhost:5005"
+    assert loaded.interpreter == "/opt/venv/bin/python"
+    assert (loaded.port, loaded.backend, loaded.job_timeout_s, loaded.is_local) == (5005, "gguf", 12.5, True)
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"runtime_url": "localhost:47615"}, "not an http"),
+    ({"runtime_url": "http://127.0.0.1:99999"}, "bad port"),
+    ({"backend": "torch"}, "not one of"),
+    ({"backend": "remote"}, "remote server"),
+    ({"candidates": 0}, "Candidates"),
+    ({"candidates": protocol.MAX_CANDIDATES + 1}, "Candidates"),
+    ({"capture_size": 10}, "Capture size"),
+    ({"job_timeout_s": 0.0}, "Job timeout"),
+])
+def test_bad_preferences_name_the_setting(changes, words):
+    group = ParamGroup()
+    with pytest.raises(PreferencesError, match=words):
+        Preferences(**changes).save(group)
+    assert group.values == {}  # nothing half-written
+
+
+def test_remote_runtime_is_not_local():
+    assert not Preferences(runtime_url="http://10.1.2.3:47615").is_local
+
+
+# --- request building ----------------------------------------------------------------------------
+
+def test_image_size_reads_png_and_jpeg_headers():
+    assert jobs.image_size(_png(32, 24)) == (32, 24)
+    assert jobs.image_size(_jpeg(40, 30)) == (40, 30)
+
+
+@pytest.mark.parametrize("data", [b"", b"GIF89a....", _png()[:40], _png()[:-12], _jpeg()[:20],
+                                  b"\x89PNG\r\n\x1a\n"])
+def test_corrupt_or_unknown_images_are_refused_before_sending(data):
+    with pytest.raises(jobs.RequestError) as caught:
+        jobs.GenerateRequest(image=data).to_json()
+    assert caught.value.code == protocol.ERROR_BAD_IMAGE
+
+
+def test_request_body_has_only_what_was_set():
+    image = _png()
+    body = jobs.GenerateRequest(image=image, instruction="  holes are 6 mm ", n=3, target_size_mm=120,
+                                backend="gguf").to_json()
+    assert base64.b64decode(body["image"]) == image
+    assert body == {"image": body["image"], "n": 3, "instruction": "holes are 6 mm",
+                    "target_size_mm": 120.0, "backend": "gguf"}
+    plain = jobs.GenerateRequest(image=image, instruction="   ", backend="auto").to_json()
+    assert set(plain) == {"image", "n"}
+
+
+def test_request_limits():
+    with pytest.raises(jobs.RequestError, match="between 1"):
+        jobs.GenerateRequest(image=_png(), n=protocol.MAX_CANDIDATES + 1).to_json()
+    with pytest.raises(jobs.RequestError, match="millimetres"):
+        jobs.GenerateRequest(image=_png(), target_size_mm=-5).to_json()
+    huge = bytearray(_png())
+    huge[16:24] = (5000).to_bytes(4, "big") * 2  # header claims 5000×5000
+    with pytest.raises(jobs.RequestError) as caught:
+        jobs.GenerateRequest(image=bytes(huge)).to_json()
+    assert caught.value.code == protocol.ERROR_TOO_LARGE
+
+
+# --- job state -----------------------------------------------------------------------------------
+
+def _events(job_id="j1"):
+    yield {"type": "status", "job_id": job_id, "status": "running", "stage": "generating", "progress": 0.1}
+    deltas = ((0, "import cadquery as cq\n"), (1, "import cadquery"), (0, "result = cq.Workplane()"))
+    for index, text in deltas:
+        yield {"type": "token", "job_id": job_id, "index": index, "text": text}
+    yield {"type": "candidate", "job_id": job_id, "index": 1, "valid": False, "score": None,
+           "error": {"code": "syntax_error", "message": "line 1: invalid syntax"}}
+    yield {"type": "candidate", "job_id": job_id, "index": 0, "valid": True, "score": 0.8}
+    yield {"type": "status", "job_id": job_id, "status": "running", "stage": "ranking", "progress": 1.7}
+
+
+def test_events_fold_into_candidates_progress_and_result():
+    state = jobs.JobState()
+    for event in _events():
+        state.apply(event)
+    assert state.job_id == "j1" and state.progress == 1.0 and state.stage == "ranking"
+    assert not state.finished
+    assert state.candidates[0].code == "import cadquery as cq\nresult = cq.Workplane()"
+    assert state.candidates[1].error == "line 1: invalid syntax" and state.candidates[1].valid is False
+    assert [c.index for c in state.ranked()] == [0, 1]
+    assert state.best().brep is None  # no geometry yet
+
+    state.apply({"type": "result", "job_id": "j1", "result": {
+        "best_index": 0, "code": "final code", "brep": "BREP", "score": 0.8, "backend": "hf", "model": "tiny",
+        "candidates": [{"index": 0, "code": "final code", "valid": True, "score": 0.8},
+                       {"index": 1, "valid": False, "error": "syntax"}]}})
+    assert state.finished and state.status == protocol.JOB_DONE
+    best = state.best()
+    assert (best.index, best.code, best.brep, best.score) == (0, "final code", "BREP", 0.8)
+    assert (state.backend, state.model) == ("hf", "tiny")
+
+
+def test_result_without_candidate_list_still_gives_a_solid():
+    state = jobs.JobState()
+    state.apply_job({"status": "done", "result": {"code": "c", "brep": "B", "score": 0.5}})
+    best = state.best()
+    assert (best.code, best.brep, best.valid) == ("c", "B", True)
+
+
+def test_best_prefers_higher_scores_and_skips_invalid():
+    state = jobs.JobState()
+    state.apply_job({"status": "done", "result": {"candidates": [
+        {"index": 0, "valid": True, "score": 0.2, "brep": "A"},
+        {"index": 1, "valid": False, "score": 0.99},
+        {"index": 2, "valid": True, "score": 0.7, "brep": "C"}]}})
+    assert state.best().brep == "C"
+
+
+def test_failed_and_cancelled_jobs_explain_themselves():
+    failed = jobs.JobState()
+    failed.apply({"type": "error", "job_id": "j", "error": {"code": protocol.ERROR_ALL_INVALID,
+                                                             "message": "All 4 candidates failed."}})
+    assert failed.finished and failed.best() is None
+    text = jobs.describe_error(failed.error_code, failed.error_message)
+    assert text.startswith("All 4 candidates failed.") and "more candidates" in text
+
+    cancelled = jobs.JobState()
+    cancelled.apply({"type": "cancelled", "job_id": "j"})
+    assert cancelled.status == protocol.JOB_CANCELLED and "unchanged" in cancelled.error_message
+    assert jobs.describe_error(None, None) == "The job failed for an unknown reason."
+
+
+# --- launcher ------------------------------------------------------------------------------------
+
+def test_serve_command_carries_the_preferences():
+    prefs = Preferences(runtime_url="http://127.0.0.1:5123", backend="gguf", model_path="/m/a.gguf",
+                        mmproj_path="/m/p.gguf")
+    assert launcher.serve_command(Path("/venv/bin/python"), prefs) == [
+        "/venv/bin/python", "-m", "model_runtime", "serve", "--host", "127.0.0.1", "--port", "5123",
+        "--backend", "gguf", "--model", "/m/a.gguf", "--mmproj", "/m/p.gguf"]
+    assert "--backend" not in launcher.serve_command(Path("py"), Preferences())
+
+
+def test_setup_commands_make_a_venv_then_install(tmp_path):
+    steps = launcher.setup_commands(Path("/usr/bin/python3"), tmp_path / "venv", "/addon", extras="cpu")
+    python = str(launcher.venv_python(tmp_path / "venv"))
+    assert steps[0] == ["/usr/bin/python3", "-m", "venv", str(tmp_path / "venv")]
+    assert steps[2][-1] == "/addon[cpu]" and steps[2][0] == python
+    assert steps[-1] == [python, "-m", "model_runtime", "setup"]
+    assert len(launcher.setup_commands(Path("p"), tmp_path, "/addon", build_llama=False)) == 3
+
+
+def test_runtime_interpreter_prefers_the_configured_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("CADSNAP_CACHE_DIR", str(tmp_path))
+    assert launcher.runtime_interpreter(Preferences()) is None
+    venv_python = launcher.venv_python(launcher.default_venv_dir())
+    venv_python.parent.mkdir(parents=True)
+    venv_python.touch()
+    assert launcher.runtime_interpreter(Preferences()) == venv_python
+    assert launcher.runtime_interpreter(Preferences(interpreter="/x/python")) == Path("/x/python")
+
+
+def test_find_base_python_finds_a_real_311():
+    found = launcher.find_base_python()
+    assert launcher.python_version(found) >= launcher.MIN_RUNTIME_PYTHON
+    with pytest.raises(launcher.RuntimeNotInstalled, match="Python 3.11"):
+        launcher.find_base_python("/nonexistent/python")
+
+
+def test_run_steps_streams_lines_and_names_the_failing_step():
+    lines: list[str] = []
+    ok = [sys.executable, "-c", "print('one'); print('two')"]
+    launcher.run_steps([ok], lines.append)
+    assert lines[1:] == ["one", "two"] and lines[0].startswith("[1/1]")
+    with pytest.raises(launcher.LauncherError, match=r"Step 2 failed \(exit code 3\)"):
+        launcher.run_steps([ok, [sys.executable, "-c", "raise SystemExit(3)"]], lines.append)
+
+
+def test_run_steps_cancel_stops_a_silent_step():
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    with pytest.raises(launcher.LauncherError, match="cancelled"):
+        launcher.run_steps([[sys.executable, "-c", "import time; time.sleep(30)"]], lambda _: None, cancel)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_manager_refuses_to_start_when_told_not_to(tmp_path):
+    prefs = Preferences(runtime_url=f"http://127.0.0.1:{_free_port()}", start_runtime=False)
+    with pytest.raises(RuntimeUnreachable, match="No CadSnap runtime answers"):
+        launcher.RuntimeManager(tmp_path).ensure(prefs)
+    remote = Preferences(runtime_url="http://192.0.2.1:1", connect_timeout_s=0.2)
+    with pytest.raises(ClientError):
+        launcher.RuntimeManager(tmp_path).ensure(remote)
+
+
+def test_manager_says_how_to_install_when_nothing_is_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("CADSNAP_CACHE_DIR", str(tmp_path))
+    prefs = Preferences(runtime_url=f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(launcher.RuntimeNotInstalled, match="Set up runtime"):
+        launcher.RuntimeManager(tmp_path).ensure(prefs)
+
+
+def test_manager_reports_a_runtime_that_dies_while_starting(tmp_path, monkeypatch):
+    # The system Python has no runtime installed: `-m model_runtime serve` really fails at once.
+    system_python = launcher.find_base_python()
+    monkeypatch.chdir(tmp_path)  # keep this checkout's model_runtime off the child's path
+    prefs = Preferences(runtime_url=f"http://127.0.0.1:{_free_port()}", interpreter=str(system_python),
+                        startup_timeout_s=30)
+    manager = launcher.RuntimeManager(tmp_path)
+    statuses: list[str] = []
+    with pytest.raises(launcher.RuntimeStartFailed, match="exited") as caught:
+        manager.ensure(prefs, statuses.append)
+    assert "No module named model_runtime" in str(caught.value)
+    assert statuses and manager.process is None
