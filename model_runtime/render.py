@@ -58,12 +58,15 @@ class RenderStyle:
     padding: float = 0.09  # free border on each side, as a share of the image side
     shift: tuple[float, float] = (0.0, 0.0)  # part offset from centre, share of the image side
     supersample: int = 1  # render N times larger and shrink: anti-aliasing
+    resolution: float = 1.0  # below 1: render smaller and enlarge, like a low-resolution screenshot
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.padding < 0.45:
             raise ValueError(f"padding must be in [0, 0.45), got {self.padding}")
         if max(abs(self.shift[0]), abs(self.shift[1])) > self.padding:
             raise ValueError(f"shift {self.shift} would push the part out of frame (padding {self.padding})")
+        if not 0.25 <= self.resolution <= 1.0:
+            raise ValueError(f"resolution must be in [0.25, 1], got {self.resolution}")
         if self.supersample not in (1, 2, 3, 4):
             raise ValueError(f"supersample must be 1..4, got {self.supersample}")
 
@@ -133,6 +136,7 @@ def random_style(rng: random.Random) -> RenderStyle:
         padding=padding,
         shift=(rng.uniform(-limit, limit), rng.uniform(-limit, limit)),
         supersample=rng.choice((1, 1, 2)),
+        resolution=rng.choice((1.0, 1.0, 1.0, rng.uniform(0.5, 0.9))),
     )
 
 
@@ -211,6 +215,13 @@ class _Renderer:
         return geometry.GetOutput()
 
     def render(self, shape: Any, size: int, style: RenderStyle, view: View) -> Image.Image:
+        drawn = max(16, round(size * style.resolution))
+        image = self._draw(shape, drawn, style, view)
+        if drawn != size:
+            image = image.resize((size, size), Image.Resampling.BILINEAR)
+        return image
+
+    def _draw(self, shape: Any, size: int, style: RenderStyle, view: View) -> Image.Image:
         poly = _mesh(shape)
         faces = self._select(poly, (_MT_SHADED_FACE,))
         if faces.GetNumberOfCells() == 0:

@@ -1,0 +1,253 @@
+"""Sharded, resumable, parallel dataset writer.
+
+Layout of ``out``::
+
+    config.json                      the settings the data was made with (a resume must match them)
+    data/{train,val,test}/shard-00007.parquet
+    shards/shard-00007.json          written last: the shard is finished; counts and signatures
+    manifest.json                    totals per split, family, operation and rejection reason
+
+Shard k holds seeds ``base_seed + k*shard_size ...``. Workers build whole shards; the parent takes
+them in shard order, drops any sample whose geometry signature it has already kept (so one part
+never lands in two splits) and writes the parquet files, so the result does not depend on the
+number of workers. A resumed run reloads finished shards' signatures and skips those shards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from training.synth.sample import SPLITS, Sample, SampleRejected, make_sample
+
+FORMAT_VERSION = 1
+
+
+class DatasetConfigMismatch(ValueError):
+    """``out`` already holds data made with other settings; resuming would mix two datasets."""
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    out: Path
+    n: int  # at least this many samples are kept (whole shards, so up to one shard more)
+    workers: int = 1
+    shard_size: int = 200
+    image_size: int = 224
+    base_seed: int = 0
+    reference_share: float = 0.25  # share of images in FreeCAD's reference look and isometric view
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide the content; a resume must use the same."""
+        return {"format_version": FORMAT_VERSION, "shard_size": self.shard_size, "image_size": self.image_size,
+                "base_seed": self.base_seed, "reference_share": self.reference_share}
+
+
+@dataclass
+class ShardResult:
+    index: int
+    samples: list[Sample]
+    rejected: Counter = field(default_factory=Counter)
+    rejected_by_family: Counter = field(default_factory=Counter)
+    timings: dict[str, float] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+
+def shard_seeds(config: WriterConfig, index: int) -> range:
+    start = config.base_seed + index * config.shard_size
+    return range(start, start + config.shard_size)
+
+
+def build_shard(config: WriterConfig, index: int) -> ShardResult:
+    """Every sample of one shard (runs in a worker). Rejections are counted, not raised."""
+    from training.synth.program import generate
+
+    started = time.perf_counter()
+    result = ShardResult(index=index, samples=[])
+    timings: Counter = Counter()
+    for seed in shard_seeds(config, index):
+        try:
+            sample = make_sample(seed, config.image_size, config.reference_share)
+        except SampleRejected as exc:
+            result.rejected[exc.reason] += 1
+            result.rejected_by_family[generate(seed).family] += 1
+            continue
+        timings.update(sample.timings)
+        result.samples.append(sample)
+    result.timings = dict(timings)
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _features() -> Any:
+    from datasets import Features, Image, List, Value
+
+    return Features({"image": Image(), "code": Value("string"), "family": Value("string"),
+                     "params": Value("string"), "camera": Value("string"), "seed": Value("int64"),
+                     "operations": List(Value("string")), "signature": Value("string")})
+
+
+def _shard_name(index: int) -> str:
+    return f"shard-{index:05d}"
+
+
+def write_shard_files(out: Path, index: int, samples: list[Sample]) -> dict[str, int]:
+    """One parquet file per split that has samples; returns rows per split."""
+    from datasets import Dataset
+
+    counts = {}
+    for split in SPLITS:
+        rows = [s.row() for s in samples if s.split == split]
+        counts[split] = len(rows)
+        if not rows:
+            continue
+        folder = out / "data" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        columns = {key: [row[key] for row in rows] for key in rows[0]}
+        target = folder / f"{_shard_name(index)}.parquet"
+        partial = target.with_suffix(".parquet.partial")
+        Dataset.from_dict(columns, features=_features()).to_parquet(str(partial))
+        os.replace(partial, target)
+    return counts
+
+
+def _atomic_json(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(payload, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _check_config(config: WriterConfig) -> None:
+    path = config.out / "config.json"
+    if path.exists():
+        existing = json.loads(path.read_text(encoding="utf-8"))
+        if existing != config.identity():
+            raise DatasetConfigMismatch(
+                f"{config.out} holds data made with {existing}; this run asks for {config.identity()}. "
+                "Use another --out folder, or the same settings to resume.")
+    else:
+        _atomic_json(path, config.identity())
+
+
+def _finished(out: Path) -> dict[int, dict[str, Any]]:
+    done = {}
+    for path in sorted((out / "shards").glob("shard-*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        done[int(record["index"])] = record
+    return done
+
+
+def _run_shards(config: WriterConfig, indices: list[int]) -> Iterator[ShardResult]:
+    """Shard results in shard order, from ``config.workers`` processes (or this one)."""
+    if config.workers <= 1:
+        for index in indices:
+            yield build_shard(config, index)
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with mp.get_context(method).Pool(config.workers, maxtasksperchild=25) as pool:
+        yield from pool.imap(_build_shard_star, [(config, i) for i in indices], chunksize=1)
+
+
+def _build_shard_star(job: tuple[WriterConfig, int]) -> ShardResult:
+    return build_shard(*job)
+
+
+def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]:
+    """Write (or finish) the dataset in ``config.out``; returns the manifest."""
+    if config.n < 1 or config.shard_size < 1 or config.workers < 1:
+        raise ValueError("n, shard_size and workers must be at least 1")
+    config.out.mkdir(parents=True, exist_ok=True)
+    _check_config(config)
+    done = _finished(config.out)
+    seen: set[str] = {sig for record in done.values() for sig in record["signatures"]}
+    kept = sum(record["kept"] for record in done.values())
+    started = time.perf_counter()
+    bar = tqdm(total=config.n, initial=min(kept, config.n), unit="sample", disable=not progress,
+               desc="synth", dynamic_ncols=True)
+    next_index = 0
+    while kept < config.n:
+        # Shards still to make: enough for the missing samples at the rate seen so far.
+        rate = (kept / max(1, len(done) * config.shard_size)) if done else 0.9
+        wanted = math.ceil((config.n - kept) / max(0.05, rate) / config.shard_size)
+        todo: list[int] = []
+        while len(todo) < max(1, wanted):
+            if next_index not in done:
+                todo.append(next_index)
+            next_index += 1
+        for shard in _run_shards(config, todo):
+            fresh = []
+            duplicates = 0
+            for sample in shard.samples:
+                if sample.signature in seen:
+                    duplicates += 1
+                    continue
+                seen.add(sample.signature)
+                fresh.append(sample)
+            per_split = write_shard_files(config.out, shard.index, fresh)
+            record = {
+                "index": shard.index, "seeds": [shard_seeds(config, shard.index).start,
+                                                shard_seeds(config, shard.index).stop],
+                "kept": len(fresh), "duplicates": duplicates, "splits": per_split,
+                "rejected": dict(shard.rejected), "rejected_by_family": dict(shard.rejected_by_family),
+                "families": dict(Counter(s.family for s in fresh)),
+                "operations": dict(Counter(op for s in fresh for op in s.operations)),
+                "code_chars": [len(s.code) for s in fresh], "timings": shard.timings,
+                "elapsed_s": shard.elapsed_s, "signatures": [s.signature for s in fresh],
+            }
+            _atomic_json(config.out / "shards" / f"{_shard_name(shard.index)}.json", record)
+            done[shard.index] = record
+            kept += len(fresh)
+            bar.update(min(len(fresh), max(0, config.n - bar.n)))
+            bar.set_postfix(shards=len(done), rejected=sum(shard.rejected.values()), dup=duplicates)
+    bar.close()
+    manifest = build_manifest(config, done, time.perf_counter() - started)
+    _atomic_json(config.out / "manifest.json", manifest)
+    return manifest
+
+
+def build_manifest(config: WriterConfig, done: dict[int, dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
+    totals: dict[str, Counter] = {key: Counter() for key in
+                                  ("splits", "families", "operations", "rejected", "rejected_by_family")}
+    timings: Counter = Counter()
+    lengths: list[int] = []
+    duplicates = 0
+    for record in done.values():
+        for key in totals:
+            totals[key].update(record[key])
+        timings.update(record["timings"])
+        lengths += record["code_chars"]
+        duplicates += record["duplicates"]
+    kept = sum(totals["splits"].values())
+    attempted = len(done) * config.shard_size
+    lengths.sort()
+    return {
+        "config": {**config.identity(), "n": config.n, "workers": config.workers},
+        "samples": kept,
+        "seeds_tried": attempted,
+        "shards": len(done),
+        "splits": dict(totals["splits"]),
+        "families": dict(sorted(totals["families"].items())),
+        "operations": dict(sorted(totals["operations"].items())),
+        "rejected": dict(totals["rejected"]),
+        "rejected_by_family": dict(sorted(totals["rejected_by_family"].items())),
+        "duplicates": duplicates,
+        "code_chars": {"median": lengths[len(lengths) // 2] if lengths else 0,
+                       "p95": lengths[int(len(lengths) * 0.95)] if lengths else 0,
+                       "max": lengths[-1] if lengths else 0},
+        "seconds_per_stage_total": {k: round(v, 2) for k, v in sorted(timings.items())},
+        "this_run_elapsed_s": round(elapsed_s, 1),
+    }
+
+
+__all__ = ["DatasetConfigMismatch", "WriterConfig", "build_shard", "write_dataset"]
