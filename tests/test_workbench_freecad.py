@@ -15,7 +15,6 @@ BOX_SOURCE = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 1
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     """A real CadQuery solid as BREP text, its source, its volume and bounding box, and an image."""
-    import cadquery as cq
     from PIL import Image
 
     folder = tmp_path_factory.mktemp("fc_fixtures")

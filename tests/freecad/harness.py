@@ -27,7 +27,8 @@ def addon_home(base: Path) -> Path:
 def freecad_env(home: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_DATA_HOME=str(home / ".local/share"),
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+               XDG_DATA_HOME=str(home / ".local/share"),
                CADSNAP_CONFIG_DIR=str(home / "cadsnap-config"), CADSNAP_CACHE_DIR=str(home / "cadsnap-cache"),
                PYTHONDONTWRITEBYTECODE="1")
     env.update(extra)
