@@ -115,7 +115,9 @@ class Candidate:
     def from_dict(cls, data: dict[str, Any], fallback_index: int = 0) -> Candidate:
         error = data.get("error")
         if isinstance(error, dict):
-            error = error.get("message") or error.get("code")
+            line = error.get("line")
+            text = str(error.get("message") or error.get("code") or "")
+            error = f"line {line}: {text}" if line else text
         result = data.get("result") if isinstance(data.get("result"), dict) else {}
         score = data.get("score")
         return cls(
@@ -168,7 +170,7 @@ class JobState:
             if isinstance(event.get("progress"), (int, float)):
                 self.progress = min(1.0, max(0.0, float(event["progress"])))
         elif kind == protocol.EVENT_TOKEN:
-            slot = self.candidate(int(event.get("index", 0)))
+            slot = self.candidate(int(event.get("candidate", event.get("index", 0))))
             slot.code += str(event.get("text") or event.get("delta") or "")
         elif kind == protocol.EVENT_CANDIDATE:
             incoming = Candidate.from_dict(event, fallback_index=len(self.candidates))
@@ -203,6 +205,11 @@ class JobState:
         if isinstance(error, dict):
             self.error_code = str(error.get("code") or protocol.ERROR_INTERNAL)
             self.error_message = str(error.get("message") or "The job failed.")
+            detail = error.get("detail") if isinstance(error.get("detail"), dict) else {}
+            for position, item in enumerate(detail.get("candidates") or []):
+                if isinstance(item, dict):
+                    incoming = Candidate.from_dict(item, fallback_index=position)
+                    self.candidate(incoming.index).merge(incoming)
         if self.status == protocol.JOB_CANCELLED and not self.error_code:
             self.error_code = protocol.ERROR_CANCELLED
             self.error_message = "The job was cancelled; the document is unchanged."
@@ -214,26 +221,31 @@ class JobState:
 
         return sorted(self.candidates.values(), key=key)
 
-    def best(self) -> Candidate | None:
-        """The candidate to accept by default: the result's choice, else the best valid one, else the
-        result's own code and BREP when it lists no candidates."""
+    def winner_index(self) -> int | None:
+        """The candidate the runtime chose: ``best_index``, else the first of its ranked list."""
         result = self.result or {}
-        chosen_index = result.get("best_index", result.get("index"))
-        chosen = self.candidates.get(chosen_index) if isinstance(chosen_index, int) else None
-        if chosen is None or not chosen.valid:
-            chosen = next((c for c in self.ranked() if c.valid), None)
-        if chosen is None:
-            if not result.get("brep"):
-                return None
-            chosen = Candidate(index=-1, code=str(result.get("code") or ""), valid=True)
-        result_code = str(result.get("code") or "").strip()
-        same = chosen.index in (chosen_index, -1) or chosen.code.strip() == result_code
-        if not chosen.brep and result.get("brep") and same:
-            chosen.brep = result["brep"]
-            chosen.code = chosen.code or str(result.get("code") or "")
-            if chosen.score is None and isinstance(result.get("score"), (int, float)):
-                chosen.score = float(result["score"])
-        return chosen
+        if isinstance(result.get("best_index"), int):
+            return result["best_index"]
+        ranked = [c for c in result.get("candidates") or [] if isinstance(c, dict)]
+        if ranked and ranked[0].get("valid") and isinstance(ranked[0].get("index"), int):
+            return ranked[0]["index"]
+        return None
+
+    def best(self) -> Candidate | None:
+        """The candidate to accept by default. The runtime's winner comes with the result's code and
+        BREP (the code may have been rescaled to the requested size); else the best valid candidate."""
+        result = self.result or {}
+        exec_result = result.get("result") if isinstance(result.get("result"), dict) else {}
+        brep = exec_result.get("brep") or result.get("brep")
+        winner = self.winner_index()
+        if brep and (winner is not None or not self.candidates):
+            listed = self.candidates.get(winner) if winner is not None else None
+            score = result.get("score", listed.score if listed else None)
+            return Candidate(index=winner if winner is not None else -1,
+                             code=str(result.get("code") or (listed.code if listed else "")), valid=True,
+                             score=float(score) if isinstance(score, (int, float)) else None, brep=brep,
+                             thumbnail_png=listed.thumbnail_png if listed else None)
+        return next((c for c in self.ranked() if c.valid), None)
 
 
 _ERROR_HINTS = {

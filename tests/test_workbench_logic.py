@@ -168,7 +168,7 @@ def _events(job_id="j1"):
     yield {"type": "status", "job_id": job_id, "status": "running", "stage": "generating", "progress": 0.1}
     deltas = ((0, "import cadquery as cq\n"), (1, "import cadquery"), (0, "result = cq.Workplane()"))
     for index, text in deltas:
-        yield {"type": "token", "job_id": job_id, "index": index, "text": text}
+        yield {"type": "token", "job_id": job_id, "candidate": index, "text": text}
     yield {"type": "candidate", "job_id": job_id, "index": 1, "valid": False, "score": None,
            "error": {"code": "syntax_error", "message": "line 1: invalid syntax"}}
     yield {"type": "candidate", "job_id": job_id, "index": 0, "valid": True, "score": 0.8}
@@ -186,19 +186,24 @@ def test_events_fold_into_candidates_progress_and_result():
     assert [c.index for c in state.ranked()] == [0, 1]
     assert state.best().brep is None  # no geometry yet
 
+    # The pipeline's GenerateResult: ranked candidates, the winner's (possibly rescaled) code and ExecResult.
     state.apply({"type": "result", "job_id": "j1", "result": {
-        "best_index": 0, "code": "final code", "brep": "BREP", "score": 0.8, "backend": "hf", "model": "tiny",
-        "candidates": [{"index": 0, "code": "final code", "valid": True, "score": 0.8},
-                       {"index": 1, "valid": False, "error": "syntax"}]}})
+        "code": "scaled code", "result": {"brep": "BREP", "volume": 6000.0}, "score": 0.8, "backend": "hf",
+        "model": "tiny", "scale": 2.0,
+        "candidates": [{"index": 0, "code": "final code", "valid": True, "score": 0.8, "error": None},
+                       {"index": 1, "code": "", "valid": False, "score": 0.0,
+                        "error": {"code": "syntax_error", "message": "invalid syntax", "line": 1}}]}})
     assert state.finished and state.status == protocol.JOB_DONE
     best = state.best()
-    assert (best.index, best.code, best.brep, best.score) == (0, "final code", "BREP", 0.8)
+    assert (best.index, best.code, best.brep, best.score) == (0, "scaled code", "BREP", 0.8)
+    assert state.candidates[0].code == "final code"  # the list keeps what the model wrote
+    assert state.candidates[1].error == "line 1: invalid syntax"
     assert (state.backend, state.model) == ("hf", "tiny")
 
 
 def test_result_without_candidate_list_still_gives_a_solid():
     state = jobs.JobState()
-    state.apply_job({"status": "done", "result": {"code": "c", "brep": "B", "score": 0.5}})
+    state.apply_job({"status": "done", "result": {"code": "c", "result": {"brep": "B"}, "score": 0.5}})
     best = state.best()
     assert (best.code, best.brep, best.valid) == ("c", "B", True)
 
@@ -214,9 +219,12 @@ def test_best_prefers_higher_scores_and_skips_invalid():
 
 def test_failed_and_cancelled_jobs_explain_themselves():
     failed = jobs.JobState()
-    failed.apply({"type": "error", "job_id": "j", "error": {"code": protocol.ERROR_ALL_INVALID,
-                                                             "message": "All 4 candidates failed."}})
+    failed.apply({"type": "error", "job_id": "j", "error": {
+        "code": protocol.ERROR_ALL_INVALID, "message": "All 4 candidates failed.",
+        "detail": {"candidates": [{"index": 0, "code": "x", "valid": False,
+                                   "error": {"message": "no result"}}]}}})
     assert failed.finished and failed.best() is None
+    assert failed.candidates[0].error == "no result"
     text = jobs.describe_error(failed.error_code, failed.error_message)
     assert text.startswith("All 4 candidates failed.") and "more candidates" in text
 

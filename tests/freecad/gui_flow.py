@@ -1,0 +1,170 @@
+"""Run by ``freecad gui_flow.py`` under Xvfb: the user's path through the workbench, driven by timers.
+
+Activate CadSnap -> a document with a part in view -> Capture 3D view (the toolbar command) ->
+Generate in the task panel against a real runtime (started by the workbench) -> wait -> accept ->
+check the inserted object -> screenshot -> quit (which stops the runtime the workbench started).
+
+Settings come from the JSON file in CADSNAP_GUI_CONFIG: ``prefs`` (Preferences fields), ``result``
+(where to write what happened), ``screenshot``, ``deadline_s``. Python output goes to the real stdout
+so the pytest driver sees every Traceback.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # FreeCAD routes them to the report view
+
+import FreeCAD  # noqa: E402
+import FreeCADGui as Gui  # noqa: E402
+
+CONFIG = json.loads(open(os.environ["CADSNAP_GUI_CONFIG"], encoding="utf-8").read())
+RESULT = {"steps": [], "ok": False}
+T0 = time.monotonic()
+
+
+def step(name, **facts):
+    RESULT["steps"].append({"step": name, "t": round(time.monotonic() - T0, 3), **facts})
+    print(f"CADSNAP-GUI {name} {facts}", flush=True)
+
+
+def fail(message):
+    RESULT["error"] = message
+    print(f"CADSNAP-GUI FAILED {message}", flush=True)
+    finish()
+
+
+def main():
+    from freecad_workbench import preferences
+    from freecad_workbench.qt import QtCore
+
+    preferences.Preferences(**CONFIG["prefs"]).save(preferences.freecad_group())
+    Gui.activateWorkbench("CadSnapWorkbench")
+    step("workbench", active=Gui.activeWorkbench().name())
+    import Part
+
+    doc = FreeCAD.newDocument("CadSnapGui")
+    reference = doc.addObject("Part::Feature", "Reference")
+    reference.Shape = Part.makeBox(30, 20, 10).cut(Part.makeCylinder(3, 10, FreeCAD.Vector(15, 10, 0)))
+    doc.recompute()
+    Gui.ActiveDocument.ActiveView.viewIsometric()
+    Gui.SendMsgToActiveView("ViewFit")
+    widen_task_area()
+
+    pressed = time.monotonic()
+    Gui.runCommand("CadSnap_CaptureView")
+    from freecad_workbench import session
+
+    panel = session.active_panel
+    if panel is None or session.current_picture is None:
+        return fail("Capture 3D view did not open the Generate panel with a picture")
+    step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
+    panel.generate()
+    poll = QtCore.QTimer()
+    deadline = pressed + CONFIG.get("deadline_s", 80)
+
+    def check():
+        if time.monotonic() > deadline:
+            poll.stop()
+            return fail(f"no result in time; panel says: {panel.stage_label.text()} / {panel.message.text()}"
+                        f" / {panel.runtime_label.text()}")
+        if not panel.state.finished:
+            return
+        poll.stop()
+        step("finished", status=panel.state.status, candidates=len(panel.state.candidates),
+             runtime=panel.runtime_label.text(), message=panel.message.text())
+        accept(panel, doc, pressed)
+
+    poll.timeout.connect(check)
+    poll.start(100)
+    RESULT["_poll"] = poll
+
+
+def accept(panel, doc, pressed):
+    try:
+        before = len(doc.Objects)
+        screenshot("panel")  # the panel with its candidates and code, before it closes
+        accepted = panel.accept()
+        elapsed = time.monotonic() - pressed
+        obj = panel.inserted
+        if not accepted or obj is None:
+            return fail(f"accept did not insert: {panel.message.text()}")
+        Gui.Selection.clearSelection()
+        Gui.Selection.addSelection(obj)
+        RESULT.update(
+            ok=True, press_to_insert_s=round(elapsed, 3), objects_added=len(doc.Objects) - before,
+            name=obj.Name, label=obj.Label, type=obj.TypeId, valid=obj.Shape.isValid(),
+            solids=len(obj.Shape.Solids), volume=obj.Shape.Volume, source=obj.CadQuerySource,
+            image=obj.InputImage, backend=obj.Backend, model=obj.Model, score=obj.Score,
+            camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3],
+            edit_active=Gui.Command.get("CadSnap_EditCode").isActive() if hasattr(Gui, "Command") else None)
+        step("inserted", seconds=round(elapsed, 3), name=obj.Name)
+        screenshot("final")
+    except Exception:
+        RESULT["traceback"] = traceback.format_exc()
+        traceback.print_exc()
+    finish()
+
+
+def widen_task_area():
+    from freecad_workbench.qt import QtCore, QtWidgets
+
+    window = Gui.getMainWindow()
+    for dock in window.findChildren(QtWidgets.QDockWidget):
+        if dock.objectName() in ("Combo View", "ComboView"):
+            window.resizeDocks([dock], [430], QtCore.Qt.Horizontal)
+
+
+def screenshot(kind):
+    """The main window with the 3D view painted in: grabbing a window leaves the GL view blank under
+    Xvfb, while the view's own saveImage renders it properly."""
+    from freecad_workbench.qt import QtCore, QtGui, QtWidgets
+
+    path = CONFIG.get(f"screenshot_{kind}")
+    if not path:
+        return
+    window = Gui.getMainWindow()
+    shot = window.grab()
+    area = window.findChild(QtWidgets.QMdiArea)
+    sub = area.activeSubWindow() if area else None
+    if sub is not None and Gui.ActiveDocument is not None:
+        view = sub.widget()
+        canvas = max(view.findChildren(QtWidgets.QWidget), key=lambda w: w.width() * w.height(), default=view)
+        origin = canvas.mapTo(window, QtCore.QPoint(0, 0))
+        rendered = path + ".view.png"
+        Gui.ActiveDocument.ActiveView.saveImage(rendered, canvas.width(), canvas.height(), "Current")
+        painter = QtGui.QPainter(shot)
+        painter.drawImage(origin, QtGui.QImage(rendered))
+        painter.end()
+        os.remove(rendered)
+    shot.save(path)
+    step("screenshot", path=path)
+
+
+def finish():
+    RESULT.pop("_poll", None)
+    RESULT["total_s"] = round(time.monotonic() - T0, 3)
+    with open(CONFIG["result"], "w", encoding="utf-8") as handle:
+        json.dump(RESULT, handle, indent=2, default=str)
+    from freecad_workbench.qt import QtWidgets
+
+    for name in list(FreeCAD.listDocuments()):
+        FreeCAD.closeDocument(name)
+    # A real quit: aboutToQuit stops the runtime the workbench started.
+    QtWidgets.QApplication.instance().quit()
+
+
+def guarded_main():
+    try:
+        main()
+    except Exception:
+        RESULT["traceback"] = traceback.format_exc()
+        traceback.print_exc()
+        finish()
+
+
+from freecad_workbench.qt import QtCore  # noqa: E402
+
+QtCore.QTimer.singleShot(300, guarded_main)
