@@ -36,10 +36,13 @@ class EvaluationDataError(ValueError):
     """The evaluation data cannot be read: wrong layout, missing ground truth, empty."""
 
 
+IMAGE_MODES = ("reference", "stored")
+
+
 @dataclass
 class EvalSample:
     name: str
-    image: Image.Image
+    image: Image.Image | None  # None: rendered from the ground truth in the reference look
     family: str = "unknown"
     code: str | None = None  # ground truth as CadQuery source ...
     step: Path | None = None  # ... or as a STEP file
@@ -82,25 +85,35 @@ def folder_samples(data: Path) -> list[EvalSample]:
     return samples
 
 
-def dataset_samples(data: Path, split: str, limit: int | None) -> Iterator[EvalSample]:
+def dataset_samples(
+    data: Path, split: str, limit: int | None, images: str = "reference"
+) -> Iterator[EvalSample]:
+    """Rows of a dataset split. ``images="reference"`` renders every ground truth in the reference look
+    (FreeCAD's isometric view and colours), so every held-out program counts, whatever look the data
+    engine drew for it; ``"stored"`` uses the dataset's own images (mixed looks)."""
     from training.synth.dataset import load_split
 
     rows = load_split(data, split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
-    for i, row in enumerate(rows):
-        yield EvalSample(name=f"{split}_{i:05d}", image=row["image"], family=row.get("family") or "unknown",
-                         code=row["code"])
+    columns = [c for c in ("code", "family", "seed") if c in rows.column_names]
+    text_rows = rows.select_columns(columns)  # no image decoding unless the stored image is used
+    for i, row in enumerate(text_rows):
+        image = rows[i]["image"] if images == "stored" else None
+        yield EvalSample(name=f"{split}_{i:05d}_{row.get('seed', i)}", image=image,
+                         family=row.get("family") or "unknown", code=row["code"])
 
 
-def load_samples(data: Path, split: str = "test", limit: int | None = None) -> list[EvalSample]:
+def load_samples(
+    data: Path, split: str = "test", limit: int | None = None, images: str = "reference"
+) -> list[EvalSample]:
     if not data.is_dir():
         raise EvaluationDataError(f"{data} is not a folder")
     if is_image_folder(data):
         samples = folder_samples(data)[:limit]
     else:
         try:
-            samples = list(dataset_samples(data, split, limit))
+            samples = list(dataset_samples(data, split, limit, images))
         except (FileNotFoundError, ValueError) as exc:
             raise EvaluationDataError(
                 f"{data} holds neither NAME.png + NAME.py/NAME.step files nor a CadSnap dataset "
@@ -136,14 +149,16 @@ def shape_from_brep(brep: str):
     return cq.Shape.importBrep(io.BytesIO(brep.encode()))
 
 
-def render_reference(shape) -> Image.Image | None:
-    """The reference-style isometric render (None when the renderer fails: the gallery shows a box)."""
-    from model_runtime.render import render
+def render_reference(shape, strict: bool = False) -> Image.Image | None:
+    """The reference-look isometric render; None when it fails (a gallery tile shows a grey box)."""
+    from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
 
     try:
-        return render(shape, size=224)
-    except Exception as exc:  # a gallery tile is not worth losing the report over
-        print(f"warning: render failed: {exc}", file=sys.stderr)
+        return render(shape, size=224, style=REFERENCE_STYLE, view=ISOMETRIC_VIEW)
+    except Exception as exc:
+        if strict:
+            raise
+        print(f"warning: render failed: {exc}", file=sys.stderr)  # not worth losing the report over
         return None
 
 
@@ -155,6 +170,7 @@ class Outcome:
     """One sample's result plus the shapes the gallery needs (BREP text, kept off the report)."""
 
     result: SampleResult
+    image: Image.Image | None = None  # what the model saw
     candidate_brep: str | None = None
     truth_brep: str | None = None
 
@@ -163,12 +179,11 @@ def _error_code(exc: BaseException) -> str:
     return str(getattr(exc, "code", None) or type(exc).__name__)
 
 
-def _best(result) -> Any:
-    """The chosen candidate of a pipeline result (attribute names per model_runtime.pipeline)."""
-    return getattr(result, "best", None)
+def evaluate_sample(sample: EvalSample, pipeline, pool, request: dict[str, Any]) -> Outcome:
+    """Run one sample through the pipeline and score its chosen solid against the ground truth.
 
-
-def evaluate_sample(sample: EvalSample, pipeline, pool, n: int) -> Outcome:
+    ``request`` holds ``GenerateRequest`` fields (``n``, ``temperature``, ``max_new_tokens``...).
+    """
     from model_runtime.metrics import chamfer, iou
     from model_runtime.pipeline import GenerateRequest
 
@@ -177,72 +192,69 @@ def evaluate_sample(sample: EvalSample, pipeline, pool, n: int) -> Outcome:
         truth, truth_brep = truth_shape(sample, pool)
     except Exception as exc:
         raise EvaluationDataError(f"ground truth of {sample.name} does not build: {exc}") from exc
+    image = sample.image if sample.image is not None else render_reference(truth, strict=True)
 
+    record.n_candidates = request.get("n", 1)
     start = time.perf_counter()
     try:
-        result = pipeline.run(GenerateRequest(image=sample.image, n=n))
-    except Exception as exc:  # every failure is a data point: invalid output, timeout, ...
+        result = pipeline.run(GenerateRequest(image=image, **request))
+    except Exception as exc:  # every failure is a data point: all candidates invalid, timeout, ...
         record.latency_s = time.perf_counter() - start
         record.error, record.message = _error_code(exc), str(getattr(exc, "message", exc))[:300]
-        record.n_candidates = n
-        return Outcome(record, truth_brep=truth_brep)
+        candidates = getattr(exc, "detail", {}).get("candidates") or [{}]
+        record.code = candidates[0].get("code", "")  # the greedy answer, for reading the failure
+        return Outcome(record, image, truth_brep=truth_brep)
     record.latency_s = time.perf_counter() - start
-
-    candidates = list(getattr(result, "candidates", []) or [])
-    record.n_candidates = len(candidates) or n
-    record.n_valid = sum(bool(getattr(c, "valid", False)) for c in candidates)
-    record.stages = dict(getattr(result, "timings", None) or {})
-    best = _best(result)
-    if best is None or not getattr(best, "valid", False):
-        record.error = getattr(best, "error_code", None) or "all_candidates_invalid"
-        record.code = getattr(best, "code", "") if best is not None else ""
-        return Outcome(record, truth_brep=truth_brep)
-    record.valid, record.code = True, best.code
-    candidate = best.exec_result.shape()
+    record.n_candidates = len(result.candidates)
+    record.n_valid = sum(c.valid for c in result.candidates)
+    record.stages = {k: float(v) for k, v in result.timings.items() if k.endswith("_s")}
+    record.valid, record.code = True, result.code  # the pipeline only returns a valid winner
+    candidate = result.exec_result.shape()
     try:
         record.iou = float(iou(candidate, truth))
         record.chamfer = float(chamfer(candidate, truth))
     except Exception as exc:  # an OCC boolean can fail on odd geometry: keep the sample, say so
         record.error, record.message = METRIC_ERROR, str(exc)[:300]
-    return Outcome(record, candidate_brep=best.exec_result.brep, truth_brep=truth_brep)
+    return Outcome(record, image, candidate_brep=result.exec_result.brep, truth_brep=truth_brep)
 
 
 def _render_brep(brep: str | None) -> Image.Image | None:
     return render_reference(shape_from_brep(brep)) if brep else None
 
 
-def gallery_rows(
-    outcomes: list[Outcome], samples: dict[str, EvalSample], names: list[str]
-) -> list[GalleryRow]:
+def gallery_rows(outcomes: list[Outcome], names: list[str]) -> list[GalleryRow]:
     by_name = {o.result.name: o for o in outcomes}
     rows = []
     for name in names:
         outcome = by_name[name]
         candidate, truth = _render_brep(outcome.candidate_brep), _render_brep(outcome.truth_brep)
-        rows.append(GalleryRow(outcome.result, samples[name].image, candidate, truth))
+        rows.append(GalleryRow(outcome.result, outcome.image, candidate, truth))
     return rows
 
 
 def run_evaluation(
     samples: list[EvalSample], pipeline, pool, *, n: int = 1, out_dir: str | Path,
-    settings: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None, temperature: float = 0.7, max_new_tokens: int = 512,
 ) -> dict[str, Any]:
     """Evaluate ``samples`` through ``pipeline`` and write the report into ``out_dir``; return the summary."""
+    request = {"n": n, "temperature": temperature, "max_new_tokens": max_new_tokens}
     outcomes: list[Outcome] = []
     progress = tqdm(samples, desc=f"evaluate (N={n})", unit="img")
     for sample in progress:
-        outcomes.append(evaluate_sample(sample, pipeline, pool, n))
+        outcomes.append(evaluate_sample(sample, pipeline, pool, request))
         results = [o.result for o in outcomes]
         progress.set_postfix(
             vsr=f"{sum(r.valid for r in results) / len(results):.2f}",
             iou=f"{sum(r.score for r in results) / len(results):.3f}",
         )
     results = [o.result for o in outcomes]
-    by_name = {s.name: s for s in samples}
-    gallery = gallery_rows(outcomes, by_name, [r.name for r in results[:GALLERY_ROWS]])
-    worst = gallery_rows(outcomes, by_name, [r.name for r in pick_worst(results)])
+    gallery = gallery_rows(outcomes, [r.name for r in results[:GALLERY_ROWS]])
+    worst = gallery_rows(outcomes, [r.name for r in pick_worst(results)])
     settings = {
-        "mode": "greedy (N=1)" if n == 1 else f"best-of-{n} (pipeline ranking, no ground truth)",
+        "mode": "greedy (N=1)" if n == 1 else (
+            f"best-of-{n}: candidate 0 greedy, {n - 1} sampled at temperature {temperature}; "
+            "ranked by the pipeline (image similarity), never by the ground truth"),
+        "max_new_tokens": max_new_tokens,
         **(settings or {}),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -254,11 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True,
                         help="a CadSnap dataset folder or a folder of NAME.png + NAME.py/NAME.step")
     parser.add_argument("--split", default="test", help="dataset split (ignored for a plain folder)")
+    parser.add_argument("--images", default="reference", choices=IMAGE_MODES,
+                        help="dataset split: render each ground truth in the reference look (default) "
+                             "or use the dataset's stored images")
     parser.add_argument("--backend", default="auto", choices=("auto", "hf", "gguf", "remote"))
     parser.add_argument("--model", help="model folder, GGUF file or remote model name (backend-specific)")
     parser.add_argument("--mmproj", help="gguf backend: the mmproj GGUF (found beside --model if omitted)")
     parser.add_argument("--adapter", help="hf backend: a PEFT LoRA adapter folder")
     parser.add_argument("--n", type=int, default=1, help="candidates per image: 1 greedy, N > 1 best-of-N")
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for N > 1")
+    parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
     parser.add_argument("--workers", type=int, default=1, help="sandbox worker processes")
     parser.add_argument("--title", default=None, help="report title (default: the model)")
@@ -268,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n must be at least 1")
 
     try:
-        samples = load_samples(args.data, args.split, args.limit)
+        samples = load_samples(args.data, args.split, args.limit, args.images)
     except EvaluationDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -284,13 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         "title": args.title or model_name,
         "backend": getattr(backend, "name", args.backend),
         "model": model_name,
-        "data": f"{args.data.name} ({'folder' if is_image_folder(args.data) else 'split ' + args.split})",
+        "data": (f"{args.data.name} (folder of images)" if is_image_folder(args.data) else
+                 f"{args.data.name}, split {args.split}, images: {args.images}"),
         "samples": len(samples),
     }
     with SandboxPool(workers=args.workers) as pool:
         pipeline = Pipeline(backend, pool)
         try:
-            summary = run_evaluation(samples, pipeline, pool, n=args.n, out_dir=args.out, settings=settings)
+            summary = run_evaluation(samples, pipeline, pool, n=args.n, out_dir=args.out, settings=settings,
+                                     temperature=args.temperature, max_new_tokens=args.max_new_tokens)
         except EvaluationDataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
