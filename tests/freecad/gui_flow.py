@@ -14,13 +14,14 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 
 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__  # FreeCAD routes them to the report view
 
 import FreeCAD  # noqa: E402
 import FreeCADGui as Gui  # noqa: E402
 
-CONFIG = json.loads(open(os.environ["CADSNAP_GUI_CONFIG"], encoding="utf-8").read())
+CONFIG = json.loads(Path(os.environ["CADSNAP_GUI_CONFIG"]).read_text(encoding="utf-8"))
 RESULT = {"steps": [], "ok": False}
 T0 = time.monotonic()
 
@@ -38,7 +39,6 @@ def fail(message):
 
 def main():
     from freecad_workbench import preferences
-    from freecad_workbench.qt import QtCore
 
     preferences.Preferences(**CONFIG["prefs"]).save(preferences.freecad_group())
     Gui.activateWorkbench("CadSnapWorkbench")
@@ -52,6 +52,13 @@ def main():
     Gui.ActiveDocument.ActiveView.viewIsometric()
     Gui.SendMsgToActiveView("ViewFit")
     widen_task_area()
+    RESULT["press_to_insert_s"] = []
+    press(doc, CONFIG.get("repeats", 1))
+
+
+def press(doc, remaining):
+    """One press of Capture 3D view through to the inserted solid; ``remaining`` presses in all."""
+    from freecad_workbench.qt import QtCore
 
     pressed = time.monotonic()
     Gui.runCommand("CadSnap_CaptureView")
@@ -61,7 +68,7 @@ def main():
     if panel is None or session.current_picture is None:
         return fail("Capture 3D view did not open the Generate panel with a picture")
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
-    panel.generate()
+    panel.generate_button.click()
     poll = QtCore.QTimer()
     deadline = pressed + CONFIG.get("deadline_s", 80)
 
@@ -75,32 +82,39 @@ def main():
         poll.stop()
         step("finished", status=panel.state.status, candidates=len(panel.state.candidates),
              runtime=panel.runtime_label.text(), message=panel.message.text())
-        accept(panel, doc, pressed)
+        accept(panel, doc, pressed, remaining)
 
     poll.timeout.connect(check)
     poll.start(100)
     RESULT["_poll"] = poll
 
 
-def accept(panel, doc, pressed):
+def accept(panel, doc, pressed, remaining):
     try:
         before = len(doc.Objects)
-        screenshot("panel")  # the panel with its candidates and code, before it closes
+        if remaining == 1:
+            screenshot("panel")  # the panel with its candidates and code, before it closes
         accepted = panel.accept()
         elapsed = time.monotonic() - pressed
+        RESULT["press_to_insert_s"].append(round(elapsed, 3))
         obj = panel.inserted
         if not accepted or obj is None:
             return fail(f"accept did not insert: {panel.message.text()}")
         Gui.Selection.clearSelection()
         Gui.Selection.addSelection(obj)
+        step("inserted", seconds=round(elapsed, 3), name=obj.Name)
+        if remaining > 1:
+            from freecad_workbench.qt import QtCore
+
+            QtCore.QTimer.singleShot(0, lambda: press(doc, remaining - 1))
+            return
         RESULT.update(
-            ok=True, press_to_insert_s=round(elapsed, 3), objects_added=len(doc.Objects) - before,
+            ok=True, objects_added=len(doc.Objects) - before,
             name=obj.Name, label=obj.Label, type=obj.TypeId, valid=obj.Shape.isValid(),
             solids=len(obj.Shape.Solids), volume=obj.Shape.Volume, source=obj.CadQuerySource,
             image=obj.InputImage, backend=obj.Backend, model=obj.Model, score=obj.Score,
             camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3],
             edit_active=Gui.Command.get("CadSnap_EditCode").isActive() if hasattr(Gui, "Command") else None)
-        step("inserted", seconds=round(elapsed, 3), name=obj.Name)
         screenshot("final")
     except Exception:
         RESULT["traceback"] = traceback.format_exc()

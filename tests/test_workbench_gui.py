@@ -1,0 +1,97 @@
+"""Real FreeCAD 0.20 GUI under Xvfb: Capture 3D view -> Generate -> accept against a real runtime.
+
+The add-on is laid out as the Addon Manager installs it (``Mod/CadSnap`` = this repository). The
+workbench itself starts the runtime (``python -m model_runtime serve`` with the hf backend on a tiny
+LLaVA trained here to emit a box) and must stop it when FreeCAD quits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from freecad_workbench.client import RuntimeClient, RuntimeUnreachable
+from tests.freecad.harness import REPO_ROOT, addon_home, freecad_env
+
+BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
+README_SCREENSHOT = REPO_ROOT / "freecad_workbench" / "resources" / "screenshot.png"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def box_model(tmp_path_factory) -> Path:
+    from tests.tiny_models import make_trained_tiny_llava
+
+    return make_trained_tiny_llava(tmp_path_factory.mktemp("tiny_box_llava"), BOX)
+
+
+def run_gui_flow(workdir: Path, prefs: dict, repeats: int = 1, deadline_s: float = 80,
+                 timeout_s: float = 170) -> tuple[dict, str]:
+    """Start FreeCAD's GUI under Xvfb on tests/freecad/gui_flow.py; returns (result, output)."""
+    home = addon_home(workdir)
+    config = {"prefs": prefs, "result": str(workdir / "result.json"), "repeats": repeats,
+              "deadline_s": deadline_s, "screenshot_final": str(workdir / "final.png"),
+              "screenshot_panel": str(workdir / "panel.png")}
+    (workdir / "config.json").write_text(json.dumps(config))
+    env = freecad_env(home, CADSNAP_GUI_CONFIG=str(workdir / "config.json"),
+                      QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox", QT_QPA_PLATFORM="xcb")
+    command = ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "freecad",
+               str(REPO_ROOT / "tests" / "freecad" / "gui_flow.py")]
+    proc = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout_s)
+    output = proc.stdout + proc.stderr
+    result_path = workdir / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    return result, output
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_capture_generate_accept_in_freecad(tmp_path, box_model):
+    port = free_port()
+    prefs = {"runtime_url": f"http://127.0.0.1:{port}", "interpreter": sys.executable, "backend": "hf",
+             "model_path": str(box_model), "candidates": 1, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
+    result, output = run_gui_flow(tmp_path, prefs)
+
+    assert "Traceback" not in output, output
+    assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
+    assert result["objects_added"] == 1 and result["type"] == "Part::Feature"
+    assert result["valid"] and result["solids"] == 1
+    assert abs(result["volume"] - 6000.0) < 1e-6  # the 30×20×10 box the tiny model was trained on
+    assert "box(30, 20, 10)" in result["source"]
+    assert result["backend"] == "hf" and result["model"]
+    assert Path(result["image"]).is_file() and result["image"].endswith(".png")
+    assert result["camera"].startswith("(")  # the capture's quaternion
+    assert result["edit_active"] in (True, None)  # Edit CadQuery is offered for the new solid
+
+    # FreeCAD quit: the runtime the workbench started must be gone with it.
+    with pytest.raises(RuntimeUnreachable):
+        RuntimeClient(prefs["runtime_url"], timeout_s=2).health()
+
+    screenshot = tmp_path / "final.png"
+    assert screenshot.stat().st_size > 10_000
+    if os.environ.get("CADSNAP_UPDATE_SCREENSHOT"):
+        _save_small_png(tmp_path / "panel.png", README_SCREENSHOT)
+
+
+def _save_small_png(source: Path, target: Path, limit: int = 300_000) -> None:
+    """The README screenshot: palette-quantised until it is under ``limit`` bytes."""
+    from PIL import Image
+
+    image = Image.open(source).convert("RGB")
+    for colours in (256, 128, 64):
+        image.quantize(colours).save(target, optimize=True)
+        if target.stat().st_size < limit:
+            return
+    shutil.copy(source, target)
