@@ -31,12 +31,13 @@ class ImageError(ValueError):
 
 def load_image(source: str | Path | bytes | Image.Image) -> Image.Image:
     """Decode ``source`` (a path, raw bytes, base64 text or a PIL image) into a square RGB image."""
-    if isinstance(source, Image.Image):
-        image = source
-    else:
-        data = _read_bytes(source)
-        image = _decode(data)
-    return pad_square(flatten_alpha(ImageOps.exif_transpose(image)))
+    return pad_square(decode_image(source))
+
+
+def decode_image(source: str | Path | bytes | Image.Image) -> Image.Image:
+    """Decode ``source`` into RGB with transparency on white, upright per EXIF, not yet padded."""
+    image = source if isinstance(source, Image.Image) else _decode(_read_bytes(source))
+    return flatten_alpha(ImageOps.exif_transpose(image))
 
 
 def _read_bytes(source: str | Path | bytes) -> bytes:

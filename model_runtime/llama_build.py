@@ -162,8 +162,18 @@ def download_sdist() -> Path:
         return found[0]
     dest.mkdir(parents=True, exist_ok=True)
     _run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-         f"{PACKAGE}=={UPSTREAM_VERSION}", "-d", str(dest)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"{PACKAGE}=={UPSTREAM_VERSION}",
+            "-d",
+            str(dest),
+        ],
         "download the llama-cpp-python source",
         quiet=True,
     )
@@ -220,8 +230,11 @@ def build_wheel(patched: bool = True, jobs: int | None = None) -> Path:
     # A portable build: -march=native would make the cached wheel crash on an older CPU.
     env.setdefault("CMAKE_ARGS", "-DGGML_NATIVE=OFF")
     with tempfile.TemporaryDirectory(dir=build_root(), prefix=".wheel-") as tmp:
-        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", tmp, str(src)],
-             "build the patched llama-cpp-python wheel (a few minutes)", env=env)
+        _run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", tmp, str(src)],
+            "build the patched llama-cpp-python wheel (a few minutes)",
+            env=env,
+        )
         built = sorted(Path(tmp).glob("llama_cpp_python-*.whl"))
         if not built:
             raise LlamaBuildError("pip wheel finished but left no wheel")
@@ -268,10 +281,14 @@ def ensure_installed(rebuild: bool = False, patched: bool = True, target: Path |
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rebuild", action="store_true",
-                        help="compile again even when a cached wheel exists")
-    parser.add_argument("--unpatched", action="store_true",
-                        help="build the stock library (to show the parity test catches the bug)")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="compile again even when a cached wheel exists"
+    )
+    parser.add_argument(
+        "--unpatched",
+        action="store_true",
+        help="build the stock library (to show the parity test catches the bug)",
+    )
     parser.add_argument("--target", type=Path, help="install into this folder instead of the environment")
     args = parser.parse_args(argv)
     try:

@@ -25,8 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-QUANT_TYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-               "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
+QUANT_TYPES = {
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+}
 
 
 class ExportError(RuntimeError):
@@ -40,8 +44,11 @@ class ExportResult:
     quantised: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"text": str(self.text), "mmproj": str(self.mmproj),
-                "quantised": {k: str(v) for k, v in self.quantised.items()}}
+        return {
+            "text": str(self.text),
+            "mmproj": str(self.mmproj),
+            "quantised": {k: str(v) for k, v in self.quantised.items()},
+        }
 
 
 def converter_script() -> Path:
@@ -140,9 +147,14 @@ def _vision_tensors(hf_dir: Path) -> dict[str, np.ndarray]:
 
 
 _LAYER_NAMES = {
-    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-    "self_attn.out_proj": "attn_out", "layer_norm1": "ln1", "layer_norm2": "ln2",
-    "mlp.fc1": "ffn_up", "mlp.fc2": "ffn_down",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.out_proj": "attn_out",
+    "layer_norm1": "ln1",
+    "layer_norm2": "ln2",
+    "mlp.fc1": "ffn_up",
+    "mlp.fc2": "ffn_down",
 }
 
 
@@ -165,7 +177,7 @@ def _gguf_name(name: str) -> str | None:
         return None  # LLaVA takes a hidden state before it
     prefix = "vision_tower.encoder.layers."
     if name.startswith(prefix):
-        index, rest = name[len(prefix):].split(".", 1)
+        index, rest = name[len(prefix) :].split(".", 1)
         module, kind = rest.rsplit(".", 1)
         if module in _LAYER_NAMES:
             return f"v.blk.{index}.{_LAYER_NAMES[module]}.{kind}"
@@ -250,8 +262,14 @@ def quantize(src: Path, dst: Path, kind: str, threads: int | None = None) -> Pat
     return dst
 
 
-def export(hf_dir: str | Path, out_dir: str | Path, *, outtype: str = "f16",
-           quant: tuple[str, ...] = (), name: str | None = None) -> ExportResult:
+def export(
+    hf_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    outtype: str = "f16",
+    quant: tuple[str, ...] = (),
+    name: str | None = None,
+) -> ExportResult:
     """Write ``NAME-OUTTYPE.gguf``, ``mmproj-NAME-f16.gguf`` and ``NAME-QUANT.gguf`` into ``out_dir``."""
     from tqdm import tqdm
 
@@ -281,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export a LLaVA HF folder to GGUF (text + mmproj).")
     parser.add_argument("hf_dir", type=Path, help="a (merged) LlavaForConditionalGeneration folder")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--outtype", default="f16", choices=["f32", "f16", "bf16"],
-                        help="type of the unquantised text model")
+    parser.add_argument(
+        "--outtype", default="f16", choices=["f32", "f16", "bf16"], help="type of the unquantised text model"
+    )
     parser.add_argument("--quant", default="q8_0,q4_k_m", help="comma list of " + ", ".join(QUANT_TYPES))
     parser.add_argument("--name", help="file name stem (default: the folder's name)")
     args = parser.parse_args(argv)

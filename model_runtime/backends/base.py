@@ -74,9 +74,13 @@ class StageTimings:
 
     def to_dict(self) -> dict:
         return {
-            "encode_s": self.encode_s, "prompt_s": self.prompt_s, "generate_s": self.generate_s,
-            "prompt_tokens": self.prompt_tokens, "new_tokens": self.new_tokens,
-            "tokens_per_s": self.tokens_per_s, **self.extra,
+            "encode_s": self.encode_s,
+            "prompt_s": self.prompt_s,
+            "generate_s": self.generate_s,
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "tokens_per_s": self.tokens_per_s,
+            **self.extra,
         }
 
 

@@ -60,8 +60,12 @@ class GGUFBackend:
         self._lock = threading.Lock()
         start = time.perf_counter()
         self.llama = llama_cpp.Llama(
-            model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
-            n_gpu_layers=n_gpu_layers, verbose=verbose,
+            model_path=str(model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_batch=n_batch,
+            n_gpu_layers=n_gpu_layers,
+            verbose=verbose,
         )
         # libmtmd logs through its own hook; route it to llama-cpp-python's logger (quiet unless verbose).
         from llama_cpp._logger import llama_log_callback
@@ -163,14 +167,21 @@ class GGUFBackend:
                 t1 = time.perf_counter()
                 new_n_past = lcpp.llama_pos(0)
                 status = mtmd.mtmd_helper_decode_image_chunk(
-                    self._ctx, llama._ctx.ctx, chunk, embd, lcpp.llama_pos(llama.n_tokens),
-                    lcpp.llama_seq_id(0), llama.n_batch, ctypes.byref(new_n_past),
-                    mtmd.mtmd_helper_post_decode_callback(), None,
+                    self._ctx,
+                    llama._ctx.ctx,
+                    chunk,
+                    embd,
+                    lcpp.llama_pos(llama.n_tokens),
+                    lcpp.llama_seq_id(0),
+                    llama.n_batch,
+                    ctypes.byref(new_n_past),
+                    mtmd.mtmd_helper_post_decode_callback(),
+                    None,
                 )
                 if status != 0:
                     raise BackendError(f"llama.cpp failed to decode the image tokens (status {status})")
                 # The image positions hold no token ids; mark them so no text prompt prefix-matches them.
-                llama.input_ids[llama.n_tokens:new_n_past.value] = -1
+                llama.input_ids[llama.n_tokens : new_n_past.value] = -1
                 llama.n_tokens = new_n_past.value
                 encode_s += t1 - t0
                 prompt_s += time.perf_counter() - t1

@@ -12,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Download llama-cpp-python's source, apply the LLaVA class-token fix, build a wheel "
         "into the user cache and pip-install it into this interpreter. A second run reuses the wheel.",
     )
-    parser.add_argument("--rebuild", action="store_true",
-                        help="compile again even when a cached wheel exists")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="compile again even when a cached wheel exists"
+    )
     parser.set_defaults(run=run)
 
 

@@ -1,0 +1,340 @@
+"""Image in, best CadQuery program and solid out.
+
+    pipeline = Pipeline(backend, pool)
+    result = pipeline.run(GenerateRequest(image=png_bytes, n=4), on_event=print, cancel=event)
+
+Stages: decode the image (any common format; alpha on white; padded square) -> ask the backend for
+N candidates (greedy first, then sampled) -> pull the code out of each text -> run each in the
+sandbox -> rank: valid first, then by similarity between the input picture and a render of the
+candidate from the reference camera -> optionally scale the winner to a target size. Events
+(protocol EVENT_* types) report progress, streamed tokens and each candidate's verdict.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from model_runtime import protocol
+from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
+from model_runtime.extract import extract_code
+from model_runtime.images import ImageError, decode_image, pad_square
+from model_runtime.similarity import Similarity, compare
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+class PipelineError(RuntimeError):
+    """A generate job failed; ``code`` is a protocol ERROR_* string, ``detail`` JSON-ready."""
+
+    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.detail = code, message, dict(detail or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+
+
+@dataclass
+class GenerateRequest:
+    """One generate job. ``image``: a path, raw bytes, base64 text or a PIL image."""
+
+    image: str | Path | bytes | Image.Image
+    instruction: str | None = None
+    n: int = 4
+    target_size_mm: float | None = None
+    max_new_tokens: int = 512
+    temperature: float = 0.7
+    seed: int = 0
+    formats: tuple[str, ...] = ("brep",)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n <= protocol.MAX_CANDIDATES:
+            raise PipelineError(
+                protocol.ERROR_BAD_REQUEST, f"n must be 1..{protocol.MAX_CANDIDATES}, got {self.n}"
+            )
+        if self.target_size_mm is not None and not self.target_size_mm > 0:
+            raise PipelineError(protocol.ERROR_BAD_REQUEST, "target_size_mm must be a positive length in mm")
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> GenerateRequest:
+        """From the protocol's POST /v1/jobs body (``image`` is base64)."""
+        if not isinstance(body.get("image"), str) or not body["image"]:
+            raise PipelineError(protocol.ERROR_BAD_REQUEST, "the request needs 'image': base64 image data")
+        try:
+            return cls(
+                image=body["image"],
+                instruction=body.get("instruction"),
+                n=int(body.get("n", 4)),
+                target_size_mm=float(body["target_size_mm"])
+                if body.get("target_size_mm") is not None
+                else None,
+            )
+        except (TypeError, ValueError) as exc:
+            raise PipelineError(protocol.ERROR_BAD_REQUEST, f"bad request field: {exc}") from exc
+
+
+@dataclass
+class Candidate:
+    index: int  # generation order: 0 is the greedy answer
+    text: str  # what the model wrote
+    code: str  # the program pulled out of it
+    valid: bool = False
+    similarity: Similarity | None = None
+    error: dict[str, Any] | None = None  # {"code", "message", "line"?} when invalid
+    exec_result: Any = None  # sandbox ExecResult when valid
+
+    @property
+    def score(self) -> float:
+        return self.similarity.score if self.similarity is not None else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "index": self.index,
+            "code": self.code,
+            "valid": self.valid,
+            "score": self.score,
+            "error": self.error,
+        }
+        if self.similarity is not None:
+            data.update(self.similarity.to_dict())
+        if self.exec_result is not None:
+            data.update(volume=self.exec_result.volume, bbox=list(self.exec_result.bbox))
+        return data
+
+
+@dataclass
+class GenerateResult:
+    code: str  # the winner's program (rewritten when scaled)
+    exec_result: Any  # its ExecResult (with the requested exports)
+    candidates: list[Candidate]  # ranked, best first
+    backend: str
+    model: str
+    scale: float | None = None  # factor applied for target_size_mm
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Candidate:
+        return self.candidates[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "result": self.exec_result.to_dict(),
+            "score": self.best.score,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "backend": self.backend,
+            "model": self.model,
+            "scale": self.scale,
+            "timings": self.timings,
+        }
+
+
+def scale_code(code: str, factor: float, target_mm: float) -> str:
+    """The program with a final step that scales ``result`` about the origin by ``factor``.
+
+    We rewrite the code rather than scale the solid behind its back, so the program the user
+    edits still builds exactly the solid they got.
+    """
+    return (
+        code.rstrip()
+        + f"\n\n# CadSnap: scaled so the largest overall dimension is {target_mm:g} mm.\n"
+        + f'result = cq.Workplane("XY").add(cq.Workplane("XY").add(result).val().scale({factor!r}))\n'
+    )
+
+
+class Pipeline:
+    """Ties a backend to a sandbox pool; ``run`` may be called from several threads."""
+
+    def __init__(self, backend: Backend, pool: Any, *, render_size: int = 224) -> None:
+        self.backend = backend
+        self.pool = pool
+        self.render_size = render_size
+
+    def run(
+        self,
+        request: GenerateRequest,
+        on_event: EventCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerateResult:
+        emit = on_event or (lambda event: None)
+        cancel = cancel or threading.Event()
+        timings: dict[str, float] = {}
+
+        def status(stage: str, progress: float) -> None:
+            emit({"type": protocol.EVENT_STATUS, "stage": stage, "progress": round(progress, 4)})
+
+        def check() -> None:
+            if cancel.is_set():
+                raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled")
+
+        status("decode", 0.0)
+        t0 = time.perf_counter()
+        try:
+            picture = decode_image(request.image)  # unpadded: the similarity reads its borders
+        except ImageError as exc:
+            raise PipelineError(exc.code, exc.message) from exc
+        image = pad_square(picture)
+        timings["decode_s"] = time.perf_counter() - t0
+        check()
+
+        status("generate", 0.02)
+        texts = self._generate(image, request, emit, status, cancel)
+        bt = self.backend.timings
+        timings.update(
+            generate_s=bt.encode_s + bt.prompt_s + bt.generate_s,
+            encode_s=bt.encode_s,
+            prompt_s=bt.prompt_s,
+            tokens_s=bt.generate_s,
+            new_tokens=float(bt.new_tokens),
+            tokens_per_s=bt.tokens_per_s,
+        )
+        check()
+
+        status("execute", 0.7)
+        t0 = time.perf_counter()
+        candidates = [Candidate(index=i, text=t, code=extract_code(t)) for i, t in enumerate(texts)]
+        self._execute(candidates, request, emit, status, cancel)
+        timings["execute_s"] = time.perf_counter() - t0
+        check()
+
+        valid = [c for c in candidates if c.valid]
+        if not valid:
+            raise PipelineError(
+                protocol.ERROR_ALL_INVALID,
+                f"none of the {len(candidates)} candidate programs built a valid solid; "
+                "try more candidates (--n), a cleaner picture, or another model",
+                {"candidates": [c.to_dict() for c in candidates]},
+            )
+        status("rank", 0.9)
+        t0 = time.perf_counter()
+        self._rank(picture, valid, cancel)
+        timings["rank_s"] = time.perf_counter() - t0
+        ranked = sorted(valid, key=lambda c: (-c.score, c.index)) + [c for c in candidates if not c.valid]
+        for candidate in valid:
+            emit(
+                {
+                    "type": protocol.EVENT_CANDIDATE,
+                    "index": candidate.index,
+                    "valid": True,
+                    "score": candidate.score,
+                    "error": None,
+                }
+            )
+
+        best = ranked[0]
+        code, exec_result, scale = best.code, best.exec_result, None
+        if request.target_size_mm is not None:
+            status("scale", 0.97)
+            scale, code, exec_result = self._scale(best, request)
+        elif tuple(request.formats) != ("brep",):
+            exec_result = self.pool.run(code, formats=request.formats)
+        timings["total_s"] = sum(
+            v for k, v in timings.items() if k in ("decode_s", "generate_s", "execute_s", "rank_s")
+        )
+        status("done", 1.0)
+        return GenerateResult(
+            code=code,
+            exec_result=exec_result,
+            candidates=ranked,
+            backend=self.backend.name,
+            model=self.backend.model_id,
+            scale=scale,
+            timings=timings,
+        )
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def _generate(self, image, request, emit, status, cancel) -> list[str]:
+        budget = max(request.n * request.max_new_tokens, 1)
+        produced = [0]
+
+        def on_token(index: int, text: str) -> None:
+            emit({"type": protocol.EVENT_TOKEN, "candidate": index, "text": text})
+            produced[0] += 1
+            if produced[0] % 16 == 0:
+                status("generate", 0.02 + 0.68 * min(produced[0] / budget, 1.0))
+
+        settings = GenerationSettings(
+            n=request.n,
+            max_new_tokens=request.max_new_tokens,
+            temperature=request.temperature,
+            seed=request.seed,
+        )
+        try:
+            return self.backend.generate(
+                image, request.instruction, settings, on_token=on_token, cancel=cancel
+            )
+        except GenerationCancelled as exc:
+            raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled") from exc
+        except PipelineError:
+            raise
+        except Exception as exc:
+            code = getattr(exc, "code", protocol.ERROR_INTERNAL)
+            raise PipelineError(code, f"the {self.backend.name} backend failed: {exc}") from exc
+
+    def _execute(self, candidates: list[Candidate], request, emit, status, cancel) -> None:
+        from model_runtime.sandbox import SandboxError
+
+        def run_one(candidate: Candidate) -> Candidate:
+            if cancel.is_set():
+                return candidate
+            if not candidate.code.strip():
+                candidate.error = {"code": protocol.ERROR_NO_RESULT, "message": "the model wrote no code"}
+                return candidate
+            try:
+                candidate.exec_result = self.pool.run(candidate.code)
+                candidate.valid = True
+            except SandboxError as exc:
+                candidate.error = {"code": exc.code, "message": exc.message, "line": exc.line}
+            return candidate
+
+        workers = max(1, min(len(candidates), getattr(self.pool, "size", 1)))
+        with ThreadPoolExecutor(max_workers=workers) as executor:
+            for done, candidate in enumerate(executor.map(run_one, candidates), start=1):
+                if not candidate.valid and candidate.error is not None:
+                    emit(
+                        {
+                            "type": protocol.EVENT_CANDIDATE,
+                            "index": candidate.index,
+                            "valid": False,
+                            "score": 0.0,
+                            "error": candidate.error,
+                        }
+                    )
+                status("execute", 0.7 + 0.2 * done / len(candidates))
+
+    def _rank(self, image: Image.Image, valid: list[Candidate], cancel: threading.Event) -> None:
+        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
+
+        for candidate in valid:
+            if cancel.is_set():
+                raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled")
+            picture = render(
+                candidate.exec_result.shape(),
+                size=self.render_size,
+                style=REFERENCE_STYLE,
+                view=ISOMETRIC_VIEW,
+            )
+            candidate.similarity = compare(image, picture)
+
+    def _scale(self, best: Candidate, request: GenerateRequest):
+        from model_runtime.sandbox import SandboxError
+
+        box = best.exec_result.bbox
+        largest = max(box[3] - box[0], box[4] - box[1], box[5] - box[2])
+        if largest <= 0:
+            raise PipelineError(protocol.ERROR_INVALID_SOLID, "the best solid has no extent to scale")
+        factor = request.target_size_mm / largest
+        code = scale_code(best.code, factor, request.target_size_mm)
+        try:
+            return factor, code, self.pool.run(code, formats=request.formats)
+        except SandboxError as exc:
+            raise PipelineError(exc.code, f"scaling the result failed: {exc.message}") from exc

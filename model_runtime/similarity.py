@@ -1,0 +1,99 @@
+"""How much a render of a candidate looks like the input picture: silhouette IoU and edge overlap.
+
+Both images are reduced to the part itself before comparing: the background is estimated per row
+from the image's left and right borders (works for flat backgrounds and FreeCAD's vertical
+gradient), the part's bounding box is cropped, centred on a square and resized, so a screenshot
+zoomed differently from our render still lines up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+GRID = 64  # compare at 64x64: enough for shape, cheap
+_BG_TOLERANCE = 20.0  # RGB distance that still counts as background (rows are uniform)
+
+
+@dataclass(frozen=True)
+class Similarity:
+    silhouette_iou: float
+    edge_f1: float
+
+    @property
+    def score(self) -> float:
+        """The ranking score in [0, 1]: the mean of the two."""
+        return 0.5 * (self.silhouette_iou + self.edge_f1)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"score": self.score, "silhouette_iou": self.silhouette_iou, "edge_f1": self.edge_f1}
+
+
+def foreground_mask(image: Image.Image) -> np.ndarray:
+    """True where the part is: the pixels the background, grown in from the borders, does not reach.
+
+    A pixel is background-like when it is close to its row's left or right border colour; only
+    background-like pixels connected to the image border count as background, so faces that happen
+    to be shaded like the backdrop stay inside the silhouette.
+    """
+    from scipy import ndimage
+
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    left = rgb[:, :2].mean(axis=1, keepdims=True)
+    right = rgb[:, -2:].mean(axis=1, keepdims=True)
+    dist = np.minimum(np.linalg.norm(rgb - left, axis=2), np.linalg.norm(rgb - right, axis=2))
+    labels, _ = ndimage.label(dist <= _BG_TOLERANCE)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    background = np.isin(labels, border[border > 0])
+    return ~background
+
+
+def _normalise(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, grey) cropped to the part, centred on a square, resized to GRID."""
+    ys, xs = np.nonzero(mask)
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    if len(xs) == 0:
+        return np.zeros((GRID, GRID), bool), np.zeros((GRID, GRID), np.float32)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    side = max(y1 - y0, x1 - x0)
+    canvas_mask = np.zeros((side, side), np.uint8)
+    canvas_grey = np.full((side, side), 255.0, np.float32)
+    oy, ox = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
+    canvas_mask[oy : oy + y1 - y0, ox : ox + x1 - x0] = mask[y0:y1, x0:x1]
+    canvas_grey[oy : oy + y1 - y0, ox : ox + x1 - x0] = np.where(
+        mask[y0:y1, x0:x1], grey[y0:y1, x0:x1], 255.0
+    )
+    small_mask = Image.fromarray(canvas_mask * 255).resize((GRID, GRID), Image.Resampling.BILINEAR)
+    small_grey = Image.fromarray(canvas_grey).resize((GRID, GRID), Image.Resampling.BILINEAR)
+    return np.asarray(small_mask) > 127, np.asarray(small_grey, dtype=np.float32)
+
+
+def _edges(grey: np.ndarray) -> np.ndarray:
+    """Strong intensity steps (outline and drawn edges), as a boolean map."""
+    gy, gx = np.gradient(grey)
+    magnitude = np.hypot(gx, gy)
+    return magnitude > max(20.0, float(np.percentile(magnitude, 90)))
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """3x3 dilation: edges one pixel apart still match."""
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool))
+
+
+def compare(reference: Image.Image, candidate: Image.Image) -> Similarity:
+    """Similarity of ``candidate`` (a render) to ``reference`` (the input picture)."""
+    mask_a, grey_a = _normalise(reference, foreground_mask(reference))
+    mask_b, grey_b = _normalise(candidate, foreground_mask(candidate))
+    union = np.logical_or(mask_a, mask_b).sum()
+    iou = float(np.logical_and(mask_a, mask_b).sum() / union) if union else 0.0
+    edges_a, edges_b = _edges(grey_a), _edges(grey_b)
+    if not edges_a.any() or not edges_b.any():
+        return Similarity(iou, 0.0)
+    precision = float((edges_b & _dilate(edges_a)).sum() / edges_b.sum())
+    recall = float((edges_a & _dilate(edges_b)).sum() / edges_a.sum())
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Similarity(iou, f1)

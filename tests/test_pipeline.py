@@ -1,0 +1,260 @@
+"""Pipeline logic on the real sandbox and renderer: extraction, image input, ranking, failures, cancel.
+
+The model is replaced here by a scripted backend (fixed texts) so ranking, all-invalid and cancel
+are checked deterministically; real models run the same pipeline in test_backends_*.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_runtime import protocol
+from model_runtime.backends.base import GenerationCancelled, GenerationSettings, StageTimings
+from model_runtime.extract import extract_code
+from model_runtime.images import ImageError, load_image, to_data_uri
+from model_runtime.pipeline import GenerateRequest, Pipeline, PipelineError
+from model_runtime.similarity import compare
+
+BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
+CYLINDER = 'import cadquery as cq\n\nresult = cq.Workplane("XY").cylinder(40, 4)\n'
+PLATE = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(60, 60, 2)\n'
+
+
+# -- code extraction ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        BOX,
+        " " + BOX + "</s>",
+        "Here is the code:\n```python\n" + BOX + "```\nThis builds a box.",
+        "```\n" + BOX + "```",
+        "Sure! ```python\n" + BOX,  # fence never closed (ran out of tokens)
+        "Let me think.\n" + BOX + "\nThis makes a 30x20x10 box. Hope it helps!",
+        'result = cq.Workplane("XY").box(30, 20, 10)',  # import missing
+    ],
+)
+def test_extract_code_finds_the_program(text):
+    code = extract_code(text)
+    assert 'result = cq.Workplane("XY").box(30, 20, 10)' in code
+    assert code.startswith("import cadquery as cq")
+    compile(code, "<candidate>", "exec")
+
+
+def test_extract_code_prefers_the_block_that_builds_result():
+    text = "```python\nprint('setup')\n```\nthen\n```python\n" + BOX + "```"
+    assert extract_code(text).strip() == BOX.strip()
+
+
+def test_extract_code_of_nothing_is_empty():
+    assert extract_code("I cannot help with that.").strip() == "I cannot help with that."
+    assert extract_code("") == ""
+
+
+# -- image input -------------------------------------------------------------------------------
+
+
+def _encoded(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP"])
+def test_common_formats_decode_to_square_rgb(fmt):
+    picture = Image.new("RGB", (120, 60), (40, 90, 200))
+    image = load_image(_encoded(picture, fmt))
+    assert image.mode == "RGB" and image.size == (120, 120)
+    # padded with white above and below, the picture centred
+    assert image.getpixel((60, 2)) == (255, 255, 255)
+    assert np.allclose(image.getpixel((60, 60)), (40, 90, 200), atol=8)
+
+
+def test_alpha_is_flattened_on_white_and_paths_and_base64_work(tmp_path):
+    picture = Image.new("RGBA", (50, 50), (255, 0, 0, 0))
+    picture.paste((0, 0, 255, 255), (20, 20, 30, 30))
+    path = tmp_path / "shot.png"
+    picture.save(path)
+    for source in (path, str(path), base64.b64encode(path.read_bytes()).decode(), to_data_uri(picture)):
+        image = load_image(source)
+        assert image.getpixel((2, 2)) == (255, 255, 255)
+        assert image.getpixel((25, 25)) == (0, 0, 255)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"not an image at all", _encoded(Image.new("RGB", (64, 64)), "PNG")[:60]]
+)
+def test_corrupt_images_raise_a_typed_error(data):
+    with pytest.raises(ImageError) as info:
+        load_image(data)
+    assert info.value.code == protocol.ERROR_BAD_IMAGE
+
+
+# -- similarity --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def renders():
+    import cadquery as cq
+
+    from model_runtime.render import render
+
+    shapes = {
+        "box": cq.Workplane("XY").box(30, 20, 10),
+        "cylinder": cq.Workplane("XY").cylinder(40, 4),
+        "plate": cq.Workplane("XY").box(60, 60, 2),
+    }
+    return {name: render(shape, size=160) for name, shape in shapes.items()}
+
+
+def test_similarity_prefers_the_same_shape(renders):
+    same = compare(renders["box"], renders["box"])
+    assert same.silhouette_iou > 0.99 and same.edge_f1 > 0.99
+    assert compare(renders["box"], renders["cylinder"]).score < same.score - 0.2
+    # scale-invariant: a half-size screenshot of the same part still matches well
+    small = compare(renders["box"], renders["box"].resize((80, 80)))
+    assert small.silhouette_iou > 0.9 and small.score > compare(renders["box"], renders["plate"]).score + 0.2
+
+
+# -- the pipeline with a scripted backend --------------------------------------------------------
+
+
+class ScriptedBackend:
+    """Returns fixed texts, streaming them token by token (words) like a model would."""
+
+    name = "scripted"
+    model_id = "scripted"
+    load_s = 0.0
+
+    def __init__(self, texts: list[str], cancel_after_tokens: int | None = None):
+        self.texts = texts
+        self.cancel_after_tokens = cancel_after_tokens
+        self.timings = StageTimings()
+        self.seen_image: Image.Image | None = None
+
+    def generate(self, image, instruction=None, settings=None, *, on_token=None, cancel=None):
+        settings = settings or GenerationSettings()
+        self.seen_image = image
+        out, count = [], 0
+        for index in range(settings.n):
+            text = self.texts[index % len(self.texts)]
+            for word in text.split(" "):
+                count += 1
+                if on_token:
+                    on_token(index, word + " ")
+                if self.cancel_after_tokens is not None and count >= self.cancel_after_tokens and cancel:
+                    cancel.set()
+                if cancel is not None and cancel.is_set():
+                    raise GenerationCancelled()
+            out.append(text)
+        return out
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from model_runtime.sandbox import SandboxPool
+
+    with SandboxPool(workers=2, timeout_s=20.0) as sandbox:
+        yield sandbox
+
+
+def _png(image: Image.Image) -> bytes:
+    return _encoded(image, "PNG")
+
+
+def test_ranking_valid_first_then_by_similarity(pool, renders):
+    texts = [
+        CYLINDER,
+        "result = cq.Workplane('XY').box(1, 2)  # wrong arity",
+        "```python\n" + BOX + "```",
+        PLATE,
+    ]
+    events: list[dict] = []
+    backend = ScriptedBackend(texts)
+    result = Pipeline(backend, pool, render_size=160).run(
+        GenerateRequest(image=_png(renders["box"]), n=4), on_event=events.append
+    )
+    order = [c.index for c in result.candidates]
+    assert order[0] == 2, [c.to_dict() for c in result.candidates]  # the box, though not the greedy answer
+    assert order[-1] == 1 and not result.candidates[-1].valid  # the invalid one last
+    assert result.candidates[-1].error["code"] in (protocol.ERROR_RUNTIME, protocol.ERROR_SYNTAX)
+    scores = [c.score for c in result.candidates if c.valid]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0.8
+    assert result.code.strip() == BOX.strip()
+    assert result.exec_result.volume == pytest.approx(6000, rel=1e-6)
+    assert backend.seen_image.size[0] == backend.seen_image.size[1]
+    kinds = {e["type"] for e in events}
+    assert {protocol.EVENT_STATUS, protocol.EVENT_TOKEN, protocol.EVENT_CANDIDATE} <= kinds
+    assert events[-1] == {"type": protocol.EVENT_STATUS, "stage": "done", "progress": 1.0}
+    json_ready = result.to_dict()
+    assert json_ready["candidates"][0]["index"] == 2 and "brep" in json_ready["result"]
+
+
+def test_all_candidates_invalid_is_a_typed_error_with_details(pool, renders):
+    texts = ["I don't know.", "import os\nresult = os.system('true')", "result = cq.Workplane().box(0, 1, 1)"]
+    with pytest.raises(PipelineError) as info:
+        Pipeline(ScriptedBackend(texts), pool).run(GenerateRequest(image=_png(renders["box"]), n=3))
+    assert info.value.code == protocol.ERROR_ALL_INVALID
+    reported = info.value.detail["candidates"]
+    assert len(reported) == 3 and all(not c["valid"] and c["error"]["code"] for c in reported)
+    assert {c["error"]["code"] for c in reported} >= {protocol.ERROR_POLICY}
+
+
+def test_corrupt_image_fails_before_the_model_runs(pool):
+    backend = ScriptedBackend([BOX])
+    with pytest.raises(PipelineError) as info:
+        Pipeline(backend, pool).run(GenerateRequest(image=b"\x89PNG\r\n\x1a\nbroken", n=1))
+    assert info.value.code == protocol.ERROR_BAD_IMAGE
+    assert backend.seen_image is None
+
+
+def test_cancel_during_generation(pool, renders):
+    cancel = threading.Event()
+    backend = ScriptedBackend([BOX], cancel_after_tokens=3)
+    with pytest.raises(PipelineError) as info:
+        Pipeline(backend, pool).run(GenerateRequest(image=_png(renders["box"]), n=2), cancel=cancel)
+    assert info.value.code == protocol.ERROR_CANCELLED
+
+
+def test_cancel_before_start(pool, renders):
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(PipelineError) as info:
+        Pipeline(ScriptedBackend([BOX]), pool).run(GenerateRequest(image=_png(renders["box"])), cancel=cancel)
+    assert info.value.code == protocol.ERROR_CANCELLED
+
+
+def test_target_size_rewrites_the_code(pool, renders):
+    result = Pipeline(ScriptedBackend([BOX]), pool).run(
+        GenerateRequest(image=_png(renders["box"]), n=1, target_size_mm=75.0, formats=("brep", "step"))
+    )
+    box = result.exec_result.bbox
+    assert max(box[3] - box[0], box[4] - box[1], box[5] - box[2]) == pytest.approx(75.0, rel=1e-6)
+    assert result.scale == pytest.approx(2.5)
+    assert "scale(2.5)" in result.code and "step" in result.exec_result.exports
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"image": ""},
+        {"image": "x", "n": 0},
+        {"image": "x", "n": "many"},
+        {"image": "x", "target_size_mm": -3},
+    ],
+)
+def test_bad_requests_are_rejected(body):
+    with pytest.raises(PipelineError) as info:
+        GenerateRequest.from_json(body)
+    assert info.value.code == protocol.ERROR_BAD_REQUEST
