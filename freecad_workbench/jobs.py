@@ -164,6 +164,8 @@ class JobState:
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         self.job_id = str(event.get("job_id") or self.job_id)
+        if kind in (protocol.EVENT_STATUS, protocol.EVENT_TOKEN) and self.status == protocol.JOB_QUEUED:
+            self.status = protocol.JOB_RUNNING  # the pipeline's own events carry no status
         if kind == protocol.EVENT_STATUS:
             self.status = str(event.get("status") or self.status)
             self.stage = str(event.get("stage") or self.stage)

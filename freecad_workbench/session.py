@@ -34,7 +34,13 @@ def captures_dir() -> Path:
 
 
 def new_capture_path(kind: str) -> Path:
-    return captures_dir() / f"{kind}-{datetime.now():%Y%m%d-%H%M%S-%f}.png"
+    """``capture-view-20260101-120000.png`` (then ``-2``, ``-3``… within the same second)."""
+    stem = f"capture-{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+    path, number = captures_dir() / f"{stem}.png", 1
+    while path.exists():
+        number += 1
+        path = captures_dir() / f"{stem}-{number}.png"
+    return path
 
 
 def set_picture(picture: Picture) -> Picture:

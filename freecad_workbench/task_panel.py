@@ -21,7 +21,7 @@ from .launcher import LauncherError
 from .preferences import current as current_preferences
 from .qt import QtCore, QtGui, QtWidgets, png_to_pixmap
 
-THUMB = 96
+THUMB = 72
 
 
 class GeneratePanel:
@@ -52,7 +52,7 @@ class GeneratePanel:
 
         self.preview = QtWidgets.QLabel("No picture yet")
         self.preview.setAlignment(QtCore.Qt.AlignCenter)
-        self.preview.setMinimumHeight(160)
+        self.preview.setMinimumHeight(140)
         self.preview.setFrameShape(QtWidgets.QFrame.StyledPanel)
         layout.addWidget(self.preview)
 
@@ -158,7 +158,7 @@ class GeneratePanel:
         if pixmap.isNull():
             self.preview.setText("This picture cannot be shown; it may be corrupt.")
             return
-        self.preview.setPixmap(pixmap.scaled(220, 220, QtCore.Qt.KeepAspectRatio,
+        self.preview.setPixmap(pixmap.scaled(180, 180, QtCore.Qt.KeepAspectRatio,
                                              QtCore.Qt.SmoothTransformation))
         self.message.hide()
 

@@ -26,9 +26,9 @@ RESULT = {"steps": [], "ok": False}
 T0 = time.monotonic()
 
 
-def step(name, **facts):
-    RESULT["steps"].append({"step": name, "t": round(time.monotonic() - T0, 3), **facts})
-    print(f"CADSNAP-GUI {name} {facts}", flush=True)
+def step(step_name, **facts):
+    RESULT["steps"].append({"step": step_name, "t": round(time.monotonic() - T0, 3), **facts})
+    print(f"CADSNAP-GUI {step_name} {facts}", flush=True)
 
 
 def fail(message):
