@@ -178,12 +178,15 @@ class _Renderer:
         self._renderer.AddLight(self._light)
 
         self._face_mapper = vtkPolyDataMapper()
+        # Faces pushed back and edges pulled forward, so edges on curved faces do not dash.
         self._face_mapper.SetResolveCoincidentTopologyToPolygonOffset()
+        self._face_mapper.SetRelativeCoincidentTopologyPolygonOffsetParameters(1.0, 3.0)
         self._face_mapper.ScalarVisibilityOff()
         self._face_actor = vtkActor()
         self._face_actor.SetMapper(self._face_mapper)
         self._edge_mapper = vtkPolyDataMapper()
         self._edge_mapper.ScalarVisibilityOff()
+        self._edge_mapper.SetRelativeCoincidentTopologyLineOffsetParameters(-1.0, -3.0)
         self._edge_actor = vtkActor()
         self._edge_actor.SetMapper(self._edge_mapper)
         self._renderer.AddActor(self._face_actor)

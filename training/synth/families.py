@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from training.synth.codefmt import Program
+from training.synth.codefmt import Program, Var
 
 # Metric screw sizes: clearance hole, counterbore (diameter, depth), countersink diameter, tap drill.
 SCREWS: dict[str, dict[str, float]] = {
@@ -38,10 +38,8 @@ class Sampler:
         if step is None:
             step = 0.5 if hi <= 10 else 1.0 if hi <= 60 else 5.0
         first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
-        if last < first:  # the range is narrower than the grid: take the rounded midpoint
-            value = round((lo + hi) / 2.0, 1)
-        else:
-            value = round(self.rng.randint(first, last) * step, 2)
+        # A range narrower than the grid gives its rounded midpoint.
+        value = round((lo + hi) / 2.0, 1) if last < first else round(self.rng.randint(first, last) * step, 2)
         self.params[name] = value
         return value
 
@@ -165,7 +163,8 @@ def z_bracket(s: Sampler) -> Program:
     width = s.mm("width", 15, 60)
     thick = s.mm("thickness", 2, 8)
     p = Program()
-    pts = [(0, 0), (flange, 0), (flange, rise), (2 * flange - thick, rise), (2 * flange - thick, rise + thick),
+    far = 2 * flange - thick
+    pts = [(0, 0), (flange, 0), (flange, rise), (far, rise), (far, rise + thick),
            (flange - thick, rise + thick), (flange - thick, thick), (0, thick)]
     bracket = p.workplane("XZ").polyline(pts).close().extrude(width / 2, both=True)
     screw = s.screw("screw", ("M3", "M4", "M5"))
@@ -313,7 +312,8 @@ def enclosure(s: Sampler) -> Program:
         d = s.mm("port_diameter", 4, min(16, height / 2))
         n = s.count("ports", 1, 3)
         spacing = round(min(length / (n + 1), d * 2.5), 1)
-        w = w.faces("<Y").workplane(centerOption="CenterOfBoundBox").rarray(spacing, 1, n, 1).hole(d, wall * 2)
+        w = w.faces("<Y").workplane(centerOption="CenterOfBoundBox")
+        w = w.rarray(spacing, 1, n, 1).hole(d, wall * 2)
     elif s.chance("window", 0.5):
         win_l = s.mm("window_length", 6, max(7, (width - 2 * radius) / 2))
         win_h = s.mm("window_height", 4, height / 2)
@@ -329,13 +329,12 @@ def gusset_bracket(s: Sampler) -> Program:
     thick = s.mm("thickness", 3, 10)
     rib = s.mm("rib_thickness", 2, min(thick, width / 4))
     p = Program()
-    bracket = p.assign("bracket", p.workplane("XY").box(base, width, thick, centered=(False, True, False))
-                       .union(p.workplane("XY").box(thick, width, height, centered=(False, True, False))))
-    rib_chain = (p.workplane("XZ").polyline([(thick, thick), (round(base * 0.8, 1), thick),
-                                             (thick, round(height * 0.8, 1))]).close()
-                 .extrude(rib / 2, both=True))
+    p.assign("base", p.workplane("XY").box(base, width, thick, centered=(False, True, False)))
+    p.assign("upright", p.workplane("XY").box(thick, width, height, centered=(False, True, False)))
+    corner = [(thick, thick), (round(base * 0.8, 1), thick), (thick, round(height * 0.8, 1))]
+    p.assign("rib", p.workplane("XZ").polyline(corner).close().extrude(rib / 2, both=True))
     screw = s.screw("screw", ("M4", "M5", "M6"))
-    w = p.chain(bracket.name).union(rib_chain)
+    w = p.chain("base").union(Var("upright")).union(Var("rib"))
     gap = (width - rib) / 2
     if gap > screw["clear"] + 4:
         y = round(rib / 2 + gap / 2, 1)
@@ -375,13 +374,14 @@ def flanged_bushing(s: Sampler) -> Program:
     length = s.mm("length", flange_t + 4, flange_t + 50)
     ri, ro, rf = inner / 2, outer / 2, flange_d / 2
     p = Program()
-    w = (p.workplane("XZ").polyline([(ri, 0), (rf, 0), (rf, flange_t), (ro, flange_t), (ro, length), (ri, length)])
-         .close().revolve(360, (0, 0, 0), (0, 1, 0)))
+    section = [(ri, 0), (rf, 0), (rf, flange_t), (ro, flange_t), (ro, length), (ri, length)]
+    w = p.workplane("XZ").polyline(section).close().revolve(360, (0, 0, 0), (0, 1, 0))
     if s.chance("chamfer_top", 0.5):
         w = w.faces(">Z").edges().chamfer(min(0.8, (ro - ri) / 3))
     if s.chance("oil_hole", 0.3) and length - flange_t > 8:
         # A radial lubrication hole through one wall, halfway up the sleeve.
-        oil = p.workplane("XZ").center(0, round((flange_t + length) / 2, 1)).circle(1).extrude(round(ro + 1, 1))
+        middle = round((flange_t + length) / 2, 1)
+        oil = p.workplane("XZ").center(0, middle).circle(1).extrude(round(ro + 1, 1))
         w = w.cut(oil)
     p.result(w)
     return p
@@ -420,17 +420,18 @@ def hinge_leaf(s: Sampler) -> Program:
     seg = round(length / (2 * n - 1), 1)
     screw = s.screw("screw", ("M3", "M4"))
     p = Program()
-    leaf = p.workplane("XY").box(length, width, thick, centered=(True, False, False))
+    # The leaf lies along X with its hinge edge on the X axis; the knuckles turn about that axis.
+    leaf = p.workplane("XY").box(length, width, thick, centered=(True, False, True))
     holes = s.count("screw_holes", 2, 3)
     spacing = round(length / holes, 1)
-    leaf = leaf.faces(">Z").workplane().center(0, round(width / 2 + knuckle_r / 2, 1)).rarray(spacing, 1, holes, 1)
-    leaf = leaf.cskHole(screw["clear"], screw["csk"], 90)
+    leaf = leaf.faces(">Z").workplane().center(0, round(width / 2 + knuckle_r / 2, 1))
+    leaf = leaf.rarray(spacing, 1, holes, 1).cskHole(screw["clear"], screw["csk"], 90)
     p.assign("leaf", leaf)
     xs = [round(-length / 2 + seg / 2 + 2 * i * seg, 2) for i in range(n)]
-    knuckles = (p.workplane("XY").pushPoints([(x, 0) for x in xs])
-                .cylinder(seg, knuckle_r, direct=(1, 0, 0), centered=(True, True, False)))
-    pin_cut = p.workplane("YZ").workplane(offset=-length / 2).circle(round(pin / 2, 2)).extrude(length)
-    p.result(p.chain("leaf").union(knuckles).cut(pin_cut))
+    knuckles = p.workplane("XY").pushPoints([(x, 0) for x in xs])
+    p.assign("knuckles", knuckles.cylinder(seg, knuckle_r, direct=(1, 0, 0)))
+    p.assign("pin", p.workplane("YZ").workplane(offset=-length / 2).circle(round(pin / 2, 2)).extrude(length))
+    p.result(p.chain("leaf").union(Var("knuckles")).cut(Var("pin")))
     return p
 
 
@@ -448,10 +449,10 @@ def pillow_block(s: Sampler) -> Program:
     base = base.faces(">Z").workplane().pushPoints([(-hole_x, 0), (hole_x, 0)])
     base = _hole_op(s, base, screw, s.pick("hole_type", ("hole", "cbore")))
     p.assign("base", base)
-    body = (p.workplane("XZ").center(0, center_h).circle(boss / 2).extrude(width / 2, both=True)
-            .union(p.workplane("XY").box(boss, width, center_h, centered=(True, True, False))))
-    bore_cut = p.workplane("XZ").center(0, center_h).circle(bore / 2).extrude(width, both=True)
-    p.result(p.chain("base").union(body).cut(bore_cut))
+    p.assign("pedestal", p.workplane("XY").box(boss, width, center_h, centered=(True, True, False)))
+    p.assign("boss", p.workplane("XZ").center(0, center_h).circle(boss / 2).extrude(width / 2, both=True))
+    p.assign("bore", p.workplane("XZ").center(0, center_h).circle(bore / 2).extrude(width, both=True))
+    p.result(p.chain("base").union(Var("pedestal")).union(Var("boss")).cut(Var("bore")))
     return p
 
 
@@ -487,13 +488,14 @@ NUTS: dict[str, tuple[float, float]] = {
 
 def hex_nut(s: Sampler) -> Program:
     across, bore = NUTS[s.pick("size", tuple(NUTS))]
-    height = round(across * s.pick("height_ratio", (0.5, 0.8)), 1)
+    height = s.mm("height", across * 0.4, across * 1.5 if s.chance("coupling", 0.2) else across)
     corners = round(across / math.cos(math.pi / 6), 2)
     kind = s.pick("kind", ("nut", "flange_nut", "cap_nut"))
     p = Program()
     w = p.workplane("XY").polygon(6, corners).extrude(height)
     if kind == "flange_nut":
-        w = w.faces("<Z").workplane().circle(round(corners * 0.7, 1)).extrude(round(height * 0.25, 1))
+        flange_d = s.mm("flange_diameter", corners * 1.15, corners * 1.5)
+        w = w.faces("<Z").workplane().circle(flange_d / 2).extrude(s.mm("flange_height", 1, height / 3))
     w = w.faces(">Z").chamfer(round(across * 0.06, 1))
     if kind == "cap_nut":
         w = w.faces("<Z").workplane().hole(bore, round(height * 0.7, 1))
@@ -511,10 +513,10 @@ def tube_clip(s: Sampler) -> Program:
     r_in, r_out = pipe / 2, pipe / 2 + wall
     center = r_out + 1  # the ring stands on the tabs; the bore stays clear of them
     p = Program()
-    body = (p.workplane("XZ").center(0, center).circle(r_out).extrude(width / 2, both=True)
-            .union(p.workplane("XY").box(2 * (r_out + tab), width, wall, centered=(True, True, False))))
-    bore = p.workplane("XZ").center(0, center).circle(r_in).extrude(width, both=True)
-    p.assign("clip", body.cut(bore))
+    p.assign("base", p.workplane("XY").box(2 * (r_out + tab), width, wall, centered=(True, True, False)))
+    p.assign("ring", p.workplane("XZ").center(0, center).circle(r_out).extrude(width / 2, both=True))
+    p.assign("bore", p.workplane("XZ").center(0, center).circle(r_in).extrude(width, both=True))
+    p.assign("clip", p.chain("base").union(Var("ring")).cut(Var("bore")))
     screw = s.screw("screw", ("M3", "M4", "M5"))
     x = round(r_out + tab / 2, 1)
     p.result(p.chain("clip").faces("<Z").workplane(centerOption="CenterOfBoundBox")
@@ -530,7 +532,12 @@ def freeform(s: Sampler) -> Program:
     height = s.mm("height", 4, max(5, size * 0.6))
     p = Program()
     base = s.pick("base", ("rect", "circle", "polygon", "slot", "profile"))
-    w = p.workplane(s.pick("plane", ("XY", "XY", "XZ", "YZ")))
+    plane = s.pick("plane", ("XY", "XY", "XY", "XZ", "YZ"))
+    # Selectors relative to the sketch plane: the face the extrusion ends on, edges along it, sides.
+    top_face, along, sides = {"XY": (">Z", "|Z", (">X", "<X", ">Y", "<Y")),
+                         "XZ": ("<Y", "|Y", (">X", "<X", ">Z", "<Z")),
+                         "YZ": (">X", "|X", (">Y", "<Y", ">Z", "<Z"))}[plane]
+    w = p.workplane(plane)
     if base == "rect":
         w = w.rect(size, depth)
     elif base == "circle":
@@ -553,47 +560,61 @@ def freeform(s: Sampler) -> Program:
     span = min(size, depth)
     features = s.count("features", 1, 4)
     shelled = False
+    mirrored = False
     for i in range(features):
-        kind = s.pick(f"feature_{i}", ("boss", "pocket", "holes", "polar", "edge", "edge", "side_hole",
-                                         "cbore", "shell", "mirror"))
+        kinds = ("boss", "pocket", "holes", "polar", "edge", "edge", "side_hole", "cbore", "shell", "mirror")
+        if shelled:  # the end face is open now: only edges and sides are left to work on
+            kinds = ("edge", "side_hole")
+        kind = s.pick(f"feature_{i}", kinds)
         if kind == "boss":
             boss = s.mm(f"boss_{i}", span * 0.2, span * 0.6)
-            top = w.faces(">Z").workplane()
+            top = w.faces(top_face).workplane()
             shape = s.pick(f"boss_shape_{i}", ("circle", "rect", "polygon"))
             top = top.circle(boss / 2) if shape == "circle" else top.rect(boss, boss) if shape == "rect" \
                 else top.polygon(6, boss)
             w = top.extrude(s.mm(f"boss_height_{i}", 2, max(3, height)))
         elif kind == "pocket":
             pocket = s.mm(f"pocket_{i}", span * 0.2, span * 0.5)
-            top = w.faces(">Z").workplane()
-            top = top.slot2D(pocket * 1.5, pocket / 2) if rng.random() < 0.3 else top.rect(pocket, pocket * 0.7)
+            top = w.faces(top_face).workplane()
+            if rng.random() < 0.3:
+                top = top.slot2D(pocket * 1.5, pocket / 2)
+            else:
+                top = top.rect(pocket, pocket * 0.7)
             w = top.cutBlind(-s.mm(f"pocket_depth_{i}", 1, max(1.5, height * 0.5)))
         elif kind == "holes":
             d = s.mm(f"hole_{i}", 2, max(2.5, span * 0.12))
             gap = round(span * 0.5, 1)
-            w = w.faces(">Z").workplane().rarray(gap, gap, 2, 2).hole(d)
+            w = w.faces(top_face).workplane().rarray(gap, gap, 2, 2).hole(d)
         elif kind == "polar":
             d = s.mm(f"hole_{i}", 2, max(2.5, span * 0.1))
             n = s.count(f"polar_count_{i}", 3, 8)
-            w = w.faces(">Z").workplane().polarArray(round(span * 0.3, 1), 0, 360, n).hole(d)
+            w = w.faces(top_face).workplane().polarArray(round(span * 0.3, 1), 0, 360, n).hole(d)
         elif kind == "edge":
             r = s.mm(f"edge_size_{i}", 0.5, max(1, min(height, span) * 0.15))
-            selector = s.pick(f"edge_select_{i}", ("|Z", ">Z", "<Z"))
+            straight = base in ("rect", "polygon", "profile")  # round outlines have no edges along the axis
+            selector = s.pick(f"edge_select_{i}", (along, top_face, along) if straight else (top_face,))
             w = w.edges(selector)
             w = w.fillet(r) if rng.random() < 0.5 else w.chamfer(r)
         elif kind == "side_hole":
             d = s.mm(f"side_hole_{i}", 2, max(2.5, height * 0.4))
-            w = w.faces(s.pick(f"side_{i}", (">X", "<X", ">Y", "<Y"))).workplane(
+            w = w.faces(s.pick(f"side_{i}", sides)).workplane(
                 centerOption="CenterOfBoundBox").hole(d, round(span * 0.4, 1))
         elif kind == "cbore":
             screw = s.screw(f"screw_{i}", ("M3", "M4", "M5"))
-            w = w.faces(">Z").workplane().cboreHole(screw["clear"], screw["cbore"], screw["cbore_depth"]) \
-                if rng.random() < 0.5 else w.faces(">Z").workplane().cskHole(screw["clear"], screw["csk"], 90)
+            face = w.faces(top_face).workplane()
+            if rng.random() < 0.5:
+                w = face.cboreHole(screw["clear"], screw["cbore"], screw["cbore_depth"])
+            else:
+                w = face.cskHole(screw["clear"], screw["csk"], 90)
         elif kind == "shell" and not shelled and i == 0:
-            w = w.faces(">Z").shell(-s.mm(f"shell_{i}", 1, max(1.5, min(height, span) * 0.15)))
+            w = w.faces(top_face).shell(-s.mm(f"shell_{i}", 1, max(1.5, min(height, span) * 0.15)))
             shelled = True
-        elif kind == "mirror":
-            w = w.translate((round(span * 0.3, 1), 0, 0)).mirror("YZ", union=True)
+        elif kind == "mirror" and not mirrored:
+            # Shift within the sketch plane, then mirror: two overlapping lobes make one solid.
+            shift = round(span * 0.25, 1)
+            offset, mirror_plane = ((0, shift, 0), "XZ") if plane == "YZ" else ((shift, 0, 0), "YZ")
+            w = w.translate(offset).mirror(mirror_plane, union=True)
+            mirrored = True
     p.result(w)
     return p
 

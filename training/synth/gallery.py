@@ -67,12 +67,12 @@ def coverage_chart(manifest: dict[str, Any], path: Path) -> None:
     fams = manifest["families"]
     total = max(1, manifest["samples"])
     fig, axes = plt.subplots(1, 2, figsize=(12, max(5, 0.28 * max(len(ops), len(fams)))))
-    for ax, counts, title in ((axes[0], ops, "operations"), (axes[1], fams, "families")):
+    for ax, counts, title in ((axes[0], ops, "operation"), (axes[1], fams, "family")):
         names = sorted(counts, key=counts.get)
         ax.barh(names, [counts[n] for n in names], color="#5470a8")
         for y, name in enumerate(names):
             ax.text(counts[name], y, f" {100 * counts[name] / total:.0f}%", va="center", fontsize=7)
-        ax.set_title(f"samples using each {title[:-1]} (of {total})")
+        ax.set_title(f"samples per {title} (of {total})")
         ax.tick_params(axis="y", labelsize=8)
         ax.margins(x=0.15)
     fig.tight_layout()

@@ -81,7 +81,8 @@ def geometry_signature(solid: Any) -> str:
     def sig(x: float) -> str:
         return f"{x:.4g}"
 
-    return "|".join([sig(solid.Volume()), sig(solid.Area()), *(sig(e) for e in extents), str(len(solid.Faces()))])
+    values = [sig(solid.Volume()), sig(solid.Area()), *(sig(e) for e in extents)]
+    return "|".join([*values, str(len(solid.Faces()))])
 
 
 def single_solid(result: Any) -> Any:

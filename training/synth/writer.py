@@ -49,8 +49,9 @@ class WriterConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide the content; a resume must use the same."""
-        return {"format_version": FORMAT_VERSION, "shard_size": self.shard_size, "image_size": self.image_size,
-                "base_seed": self.base_seed, "reference_share": self.reference_share}
+        return {"format_version": FORMAT_VERSION, "shard_size": self.shard_size,
+                "image_size": self.image_size, "base_seed": self.base_seed,
+                "reference_share": self.reference_share}
 
 
 @dataclass
