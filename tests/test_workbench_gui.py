@@ -11,14 +11,13 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from freecad_workbench.client import RuntimeClient, RuntimeUnreachable
-from tests.freecad.harness import REPO_ROOT, addon_home, freecad_env
+from tests.freecad.harness import REPO_ROOT, run_gui_flow
 
 BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
 README_SCREENSHOT = REPO_ROOT / "freecad_workbench" / "resources" / "screenshot.png"
@@ -35,25 +34,6 @@ def box_model(tmp_path_factory) -> Path:
     from tests.tiny_models import make_trained_tiny_llava
 
     return make_trained_tiny_llava(tmp_path_factory.mktemp("tiny_box_llava"), BOX)
-
-
-def run_gui_flow(workdir: Path, prefs: dict, repeats: int = 1, deadline_s: float = 80,
-                 timeout_s: float = 170) -> tuple[dict, str]:
-    """Start FreeCAD's GUI under Xvfb on tests/freecad/gui_flow.py; returns (result, output)."""
-    home = addon_home(workdir)
-    config = {"prefs": prefs, "result": str(workdir / "result.json"), "repeats": repeats,
-              "deadline_s": deadline_s, "screenshot_final": str(workdir / "final.png"),
-              "screenshot_panel": str(workdir / "panel.png")}
-    (workdir / "config.json").write_text(json.dumps(config))
-    env = freecad_env(home, CADSNAP_GUI_CONFIG=str(workdir / "config.json"),
-                      QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox", QT_QPA_PLATFORM="xcb")
-    command = ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "freecad",
-               str(REPO_ROOT / "tests" / "freecad" / "gui_flow.py")]
-    proc = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout_s)
-    output = proc.stdout + proc.stderr
-    result_path = workdir / "result.json"
-    result = json.loads(result_path.read_text()) if result_path.exists() else {}
-    return result, output
 
 
 @pytest.mark.gui

@@ -52,7 +52,7 @@ def main():
     Gui.ActiveDocument.ActiveView.viewIsometric()
     Gui.SendMsgToActiveView("ViewFit")
     widen_task_area()
-    RESULT["press_to_insert_s"] = []
+    RESULT["presses"] = []
     press(doc, CONFIG.get("repeats", 1))
 
 
@@ -67,6 +67,7 @@ def press(doc, remaining):
     panel = session.active_panel
     if panel is None or session.current_picture is None:
         return fail("Capture 3D view did not open the Generate panel with a picture")
+    timing = {"capture_s": time.monotonic() - pressed}
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
     panel.generate_button.click()
     poll = QtCore.QTimer()
@@ -80,23 +81,26 @@ def press(doc, remaining):
         if not panel.state.finished:
             return
         poll.stop()
+        timing["generate_s"] = time.monotonic() - pressed - timing["capture_s"]
         step("finished", status=panel.state.status, candidates=len(panel.state.candidates),
              runtime=panel.runtime_label.text(), message=panel.message.text())
-        accept(panel, doc, pressed, remaining)
+        accept(panel, doc, pressed, remaining, timing)
 
     poll.timeout.connect(check)
     poll.start(100)
     RESULT["_poll"] = poll
 
 
-def accept(panel, doc, pressed, remaining):
+def accept(panel, doc, pressed, remaining, timing):
     try:
         before = len(doc.Objects)
         if remaining == 1:
             screenshot("panel")  # the panel with its candidates and code, before it closes
+        inserting = time.monotonic()
         accepted = panel.accept()
         elapsed = time.monotonic() - pressed
-        RESULT["press_to_insert_s"].append(round(elapsed, 3))
+        timing.update(insert_s=time.monotonic() - inserting, total_s=elapsed)
+        RESULT["presses"].append({key: round(value, 3) for key, value in timing.items()})
         obj = panel.inserted
         if not accepted or obj is None:
             return fail(f"accept did not insert: {panel.message.text()}")

@@ -7,6 +7,7 @@ touched. FreeCAD swallows exceptions and exits 0: callers fail on any Traceback 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -43,3 +44,22 @@ def run_freecadcmd_tests(module: str, home: Path, timeout_s: float = 120.0, **ex
     assert "Traceback" not in output, output
     assert "\nOK" in output, output
     return output
+
+
+def run_gui_flow(workdir: Path, prefs: dict, repeats: int = 1, deadline_s: float = 80,
+                 timeout_s: float = 170) -> tuple[dict, str]:
+    """Start FreeCAD's GUI under Xvfb on tests/freecad/gui_flow.py; returns (result, output)."""
+    home = addon_home(workdir)
+    config = {"prefs": prefs, "result": str(workdir / "result.json"), "repeats": repeats,
+              "deadline_s": deadline_s, "screenshot_final": str(workdir / "final.png"),
+              "screenshot_panel": str(workdir / "panel.png")}
+    (workdir / "config.json").write_text(json.dumps(config))
+    env = freecad_env(home, CADSNAP_GUI_CONFIG=str(workdir / "config.json"),
+                      QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox", QT_QPA_PLATFORM="xcb")
+    command = ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "freecad",
+               str(REPO_ROOT / "tests" / "freecad" / "gui_flow.py")]
+    proc = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout_s)
+    output = proc.stdout + proc.stderr
+    result_path = workdir / "result.json"
+    result = json.loads(result_path.read_text()) if result_path.exists() else {}
+    return result, output
