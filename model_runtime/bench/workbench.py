@@ -52,12 +52,13 @@ def run(model: Path | None, backend: str, runs: int, candidates: int, out: Path)
         raise SystemExit(f"the GUI flow failed:\n{json.dumps(result, indent=2)}\n{output[-4000:]}")
     presses = result["presses"]
     warm = presses[1:]
+    machine = platform.machine(), f"{platform.system()} {platform.release()}", platform.python_version()
     report = {
         "what": "FreeCAD GUI: press Capture 3D view -> Generate -> OK -> solid inserted",
         "model": str(model), "backend": backend, "candidates": candidates, "runs": runs,
-        "machine": f"{platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "machine": "{}, {}, Python {}".format(*machine),
         "cold": presses[0],
-        "warm_median": {phase: statistics.median(p[phase] for p in warm) for phase in PHASES} if warm else None,
+        "warm_median": {p: statistics.median(press[p] for press in warm) for p in PHASES} if warm else None,
         "presses": presses,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,8 @@ def _markdown(report: dict) -> str:
         kind = "cold (starts the runtime)" if number == 1 else "warm"
         lines.append(f"| {number}, {kind} | " + " | ".join(f"{press[p]:.2f}" for p in PHASES) + " |")
     if report["warm_median"]:
-        lines.append("| median of warm | " + " | ".join(f"{report['warm_median'][p]:.2f}" for p in PHASES) + " |")
+        medians = report["warm_median"]
+        lines.append("| median of warm | " + " | ".join(f"{medians[p]:.2f}" for p in PHASES) + " |")
     return "\n".join(lines) + "\n"
 
 
