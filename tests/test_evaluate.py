@@ -81,3 +81,81 @@ def test_a_folder_without_ground_truth_is_refused_with_the_names(tmp_path):
         load_samples(tmp_path)
     with pytest.raises(EvaluationDataError, match="not a folder"):
         load_samples(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------------- end to end, real parts
+
+PROGRAMS = {  # name: (family, CadQuery source); the tiny model always answers with BOX_PROGRAM
+    "box_same": ("block", 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'),
+    "box_scaled": ("block", 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(60, 40, 20)\n'),
+    "cube": ("block", 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(20, 20, 20)\n'),
+    "disc": ("round", 'import cadquery as cq\n\nresult = cq.Workplane("XY").cylinder(12, 8)\n'),
+}
+STEP_PLATE = (  # ground truth given as a STEP file
+    'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 30, 5).faces(">Z").workplane().hole(6)\n'
+)
+
+
+@pytest.fixture(scope="module")
+def eval_folder(tmp_path_factory):
+    """Five samples: images rendered from real CadQuery solids, ground truth as .py or .step."""
+    import cadquery as cq
+
+    from model_runtime.render import render
+
+    folder = tmp_path_factory.mktemp("eval_folder")
+    for name, (_, code) in PROGRAMS.items():
+        namespace: dict = {}
+        exec(code, namespace)  # our own fixed programs
+        render(namespace["result"], size=128).save(folder / f"{name}.png")
+        (folder / f"{name}.py").write_text(code)
+    namespace = {}
+    exec(STEP_PLATE, namespace)
+    cq.exporters.export(namespace["result"], str(folder / "plate.step"))
+    render(namespace["result"], size=128).save(folder / "plate.png")
+    families = {name: family for name, (family, _) in PROGRAMS.items()} | {"plate": "plate"}
+    (folder / "families.json").write_text(json.dumps(families))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def box_model(tmp_path_factory):
+    from tests.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
+
+    return make_trained_tiny_llava(tmp_path_factory.mktemp("box_model"), BOX_PROGRAM)
+
+
+def test_evaluation_cli_on_a_five_sample_folder_with_a_real_model(eval_folder, box_model, tmp_path):
+    from training.evaluate import main
+
+    out = tmp_path / "report"
+    assert main(["--data", str(eval_folder), "--backend", "hf", "--model", str(box_model),
+                 "--n", "1", "--max-new-tokens", "64", "--out", str(out)]) == 0
+    payload = json.loads((out / "report.json").read_text())
+    summary, samples = payload["summary"], {s["name"]: s for s in payload["samples"]}
+    assert summary["n"] == 5 and summary["vsr"] == 1.0  # the model always writes the (valid) box
+    # Same box, and the same box at twice the size (IoU normalises scale): a perfect score.
+    assert samples["box_same"]["iou"] == pytest.approx(1.0, abs=1e-6)
+    assert samples["box_scaled"]["iou"] == pytest.approx(1.0, abs=1e-6)
+    # A 30x20x10 box against a cube, scaled to unit largest extent: (2/3 * 1/3) / 1 of the cube.
+    assert samples["cube"]["iou"] == pytest.approx(2 / 9, abs=1e-6)
+    assert 0.0 < samples["disc"]["iou"] < 0.9 and 0.0 < samples["plate"]["iou"] < 1.0
+    assert samples["disc"]["chamfer"] > samples["box_same"]["chamfer"]
+    assert summary["families"]["block"]["n"] == 3 and summary["families"]["plate"]["n"] == 1
+    assert summary["latency_s"]["p50"] > 0 and "generate_s" in summary["stages_s"]
+    assert all(s["code"].strip() == PROGRAMS["box_same"][1].strip() for s in samples.values())
+    markdown = (out / "report.md").read_text()
+    assert "greedy (N=1)" in markdown and "| block | 3 |" in markdown
+    for name in ("histograms.png", "gallery.png", "gallery_worst.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_best_of_n_reports_every_candidate(eval_folder, box_model, tmp_path):
+    from training.evaluate import main
+
+    out = tmp_path / "report"
+    assert main(["--data", str(eval_folder), "--backend", "hf", "--model", str(box_model), "--n", "3",
+                 "--limit", "2", "--max-new-tokens", "64", "--out", str(out)]) == 0
+    payload = json.loads((out / "report.json").read_text())
+    assert [s["n_candidates"] for s in payload["samples"]] == [3, 3]
+    assert "best-of-3" in (out / "report.md").read_text()

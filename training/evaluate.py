@@ -207,7 +207,7 @@ def evaluate_sample(sample: EvalSample, pipeline, pool, request: dict[str, Any])
     record.latency_s = time.perf_counter() - start
     record.n_candidates = len(result.candidates)
     record.n_valid = sum(c.valid for c in result.candidates)
-    record.stages = {k: float(v) for k, v in result.timings.items() if k.endswith("_s")}
+    record.stages = {k: float(v) for k, v in result.timings.items() if k.endswith("_s") and "per_s" not in k}
     record.valid, record.code = True, result.code  # the pipeline only returns a valid winner
     candidate = result.exec_result.shape()
     try:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 TILE = 160  # gallery tile size in pixels
 GALLERY_ROWS = 12
@@ -139,8 +139,7 @@ def _tile(image: Image.Image | None, caption: str) -> Image.Image:
     """A square tile: the image fitted on white (or a grey "no image" box) with a caption strip."""
     tile = Image.new("RGB", (TILE, TILE), "white")
     if image is not None:
-        fitted = image.convert("RGB")
-        fitted.thumbnail((TILE, TILE - 16))
+        fitted = ImageOps.contain(image.convert("RGB"), (TILE, TILE - 16))
         tile.paste(fitted, ((TILE - fitted.width) // 2, (TILE - 16 - fitted.height) // 2))
     else:
         ImageDraw.Draw(tile).rectangle((8, 8, TILE - 8, TILE - 24), fill=(235, 235, 235), outline="grey")
