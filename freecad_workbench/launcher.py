@@ -120,7 +120,7 @@ class RuntimeProcess:
         self.command = command
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the child
+        self._log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the child; one start per log
         flags = subprocess.CREATE_NEW_PROCESS_GROUP if sys.platform == "win32" else 0
         try:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log,

@@ -172,14 +172,16 @@ class GeneratePanel:
         self.background.start(work, "cadsnap-health")
 
     def _ensure_runtime(self):
+        """(client, None) for a healthy runtime, else (None, why)."""
         try:
             client, health = session.runtime.ensure(
                 self.prefs, lambda text: self.background.post("runtime", text), self.cancel_event)
         except (ClientError, LauncherError) as error:
-            self.background.post("runtime_down", getattr(error, "message", str(error)))
-            return None
+            reason = getattr(error, "message", str(error))
+            self.background.post("runtime_down", reason)
+            return None, reason
         self.background.post("runtime_up", health)
-        return client
+        return client, None
 
     def generate(self) -> None:
         try:
@@ -203,9 +205,12 @@ class GeneratePanel:
         self.background.start(lambda: self._run_job(payload, cancel), "cadsnap-job")
 
     def _run_job(self, payload: dict, cancel: threading.Event) -> None:
-        client = self._ensure_runtime()
+        client, reason = self._ensure_runtime()
         if client is None:
-            self.background.post("failed", (None, "The runtime is not available; see the status above."))
+            if cancel.is_set():
+                self.background.post("event", {"type": protocol.EVENT_CANCELLED})
+            else:
+                self.background.post("failed", (None, f"The runtime is not available. {reason}"))
             return
         if cancel.is_set():
             self.background.post("event", {"type": protocol.EVENT_CANCELLED})
@@ -247,8 +252,7 @@ class GeneratePanel:
                     self.background.post("event", {"type": protocol.EVENT_CANCELLED})
 
             self.background.start(work, "cadsnap-cancel")
-        elif not self.running:
-            self._set_running(False)
+        # Without a job id yet (runtime still starting), the job worker sees the event and stops.
 
     # --- messages from workers (GUI thread) ------------------------------------------------------
 

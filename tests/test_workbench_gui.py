@@ -42,10 +42,14 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     port = free_port()
     prefs = {"runtime_url": f"http://127.0.0.1:{port}", "interpreter": sys.executable, "backend": "hf",
              "model_path": str(box_model), "candidates": 1, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
-    result, output = run_gui_flow(tmp_path, prefs)
+    edited = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 40, 40)\n'
+    result, output = run_gui_flow(tmp_path, prefs, edit_code=edited, cancel_first=True)
 
     assert "Traceback" not in output, output
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
+    # Cancel job while the runtime was still starting: said so in the panel, nothing inserted.
+    assert result["cancelled"]["status"] == "cancelled" and "unchanged" in result["cancelled"]["message"]
+    assert result["cancelled"]["objects_added"] == 0 and result["cancelled"]["generate_enabled"]
     assert result["objects_added"] == 1 and result["type"] == "Part::Feature"
     assert result["valid"] and result["solids"] == 1
     assert abs(result["volume"] - 6000.0) < 1e-6  # the 30×20×10 box the tiny model was trained on
@@ -54,6 +58,11 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     assert Path(result["image"]).is_file() and result["image"].endswith(".png")
     assert result["camera"].startswith("(")  # the capture's quaternion
     assert result["edit_active"] in (True, None)  # Edit CadQuery is offered for the new solid
+
+    # Edit CadQuery: re-run through the runtime's /v1/exec, shape and source replaced, one undo step.
+    assert result["edit"]["updated"], result["edit"]
+    assert abs(result["edit"]["volume"] - 64000.0) < 1e-3 and result["edit"]["source"] == edited
+    assert abs(result["edit"]["volume_after_undo"] - 6000.0) < 1e-6
 
     # FreeCAD quit: the runtime the workbench started must be gone with it.
     with pytest.raises(RuntimeUnreachable):
@@ -75,3 +84,25 @@ def _save_small_png(source: Path, target: Path, limit: int = 300_000) -> None:
         if target.stat().st_size < limit:
             return
     shutil.copy(source, target)
+
+
+@pytest.mark.gui
+def test_failures_show_a_message_and_leave_the_document_alone(tmp_path):
+    from freecad_workbench.launcher import find_base_python
+
+    down = {"runtime_url": f"http://127.0.0.1:{free_port()}", "start_runtime": False}
+    # A real Python without the runtime installed: `-m model_runtime serve` dies at once.
+    dying = {"runtime_url": f"http://127.0.0.1:{free_port()}", "interpreter": str(find_base_python()),
+             "startup_timeout_s": 30.0}
+    result, output = run_gui_flow(tmp_path, down, scenario="errors", dying_prefs=dying)
+
+    assert "Traceback" not in output, output
+    assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
+    assert "corrupt" in result["corrupt_file"]
+    errors = result["errors"]
+    assert "truncated or corrupt" in errors["corrupt_image"]["message"]
+    assert "No CadSnap runtime answers" in errors["runtime_down"]["runtime"]
+    assert "not available" in errors["runtime_down"]["message"]
+    assert "exited" in errors["runtime_dies"]["runtime"]
+    assert "No module named model_runtime" in errors["runtime_dies"]["runtime"]
+    assert result["objects_added"] == 0 and result["undo_count"] == 0

@@ -53,11 +53,15 @@ def main():
     Gui.SendMsgToActiveView("ViewFit")
     widen_task_area()
     RESULT["presses"] = []
-    press(doc, CONFIG.get("repeats", 1))
+    if CONFIG.get("scenario") == "errors":
+        return errors(doc)
+    press(doc, CONFIG.get("repeats", 1), cancel_first=CONFIG.get("cancel_first", False))
 
 
-def press(doc, remaining):
-    """One press of Capture 3D view through to the inserted solid; ``remaining`` presses in all."""
+def press(doc, remaining, cancel_first=False):
+    """One press of Capture 3D view through to the inserted solid; ``remaining`` presses in all.
+    ``cancel_first``: press Cancel job right after Generate (the runtime is still starting), check the
+    panel says so and the document is untouched, then Generate again."""
     from freecad_workbench.qt import QtCore
 
     pressed = time.monotonic()
@@ -69,9 +73,13 @@ def press(doc, remaining):
         return fail("Capture 3D view did not open the Generate panel with a picture")
     timing = {"capture_s": time.monotonic() - pressed}
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
+    objects_before = len(doc.Objects)
     panel.generate_button.click()
+    if cancel_first:
+        panel.cancel_button.click()
     poll = QtCore.QTimer()
     deadline = pressed + CONFIG.get("deadline_s", 80)
+    cancelling = [cancel_first]
 
     def check():
         if time.monotonic() > deadline:
@@ -79,6 +87,14 @@ def press(doc, remaining):
             return fail(f"no result in time; panel says: {panel.stage_label.text()} / {panel.message.text()}"
                         f" / {panel.runtime_label.text()}")
         if not panel.state.finished:
+            return
+        if cancelling[0]:
+            cancelling[0] = False
+            RESULT["cancelled"] = {"status": panel.state.status, "message": panel.message.text(),
+                                   "objects_added": len(doc.Objects) - objects_before,
+                                   "generate_enabled": panel.generate_button.isEnabled()}
+            step("cancelled", **RESULT["cancelled"])
+            panel.generate_button.click()
             return
         poll.stop()
         timing["generate_s"] = time.monotonic() - pressed - timing["capture_s"]
@@ -120,10 +136,100 @@ def accept(panel, doc, pressed, remaining, timing):
             camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3],
             edit_active=Gui.Command.get("CadSnap_EditCode").isActive() if hasattr(Gui, "Command") else None)
         screenshot("final")
+        if CONFIG.get("edit_code"):
+            return edit(obj, CONFIG["edit_code"])
     except Exception:
         RESULT["traceback"] = traceback.format_exc()
         traceback.print_exc()
     finish()
+
+
+def edit(obj, code):
+    """Edit CadQuery on the inserted solid: new source -> runtime /v1/exec -> shape updated; then undo."""
+    from freecad_workbench.editor import EditDialog
+    from freecad_workbench.qt import QtCore
+
+    dialog = EditDialog(obj, Gui.getMainWindow())
+    dialog.show()
+    dialog.editor.setPlainText(code)
+    started = time.monotonic()
+    dialog.run_button.click()
+    poll = QtCore.QTimer()
+
+    def check():
+        if not dialog.run_button.isEnabled() and time.monotonic() - started < 60:
+            return  # still running
+        poll.stop()
+        try:
+            RESULT["edit"] = {"updated": dialog.updated, "status": dialog.status.text(),
+                              "volume": obj.Shape.Volume, "source": obj.CadQuerySource,
+                              "valid": obj.Shape.isValid(), "seconds": round(time.monotonic() - started, 3)}
+            obj.Document.undo()
+            RESULT["edit"]["volume_after_undo"] = obj.Shape.Volume
+            dialog.close()
+        except Exception:
+            RESULT["traceback"] = traceback.format_exc()
+            traceback.print_exc()
+        finish()
+
+    poll.timeout.connect(check)
+    poll.start(100)
+    RESULT["_poll"] = poll
+
+
+def errors(doc):
+    """What a person sees when things go wrong: corrupt image, runtime down, runtime failing to start.
+    Each must end in a message in the panel and an untouched document."""
+    from freecad_workbench import capture, preferences, session
+    from freecad_workbench.qt import QtCore
+    from freecad_workbench.task_panel import GeneratePanel
+
+    before = len(doc.Objects)
+    corrupt = Path(CONFIG["result"]).with_name("corrupt.png")
+    corrupt.write_bytes(Path(capture.capture_view(128).path).read_bytes()[:300])
+    try:
+        capture.open_image_file(str(corrupt))
+        RESULT["corrupt_file"] = "no error"
+    except capture.CaptureError as error:
+        RESULT["corrupt_file"] = str(error)
+
+    cases = [("corrupt_image", CONFIG["prefs"], session.Picture(png=corrupt.read_bytes(), path=str(corrupt),
+                                                                  source="file")),
+             ("runtime_down", CONFIG["prefs"], None),
+             ("runtime_dies", CONFIG["dying_prefs"], None)]
+    RESULT["errors"] = {}
+
+    def run_case(index):
+        if index == len(cases):
+            RESULT["objects_added"] = len(doc.Objects) - before
+            RESULT["undo_count"] = doc.UndoCount
+            RESULT["ok"] = True
+            return finish()
+        name, prefs, picture = cases[index]
+        preferences.Preferences(**prefs).save(preferences.freecad_group())
+        session.runtime.stop()
+        panel = GeneratePanel(picture or capture.capture_view(128))
+        Gui.Control.showDialog(panel)
+        panel.generate_button.click()
+        started = time.monotonic()
+        poll = QtCore.QTimer()
+
+        def check():
+            done = panel.message.isVisible() and panel.generate_button.isEnabled()
+            if not done and time.monotonic() - started < 40:
+                return
+            poll.stop()
+            RESULT["errors"][name] = {"message": panel.message.text(), "runtime": panel.runtime_label.text(),
+                                      "seconds": round(time.monotonic() - started, 3)}
+            step(name, **RESULT["errors"][name])
+            panel.reject()
+            QtCore.QTimer.singleShot(0, lambda: run_case(index + 1))
+
+        poll.timeout.connect(check)
+        poll.start(100)
+        RESULT["_poll"] = poll
+
+    run_case(0)
 
 
 def widen_task_area():

@@ -47,12 +47,12 @@ def run_freecadcmd_tests(module: str, home: Path, timeout_s: float = 120.0, **ex
 
 
 def run_gui_flow(workdir: Path, prefs: dict, repeats: int = 1, deadline_s: float = 80,
-                 timeout_s: float = 170) -> tuple[dict, str]:
+                 timeout_s: float = 170, **options) -> tuple[dict, str]:
     """Start FreeCAD's GUI under Xvfb on tests/freecad/gui_flow.py; returns (result, output)."""
     home = addon_home(workdir)
     config = {"prefs": prefs, "result": str(workdir / "result.json"), "repeats": repeats,
               "deadline_s": deadline_s, "screenshot_final": str(workdir / "final.png"),
-              "screenshot_panel": str(workdir / "panel.png")}
+              "screenshot_panel": str(workdir / "panel.png"), **options}
     (workdir / "config.json").write_text(json.dumps(config))
     env = freecad_env(home, CADSNAP_GUI_CONFIG=str(workdir / "config.json"),
                       QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox", QT_QPA_PLATFORM="xcb")
