@@ -215,6 +215,16 @@ def test_overlong_rows_are_dropped_before_training(tiny, tmp_path):
     assert train_rows["code"] == [BOX_PROGRAM, BOX_PROGRAM] and len(val_rows) == 1
 
 
+def test_bench_script_runs_the_recipe_and_writes_its_report(tmp_path):
+    from training.bench_qlora import LLAVA_15_7B, BenchConfig, run_bench
+
+    report = run_bench(BenchConfig(shape="tiny", tokens=120, steps=3, out=str(tmp_path)))
+    assert report["steps"] == 3 and report["sequence_tokens"] >= 120 and report["s_per_step"] > 0
+    assert json.loads((tmp_path / "bench_qlora.json").read_text())["shape"] == "tiny"
+    assert "seconds per step" in (tmp_path / "bench_qlora.md").read_text()
+    assert LLAVA_15_7B.image_tokens == 576  # LLaVA-1.5 at 336 px
+
+
 @pytest.mark.gpu
 @pytest.mark.slow
 def test_7b_shaped_qlora_step_fits_a_t4(tmp_path):

@@ -334,8 +334,8 @@ def plot_curves(log_history: list[dict], path: Path) -> Path:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def train(config: QLoraConfig) -> Path:
-    """Run the recipe; returns the adapter folder."""
+def train(config: QLoraConfig, callbacks: list | None = None) -> Path:
+    """Run the recipe; returns the adapter folder. ``callbacks``: extra ``TrainerCallback``s (timing...)."""
     import torch
     from transformers import AutoProcessor, Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
@@ -391,7 +391,9 @@ def train(config: QLoraConfig) -> Path:
     loss_rows = None
     if val_rows is not None:
         loss_rows = val_rows.select(range(min(len(val_rows), config.val_loss_samples)))
-    callbacks = [make_validation_callback(config, processor, val_rows)] if val_rows is not None else []
+    callbacks = list(callbacks or [])
+    if val_rows is not None:
+        callbacks.append(make_validation_callback(config, processor, val_rows))
     trainer = Trainer(
         model=model,
         args=args,
