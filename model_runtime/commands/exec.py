@@ -8,6 +8,10 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model_runtime.sandbox import SandboxError
 
 FORMAT_BY_SUFFIX = {".step": "step", ".stp": "step", ".stl": "stl", ".brep": "brep", ".brp": "brep"}
 
@@ -58,6 +62,15 @@ def _write_atomic(path: Path, content: str | bytes) -> None:
         raise
 
 
+def _report_error(exc: SandboxError, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(exc.to_dict(), indent=2))
+    else:
+        where = f" at line {exc.line}" if exc.line is not None else ""
+        print(f"error ({exc.code}){where}: {exc.message}", file=sys.stderr)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     outputs = [Path(p) for p in args.output]
     bad = [str(p) for p in outputs if p.suffix.lower() not in FORMAT_BY_SUFFIX]
@@ -70,19 +83,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
         return 2
 
-    from model_runtime.sandbox import SandboxError, SandboxPool
+    from model_runtime.sandbox import SandboxError, SandboxPool, check_policy
 
+    try:
+        check_policy(code)  # refuse before paying for a worker's start-up
+    except SandboxError as exc:
+        return _report_error(exc, args.json)
     formats = tuple(dict.fromkeys(FORMAT_BY_SUFFIX[p.suffix.lower()] for p in outputs)) or ("brep",)
     try:
         with SandboxPool(workers=1, timeout_s=args.timeout, memory_mb=args.memory_mb) as pool:
             result = pool.run(code, formats=formats)
     except SandboxError as exc:
-        if args.json:
-            print(json.dumps(exc.to_dict(), indent=2))
-        else:
-            where = f" at line {exc.line}" if exc.line is not None else ""
-            print(f"error ({exc.code}){where}: {exc.message}", file=sys.stderr)
-        return 1
+        return _report_error(exc, args.json)
     for path in outputs:
         _write_atomic(path, result.exports[FORMAT_BY_SUFFIX[path.suffix.lower()]])
     if args.json:
