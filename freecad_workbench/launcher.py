@@ -108,6 +108,8 @@ def serve_command(interpreter: Path, prefs: Preferences) -> list[str]:
         command += ["--model", prefs.model_path]
     if prefs.mmproj_path:
         command += ["--mmproj", prefs.mmproj_path]
+    if prefs.adapter_path:
+        command += ["--adapter", prefs.adapter_path]
     if prefs.backend == "remote" and prefs.remote_url:
         command += ["--remote-url", prefs.remote_url]
     return command

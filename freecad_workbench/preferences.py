@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from model_runtime import protocol
 
 PARAM_PATH = "User parameter:BaseApp/Preferences/Mod/CadSnap"
-BACKENDS = ("auto", "builtin", "gguf", "hf", "remote")
+BACKENDS = ("auto", "gguf", "hf", "remote")  # what `model_runtime serve --backend` takes
 
 
 class PreferencesError(ValueError):
@@ -31,6 +31,7 @@ class Preferences:
     backend: str = "auto"
     model_path: str = ""
     mmproj_path: str = ""
+    adapter_path: str = ""  # a LoRA adapter folder for the hf backend
     remote_url: str = ""
     candidates: int = 4
     capture_size: int = 512
@@ -44,7 +45,8 @@ class Preferences:
         prefs = dataclasses.replace(
             self, runtime_url=self.runtime_url.strip().rstrip("/"), interpreter=self.interpreter.strip(),
             backend=self.backend.strip() or "auto", model_path=self.model_path.strip(),
-            mmproj_path=self.mmproj_path.strip(), remote_url=self.remote_url.strip())
+            mmproj_path=self.mmproj_path.strip(), adapter_path=self.adapter_path.strip(),
+            remote_url=self.remote_url.strip())
         url = urllib.parse.urlsplit(prefs.runtime_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise PreferencesError(f"Runtime URL {prefs.runtime_url!r} is not an http:// address.")

@@ -30,6 +30,9 @@ class PreferencePage:
         layout.addRow("Model", self.model_path)
         self.mmproj_path = QtWidgets.QLineEdit()
         layout.addRow("Vision projector (GGUF)", self.mmproj_path)
+        self.adapter_path = QtWidgets.QLineEdit()
+        self.adapter_path.setPlaceholderText("LoRA adapter folder (hf backend), optional")
+        layout.addRow("Adapter", self.adapter_path)
         self.remote_url = QtWidgets.QLineEdit()
         layout.addRow("Remote server URL", self.remote_url)
         self.candidates = QtWidgets.QSpinBox()
@@ -57,6 +60,7 @@ class PreferencePage:
         self.backend.setCurrentIndex(max(0, self.backend.findText(prefs.backend)))
         self.model_path.setText(prefs.model_path)
         self.mmproj_path.setText(prefs.mmproj_path)
+        self.adapter_path.setText(prefs.adapter_path)
         self.remote_url.setText(prefs.remote_url)
         self.candidates.setValue(prefs.candidates)
         self.capture_size.setValue(prefs.capture_size)
@@ -68,6 +72,7 @@ class PreferencePage:
             runtime_url=self.runtime_url.text(), start_runtime=self.start_runtime.isChecked(),
             interpreter=self.interpreter.text(), backend=self.backend.currentText(),
             model_path=self.model_path.text(), mmproj_path=self.mmproj_path.text(),
+            adapter_path=self.adapter_path.text(),
             remote_url=self.remote_url.text(), candidates=self.candidates.value(),
             capture_size=self.capture_size.value(),
             **{name: box.value() for name, box in self.timeouts.items()})

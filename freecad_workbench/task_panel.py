@@ -24,6 +24,18 @@ from .qt import QtCore, QtGui, QtWidgets, png_to_pixmap
 THUMB = 72
 
 
+def describe_health(health: dict) -> str:
+    """One line for the panel from GET /v1/health."""
+    backend, model = health.get("backend") or "no backend", health.get("model") or "no model"
+    state = health.get("backend_state", "ready")
+    if state == "loading":
+        return f"starting — loading {model} ({backend}); jobs wait for it"
+    if state in ("none", "unavailable"):
+        return ("up, but it has no model: generating will fail. Set a model in Preferences > CadSnap "
+                "or run Set up runtime.")
+    return f"ready — {backend}, {model} (runtime {health.get('version', '?')})"
+
+
 class GeneratePanel:
     """FreeCAD task panel (``form`` + accept/reject). States: idle -> running -> finished."""
 
@@ -261,9 +273,7 @@ class GeneratePanel:
             self.runtime_label.setText(f"Runtime: {payload}")
         elif kind == "runtime_up":
             health = payload or {}
-            self.runtime_label.setText(
-                f"Runtime: ready — backend {health.get('backend') or '?'}, model {health.get('model') or '?'}"
-                f" (version {health.get('version', '?')})")
+            self.runtime_label.setText(f"Runtime: {describe_health(health)}")
             self.state.backend = self.state.backend or str(health.get("backend") or "")
             self.state.model = self.state.model or str(health.get("model") or "")
             self._health = health

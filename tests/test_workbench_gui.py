@@ -18,8 +18,8 @@ import pytest
 
 from freecad_workbench.client import RuntimeClient, RuntimeUnreachable
 from tests.freecad.harness import REPO_ROOT, run_gui_flow
+from tests.freecad.models import tiny_box_model
 
-BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
 README_SCREENSHOT = REPO_ROOT / "freecad_workbench" / "resources" / "screenshot.png"
 
 
@@ -30,10 +30,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def box_model(tmp_path_factory) -> Path:
-    from tests.tiny_models import make_trained_tiny_llava
-
-    return make_trained_tiny_llava(tmp_path_factory.mktemp("tiny_box_llava"), BOX)
+def box_model(request) -> Path:
+    return tiny_box_model(request.config.cache)
 
 
 @pytest.mark.gui
