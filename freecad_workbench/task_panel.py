@@ -29,7 +29,7 @@ def describe_health(health: dict) -> str:
     backend, model = health.get("backend") or "no backend", health.get("model") or "no model"
     state = health.get("backend_state", "ready")
     if state == "loading":
-        return f"starting — loading {model} ({backend}); jobs wait for it"
+        return "starting — loading the model; jobs wait for it"
     if state in ("none", "unavailable"):
         return ("up, but it has no model: generating will fail. Set a model in Preferences > CadSnap "
                 "or run Set up runtime.")
@@ -315,6 +315,8 @@ class GeneratePanel:
                 self.code_view.moveCursor(QtGui.QTextCursor.End)
         if state.finished:
             self._set_running(False)
+            if state.backend:
+                self.runtime_label.setText(f"Runtime: ready — {state.backend}, {state.model or 'model'}")
             if state.status == protocol.JOB_DONE and state.best() is not None:
                 best = state.best()
                 self._select(best.index)

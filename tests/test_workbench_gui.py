@@ -39,7 +39,7 @@ def box_model(request) -> Path:
 def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     port = free_port()
     prefs = {"runtime_url": f"http://127.0.0.1:{port}", "interpreter": sys.executable, "backend": "hf",
-             "model_path": str(box_model), "candidates": 1, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
+             "model_path": str(box_model), "candidates": 3, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
     edited = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 40, 40)\n'
     result, output = run_gui_flow(tmp_path, prefs, edit_code=edited, cancel_first=True)
 
