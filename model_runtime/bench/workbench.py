@@ -43,10 +43,16 @@ def run(model: Path | None, backend: str, runs: int, candidates: int, out: Path)
 
     with tempfile.TemporaryDirectory(prefix="cadsnap-bench-") as scratch:
         work = Path(scratch)
-        model = model or _tiny_model(work)
-        prefs = {"runtime_url": f"http://127.0.0.1:{_free_port()}", "interpreter": sys.executable,
-                 "backend": backend, "model_path": str(model), "candidates": candidates,
-                 "startup_timeout_s": 120.0, "job_timeout_s": 300.0}
+        model = model.resolve() if model else _tiny_model(work)
+        prefs = {
+            "runtime_url": f"http://127.0.0.1:{_free_port()}",
+            "interpreter": sys.executable,
+            "backend": backend,
+            "model_path": str(model),
+            "candidates": candidates,
+            "startup_timeout_s": 120.0,
+            "job_timeout_s": 300.0,
+        }
         result, output = run_gui_flow(work, prefs, repeats=runs, deadline_s=300, timeout_s=600)
     if not result.get("ok") or "Traceback" in output:
         raise SystemExit(f"the GUI flow failed:\n{json.dumps(result, indent=2)}\n{output[-4000:]}")
@@ -55,7 +61,10 @@ def run(model: Path | None, backend: str, runs: int, candidates: int, out: Path)
     machine = platform.machine(), f"{platform.system()} {platform.release()}", platform.python_version()
     report = {
         "what": "FreeCAD GUI: press Capture 3D view -> Generate -> OK -> solid inserted",
-        "model": str(model), "backend": backend, "candidates": candidates, "runs": runs,
+        "model": str(model),
+        "backend": backend,
+        "candidates": candidates,
+        "runs": runs,
         "machine": "{}, {}, Python {}".format(*machine),
         "cold": presses[0],
         "warm_median": {p: statistics.median(press[p] for press in warm) for p in PHASES} if warm else None,
@@ -70,9 +79,11 @@ def run(model: Path | None, backend: str, runs: int, candidates: int, out: Path)
 
 def _markdown(report: dict) -> str:
     lines = [
-        "# Workbench end-to-end time", "",
+        "# Workbench end-to-end time",
+        "",
         f"{report['what']}; backend `{report['backend']}`, {report['candidates']} candidate(s), "
-        f"model `{Path(report['model']).name}`; {report['machine']}.", "",
+        f"model `{Path(report['model']).name}`; {report['machine']}.",
+        "",
         "| press | capture (s) | runtime + generate (s) | insert (s) | total (s) |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
