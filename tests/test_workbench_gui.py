@@ -104,3 +104,11 @@ def test_failures_show_a_message_and_leave_the_document_alone(tmp_path):
     assert "exited" in errors["runtime_dies"]["runtime"]
     assert "No module named model_runtime" in errors["runtime_dies"]["runtime"]
     assert result["objects_added"] == 0 and result["undo_count"] == 0
+
+    sources = result["sources"]
+    assert "no image" in sources["empty_clipboard"]
+    assert sources["clipboard_size"] == [120, 80] and sources["region_size"] == [200, 150]
+    assert sources["region_file"] and sources["bmp_size"] == [120, 80]
+    assert sources["bmp_path"].endswith("part.bmp")  # the inserted object will point at the user's file
+    assert result["preferences_page"] == {"candidates": 9, "model_path": "/models/part.gguf",
+                                          "job_timeout_s": 123.0, "reloaded_candidates": 9}

@@ -22,6 +22,8 @@ from freecad_workbench.preferences import Preferences
 from model_runtime import protocol
 from tests.freecad.models import BOX_VOLUME, tiny_box_model
 
+pytestmark = pytest.mark.slow  # trains a tiny LLaVA once (~30 s) and starts the real runtime
+
 
 def _free_port() -> int:
     with socket.socket() as sock:

@@ -193,6 +193,9 @@ def errors(doc):
     except capture.CaptureError as error:
         RESULT["corrupt_file"] = str(error)
 
+    RESULT["sources"] = picture_sources(corrupt.parent)
+    RESULT["preferences_page"] = preference_page_round_trip()
+
     cases = [("corrupt_image", CONFIG["prefs"], session.Picture(png=corrupt.read_bytes(), path=str(corrupt),
                                                                   source="file")),
              ("runtime_down", CONFIG["prefs"], None),
@@ -230,6 +233,56 @@ def errors(doc):
         RESULT["_poll"] = poll
 
     run_case(0)
+
+
+def picture_sources(folder):
+    """Clipboard (empty, then an image), screen region, and a non-PNG file all give a PNG picture."""
+    from freecad_workbench import capture
+    from freecad_workbench.jobs import image_size
+    from freecad_workbench.qt import QtCore, QtGui, QtWidgets
+
+    facts = {}
+    clipboard = QtWidgets.QApplication.clipboard()
+    clipboard.clear()
+    try:
+        capture.paste_clipboard()
+    except capture.CaptureError as error:
+        facts["empty_clipboard"] = str(error)
+    image = QtGui.QImage(120, 80, QtGui.QImage.Format_RGB32)
+    image.fill(QtGui.QColor("white"))
+    clipboard.setImage(image)
+    facts["clipboard_size"] = image_size(capture.paste_clipboard().png)
+    selector = capture.RegionSelector(lambda picture: None)
+    region = selector.select(QtCore.QRect(10, 20, 200, 150))
+    facts["region_size"] = image_size(region.png)
+    facts["region_file"] = Path(region.path).is_file()
+    selector.close()
+    bmp = folder / "part.bmp"
+    image.save(str(bmp), "BMP")
+    opened = capture.open_image_file(str(bmp))
+    facts["bmp_size"], facts["bmp_path"] = image_size(opened.png), opened.path
+    return facts
+
+
+def preference_page_round_trip():
+    """Edit > Preferences > CadSnap: save what the widgets say, load it back."""
+    from freecad_workbench import preferences
+    from freecad_workbench.preferences_page import PreferencePage
+
+    saved = preferences.current()
+    page = PreferencePage()
+    page.loadSettings()
+    page.candidates.setValue(9)
+    page.model_path.setText("/models/part.gguf")
+    page.timeouts["job_timeout_s"].setValue(123.0)
+    page.saveSettings()
+    stored = preferences.current()
+    fresh = PreferencePage()
+    fresh.loadSettings()
+    facts = {"candidates": stored.candidates, "model_path": stored.model_path,
+             "job_timeout_s": stored.job_timeout_s, "reloaded_candidates": fresh.candidates.value()}
+    saved.save(preferences.freecad_group())
+    return facts
 
 
 def widen_task_area():
