@@ -184,8 +184,14 @@ def _gguf_name(name: str) -> str | None:
     raise ExportError(f"unexpected vision tensor {name}: not a LLaVA-1.5 CLIP tower + MLP projector")
 
 
-def export_mmproj(hf_dir: Path, out_path: Path, outtype: str = "f16") -> Path:
-    """The CLIP tower + projector as llama.cpp's ``clip`` GGUF."""
+def export_mmproj(
+    hf_dir: Path, out_path: Path, outtype: str = "f16", *, legacy_feature_layer: bool = False
+) -> Path:
+    """The CLIP tower + projector as llama.cpp's ``clip`` GGUF.
+
+    ``legacy_feature_layer`` writes the file as the legacy converter did (last layer dropped, no
+    feature_layer key): wrong on purpose, for the test that shows parity catches it.
+    """
     import gguf
 
     config = json.loads((hf_dir / "config.json").read_text())
@@ -217,14 +223,17 @@ def export_mmproj(hf_dir: Path, out_path: Path, outtype: str = "f16") -> Path:
     writer.add_uint32("clip.vision.projection_dim", config["text_config"]["hidden_size"])
     writer.add_uint32("clip.vision.attention.head_count", vision["num_attention_heads"])
     writer.add_float32("clip.vision.attention.layer_norm_epsilon", vision.get("layer_norm_eps", 1e-5))
-    writer.add_uint32("clip.vision.block_count", n_layers)
-    writer.add_array("clip.vision.feature_layer", [_feature_layer(config, n_layers)])
+    if legacy_feature_layer:
+        writer.add_uint32("clip.vision.block_count", n_layers - 1)
+    else:
+        writer.add_uint32("clip.vision.block_count", n_layers)
+        writer.add_array("clip.vision.feature_layer", [_feature_layer(config, n_layers)])
     writer.add_array("clip.vision.image_mean", [float(x) for x in processor["image_mean"]])
     writer.add_array("clip.vision.image_std", [float(x) for x in processor["image_std"]])
 
     for name, array in sorted(_vision_tensors(hf_dir).items()):
         target = _gguf_name(name)
-        if target is None:
+        if target is None or (legacy_feature_layer and target.startswith(f"v.blk.{n_layers - 1}.")):
             continue
         # Norms, biases and the class/position embeddings stay f32; matrices take the out type.
         keep_f32 = outtype == "f32" or array.ndim == 1 or target in ("v.class_embd", "v.position_embd.weight")
