@@ -148,6 +148,17 @@ def test_projector_option_trains_the_projector_and_nothing_of_the_vision_tower(t
     assert quantised and all("language_model" in n for n in quantised)  # vision, projector, head unquantised
 
 
+def test_plain_lora_keeps_trainable_weights_in_fp32_and_trains(tiny, data, tmp_path):
+    import torch
+
+    config = tiny_config(tiny, data, tmp_path / "plain", quantize="none", train_projector=True, max_steps=2,
+                         val_split="", save_steps=100)
+    model = build_model(config, dtype=torch.float16)  # what a T4 loads; fp16 AMP needs fp32 trainables
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
+    adapter = train(config)
+    assert json.loads((adapter / "cadsnap_training.json").read_text())["quantize"] == "none"
+
+
 def test_resume_continues_from_the_newest_checkpoint(tiny, data, tmp_path):
     out = tmp_path / "run"
     config = tiny_config(tiny, data, out, max_steps=4, save_steps=2, val_generate=0, val_split="")

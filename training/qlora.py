@@ -187,6 +187,7 @@ def prepare_data(config: QLoraConfig, collator, main_process_first):
 
 def build_model(config: QLoraConfig, dtype, device_map: Any = None):
     """Base (4-bit or not) + LoRA on the language model; the projector trained in full on request."""
+    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     model = load_base(config.base, config.quantize, dtype, device_map)
@@ -205,7 +206,13 @@ def build_model(config: QLoraConfig, dtype, device_map: Any = None):
         modules_to_save=["multi_modal_projector"] if config.train_projector else None,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    model = get_peft_model(model, lora)
+    # Trainable weights in fp32: fp16 AMP cannot unscale fp16 gradients (e.g. the projector copy
+    # with --quantize none on a T4); LoRA weights already are fp32.
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+    return model
 
 
 # -- validation: generate, run in the sandbox, score -----------------------------------------------
@@ -221,7 +228,8 @@ def generate_code(model, processor, image, instruction: str | None, max_new_toke
 
     inputs = processor(images=[load_image(image)], text=[build_prompt(instruction)], return_tensors="pt")
     inputs = inputs.to(model.device)
-    inputs["pixel_values"] = inputs["pixel_values"].to(next(model.parameters()).dtype)
+    vision_dtype = next(p.dtype for n, p in model.named_parameters() if "vision_tower" in n)
+    inputs["pixel_values"] = inputs["pixel_values"].to(vision_dtype)
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
     text = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
