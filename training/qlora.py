@@ -20,10 +20,10 @@ Data: our dataset folder (``training.synth``; ``--data DIR``) or any Hugging Fac
 image and code columns (``--hf-dataset CADCODER/GenCAD-Code --column code=cadquery
 --val-split validation``; needs internet).
 
-Several GPUs (plain data parallel, one 4-bit copy per GPU)::
+Several GPUs (plain data parallel, one 4-bit copy per GPU; CPU processes talk over gloo)::
 
     torchrun --nproc-per-node 2 -m training.qlora --data ... --out ...
-    accelerate launch --num-processes 2 -m training.qlora --data ... --out ...
+    accelerate launch --multi_gpu --num_processes 2 -m training.qlora --data ... --out ...
 
 4-bit on CPU: bitsandbytes >= 0.50 runs NF4 on CPU as long as every quantised layer has
 ``in_features >= 64`` (the tiny test models are sized for that); ``--quantize none`` trains plain
