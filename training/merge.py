@@ -10,8 +10,9 @@ dtype are read from the adapter's ``cadsnap_training.json`` (written by ``traini
 fp16 by default), the processor with its chat template, and ``cadsnap_merge.json``; it loads with
 ``LlavaForConditionalGeneration.from_pretrained`` and is what ``training.export_gguf`` converts.
 
-Memory: the merged model is materialised once in full precision on the merge device (CUDA when
-available, else CPU): about 15 GB for LLaVA-1.5-7B in fp16.
+Memory: the merged model is materialised once in full precision on the merge device: about 15 GB
+for LLaVA-1.5-7B in fp16. ``--device auto`` uses the GPU only when it has >= 24 GB (a T4 has 15),
+else the CPU (bitsandbytes quantises and dequantises there too; a High-RAM Colab runtime has room).
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ def _dtype(name: str):
     return dtype
 
 
+def merge_device(device: str = "auto") -> str:
+    """"auto": a GPU only when it can hold the whole dequantised model (>= 24 GB), else the CPU."""
+    import torch
+
+    if device not in ("auto", "cuda", "cpu"):
+        raise MergeError(f"device must be auto, cuda or cpu, not {device!r}")
+    if device != "auto":
+        return device
+    if torch.cuda.is_available() and torch.cuda.get_device_properties(0).total_memory >= 24 * 2**30:
+        return "cuda"
+    return "cpu"
+
+
 def read_training_info(adapter: Path) -> dict[str, Any]:
     path = adapter / TRAINING_INFO
     if not (adapter / "adapter_config.json").is_file():
@@ -61,9 +75,9 @@ def merge(
     base: str | None = None,
     quantize: str | None = None,
     dtype: str = "float16",
+    device: str = "auto",
 ) -> Path:
     """Merge ``adapter`` into its (dequantised) base and save the result to ``out``; returns ``out``."""
-    import torch
     from peft import PeftModel
     from transformers import AutoProcessor
 
@@ -79,10 +93,11 @@ def merge(
     # Quantise with the dtype training used: the dequantised weights are then exactly the ones the
     # adapter saw (the NF4 codes and scales do not depend on where the merge runs).
     train_dtype = _dtype(info.get("compute_dtype", "float32"))
-    cuda = torch.cuda.is_available()
+    device = merge_device(device)
 
-    log.info("loading %s (%s) ...", base, "NF4, to be dequantised" if quantize == "nf4" else "full precision")
-    model = load_base(base, quantize, train_dtype, device_map={"": 0} if cuda else None)
+    how = "NF4, to be dequantised" if quantize == "nf4" else "full precision"
+    log.info("loading %s (%s) on %s ...", base, how, device)
+    model = load_base(base, quantize, train_dtype, device_map={"": 0} if device == "cuda" else None)
     if quantize == "nf4":
         # transformers' own dequantisation; it also drops the quantisation config, so the saved
         # folder is a plain full-precision model.
@@ -121,10 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=("nf4", "none"),
                         help="how training loaded the base (default: what the adapter records, else nf4)")
     parser.add_argument("--dtype", default="float16", help="dtype of the saved weights (default: float16)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
+                        help="where to merge (default: a GPU with >= 24 GB, else the CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
-        merge(args.adapter, args.out, base=args.base, quantize=args.quantize, dtype=args.dtype)
+        merge(args.adapter, args.out, base=args.base, quantize=args.quantize, dtype=args.dtype,
+              device=args.device)
     except MergeError as exc:
         parser.error(str(exc))
     return 0
