@@ -55,6 +55,8 @@ class _Worker:
         # The child must import this package even when it is run from a source tree, not installed.
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         env.setdefault("OMP_NUM_THREADS", "1")
+        # Fewer malloc arenas: less reserved address space per thread, so RLIMIT_AS measures real use.
+        env.setdefault("MALLOC_ARENA_MAX", "2")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "model_runtime.sandbox.worker", json.dumps(config)],
             stdin=subprocess.PIPE,
@@ -374,7 +376,7 @@ class SandboxPool:
                 return ResourceLimit(
                     "the code used more CPU time than allowed and was stopped", detail=detail
                 )
-            if sig == signal.SIGKILL:
+            if sig == getattr(signal, "SIGKILL", None):
                 return ResourceLimit(
                     "the worker was killed, most likely for running out of memory", detail=detail
                 )
