@@ -326,3 +326,36 @@ def test_server_info_file(tmp_path, monkeypatch):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     remove_server_info()
     assert not path.exists()
+
+
+# -- the real pipeline, end to end -----------------------------------------------------------------
+
+
+@pytest.mark.slow  # trains the shared tiny model when no backend test ran first in the session (~40 s)
+def test_generate_job_end_to_end_with_a_real_tiny_model(env, tmp_path_factory):
+    """serve's wiring: a tiny trained LLaVA through the hf backend, the pipeline, the sandbox, HTTP."""
+    from model_runtime.server import build_loader
+    from tests.backend_assets import trained_llava
+
+    model_dir = trained_llava(tmp_path_factory)
+    config = ServerConfig(backend="hf", model=str(model_dir), token_path=env["cfg_dir"] / "token")
+    with SandboxPool(workers=1, timeout_s=30) as pool:
+        app = create_app(config, pool=pool, loader=build_loader(config, pool))
+        with (
+            BackgroundServer(app) as srv,
+            httpx.Client(
+                base_url=srv.url, timeout=300, headers={"Authorization": f"Bearer {env['token']}"}
+            ) as c,
+        ):
+            resp = c.post("/v1/jobs", json={"image": png_b64((48, 48)), "n": 1})
+            assert resp.status_code == 202, resp.text
+            job_id = resp.json()["job_id"]
+            with c.stream("GET", f"/v1/jobs/{job_id}/events") as stream:
+                events = [json.loads(line) for line in stream.iter_lines() if line.strip()]
+            assert events[-1]["type"] == protocol.EVENT_RESULT, events[-1]
+            result = events[-1]["result"]
+            assert result["backend"] == "hf"
+            assert result["result"]["volume"] == pytest.approx(30 * 20 * 10)
+            assert "box(30, 20, 10)" in result["code"]
+            health = c.get("/v1/health").json()
+            assert health["backend"] == "hf" and health["backend_state"] == "ready"
