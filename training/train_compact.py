@@ -260,7 +260,8 @@ def plot_curves(history: dict[str, list], path: Path) -> None:
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
     ax_val.set(xlabel="step", ylim=(0, 1), title="greedy validation")
     for ax in (ax_loss, ax_val):
-        ax.legend(loc="best")
+        if ax.lines:
+            ax.legend(loc="best")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
