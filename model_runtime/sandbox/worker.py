@@ -46,28 +46,38 @@ _HIDDEN_CQ_NAMES = frozenset({"exporters", "importers", "plugins", "selectors", 
 
 
 class _Printer:
-    """``print`` for generated code: captured, capped; overflowing marks the run as failed."""
+    """``print`` for generated code: captured, capped; overflowing marks the run as failed.
+
+    State lives in underscore attributes, which the policy puts out of the code's reach."""
 
     def __init__(self, limit: int = MAX_STDOUT_CHARS):
-        self.parts: list[str] = []
-        self.size = 0
-        self.limit = limit
-        self.overflowed = False
+        self._parts: list[str] = []
+        self._size = 0
+        self._limit = limit
+        self._overflowed = False
 
     def __call__(self, *args: Any, sep: str | None = " ", end: str | None = "\n", **_: Any) -> None:
-        if self.overflowed:
-            raise OutputTooLarge(f"the code printed more than {self.limit} characters")
+        if self._overflowed:
+            raise OutputTooLarge(f"the code printed more than {self._limit} characters")
         text = (sep if sep is not None else " ").join(str(a) for a in args) + (
             end if end is not None else "\n"
         )
-        self.size += len(text)
-        if self.size > self.limit:
-            self.overflowed = True
-            raise OutputTooLarge(f"the code printed more than {self.limit} characters")
-        self.parts.append(text)
+        self._size += len(text)
+        if self._size > self._limit:
+            self._overflowed = True
+            raise OutputTooLarge(f"the code printed more than {self._limit} characters")
+        self._parts.append(text)
+
+    @property
+    def overflowed(self) -> bool:
+        return self._overflowed
+
+    @property
+    def limit(self) -> int:
+        return self._limit
 
     def text(self) -> str:
-        return "".join(self.parts)
+        return "".join(self._parts)
 
 
 def _restricted_cadquery(cq: types.ModuleType) -> types.SimpleNamespace:
