@@ -14,6 +14,7 @@ per process because creating it costs far more than a render.
 from __future__ import annotations
 
 import math
+import os
 import random
 import threading
 from dataclasses import dataclass
@@ -169,6 +170,7 @@ class _Renderer:
             vtkRenderer,
         )
 
+        self.pid = os.getpid()
         self._window = _make_window()
         self._renderer = vtkRenderer()
         self._window.AddRenderer(self._renderer)
@@ -399,7 +401,7 @@ def render(
     style = style or REFERENCE_STYLE
     view = view or ISOMETRIC_VIEW
     renderer = getattr(_local, "renderer", None)
-    if renderer is None:
+    if renderer is None or renderer.pid != os.getpid():  # a forked child cannot use its parent's context
         renderer = _local.renderer = _Renderer()
     return renderer.render(shape, size, style, view)
 

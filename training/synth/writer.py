@@ -105,7 +105,9 @@ def _shard_name(index: int) -> str:
 def write_shard_files(out: Path, index: int, samples: list[Sample]) -> dict[str, int]:
     """One parquet file per split that has samples; returns rows per split."""
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # one bar per parquet file would drown the writer's own progress bar
     counts = {}
     for split in SPLITS:
         rows = [s.row() for s in samples if s.split == split]
@@ -155,8 +157,14 @@ def _run_shards(config: WriterConfig, indices: list[int]) -> Iterator[ShardResul
         for index in indices:
             yield build_shard(config, index)
         return
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(config.workers, maxtasksperchild=25) as pool:
+    # Never plain fork: a parent that has rendered holds an OpenGL context and driver threads that a
+    # forked child cannot use. A fork server preloads the heavy imports once, before any rendering.
+    if "forkserver" in mp.get_all_start_methods():
+        context = mp.get_context("forkserver")
+        context.set_forkserver_preload(["training.synth.sample"])
+    else:
+        context = mp.get_context("spawn")
+    with context.Pool(config.workers, maxtasksperchild=25) as pool:
         yield from pool.imap(_build_shard_star, [(config, i) for i in indices], chunksize=1)
 
 

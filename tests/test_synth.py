@@ -1,0 +1,219 @@
+"""Synthetic data engine: formatter, families, samples, shards, splits, loading, gallery."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import cadquery as cq
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from model_runtime.sandbox import check_policy
+from training.synth.__main__ import main as synth_main
+from training.synth.codefmt import Program, fmt_number
+from training.synth.dataset import load_split
+from training.synth.families import FAMILIES
+from training.synth.program import MAX_CODE_CHARS, generate
+from training.synth.sample import (
+    SampleRejected,
+    execute,
+    geometry_signature,
+    make_sample,
+    split_of,
+)
+from training.synth.writer import DatasetConfigMismatch, WriterConfig, write_dataset
+
+SEEDS_PER_FAMILY = 10
+
+
+def test_number_formatting_is_what_a_designer_types() -> None:
+    assert [fmt_number(v) for v in (10.0, 2.5, 0.3333, -4.0, 1e-9, 12.10)] == [
+        "10",
+        "2.5",
+        "0.33",
+        "-4",
+        "0",
+        "12.1",
+    ]
+    with pytest.raises(ValueError):
+        fmt_number(float("nan"))
+
+
+def test_program_code_and_operations() -> None:
+    p = Program()
+    base = p.assign("base", p.workplane("XZ").rect(20, 10).extrude(5.0, both=True))
+    p.result(p.chain(base.name).faces(">Z").workplane().polarArray(6, 0, 360, 4).cboreHole(3.4, 6.5, 3.3))
+    code = p.code()
+    assert code.startswith(
+        'import cadquery as cq\n\nbase = cq.Workplane("XZ").rect(20, 10).extrude(5, both=True)\n'
+    )
+    assert 'result = base.faces(">Z").workplane().polarArray(6, 0, 360, 4).cboreHole(3.4, 6.5, 3.3)' in code
+    assert p.operations() == ["cbore_hole", "extrude_both", "polar_pattern", "rect", "workplanes_2"]
+    scope: dict = {}
+    exec(code, scope)
+    assert len(scope["result"].solids().vals()) == 1
+    with pytest.raises(ValueError, match="result"):
+        Program().code()
+
+
+def test_same_seed_same_program() -> None:
+    for seed in (0, 7, 123456):
+        a, b = generate(seed), generate(seed)
+        assert (a.code, a.family, a.params_json()) == (b.code, b.family, b.params_json())
+    assert len({generate(seed).code for seed in range(40)}) == 40
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_gives_valid_readable_solids(family: str) -> None:
+    valid = 0
+    for seed in range(SEEDS_PER_FAMILY):
+        program = generate(seed, family)
+        assert program.code.startswith("import cadquery as cq\n") and "\nresult = " in program.code
+        assert len(program.code) <= MAX_CODE_CHARS
+        check_policy(program.code)  # the sandbox's static policy accepts every program
+        for value in json.loads(program.params_json()).values():
+            if isinstance(value, float):
+                assert round(value, 2) == value  # rounded like a designer's input
+        try:
+            solid = execute(program.code)
+        except SampleRejected:
+            continue
+        assert solid.isValid() and solid.Volume() > 0
+        valid += 1
+    # Unlucky draws are dropped by the writer; a family must still mostly work.
+    assert valid >= (0.7 if family == "freeform" else 0.8) * SEEDS_PER_FAMILY, valid
+
+
+def test_operation_coverage_across_families() -> None:
+    seen: Counter = Counter()
+    for family in FAMILIES:
+        for seed in range(SEEDS_PER_FAMILY):
+            seen.update(generate(seed, family).operations)
+    required = {
+        "extrude",
+        "extrude_both",
+        "cut_extrude",
+        "hole",
+        "cbore_hole",
+        "csk_hole",
+        "fillet",
+        "chamfer",
+        "shell",
+        "revolve",
+        "mirror",
+        "rect_pattern",
+        "polar_pattern",
+        "slot",
+        "polyline",
+        "arc",
+        "polygon",
+        "rect",
+        "circle",
+        "union",
+        "boolean_cut",
+        "workplanes_1",
+        "workplanes_2",
+        "workplanes_3",
+    }
+    assert required <= set(seen), required - set(seen)
+    assert len(FAMILIES) >= 16 and "freeform" in FAMILIES
+
+
+def test_execute_rejects_with_reasons() -> None:
+    with pytest.raises(SampleRejected) as info:
+        execute("import os\nresult = os.listdir('.')\n")
+    assert info.value.reason == "policy"
+    with pytest.raises(SampleRejected) as info:
+        execute("import cadquery as cq\nresult = cq.Workplane('XY').box(1, 1, 1).fillet(5)\n")
+    assert info.value.reason == "runtime_error"
+    two = "import cadquery as cq\nresult = cq.Workplane('XY').pushPoints([(0, 0), (9, 0)]).box(1, 1, 1)\n"
+    with pytest.raises(SampleRejected) as info:
+        execute(two)
+    assert info.value.reason == "not_one_solid"
+
+
+def test_signature_ignores_placement_but_not_shape() -> None:
+    box = cq.Workplane("XY").box(10, 20, 30).val()
+    moved = box.translate(cq.Vector(5, -3, 2)).rotate(cq.Vector(), cq.Vector(0, 0, 1), 90)
+    assert geometry_signature(box) == geometry_signature(moved)
+    assert geometry_signature(box) != geometry_signature(cq.Workplane("XY").box(10, 20, 31).val())
+
+
+def test_same_seed_same_sample_image_bytes() -> None:
+    a, b = make_sample(5), make_sample(5)
+    assert a.image_png == b.image_png and a.code == b.code and a.camera == b.camera
+    image = Image.open(__import__("io").BytesIO(a.image_png))
+    assert image.size == (224, 224)
+    camera = json.loads(a.camera)
+    assert camera["up"] == "+Z" and camera["projection"] == "orthographic"
+
+
+def test_split_by_seed_hash_is_stable_and_proportioned() -> None:
+    counts = Counter(split_of(seed) for seed in range(20000))
+    assert abs(counts["train"] / 20000 - 0.9) < 0.01
+    assert abs(counts["val"] / 20000 - 0.05) < 0.006 and abs(counts["test"] / 20000 - 0.05) < 0.006
+    assert [split_of(s) for s in range(50)] == [split_of(s) for s in range(50)]
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small dataset written through the command line (2 shards of 16 seeds)."""
+    out = tmp_path_factory.mktemp("synth") / "data"
+    assert synth_main(["--n", "20", "--out", str(out), "--shard-size", "16", "--size", "96"]) == 0
+    return out
+
+
+def test_written_dataset_has_manifest_gallery_and_coverage(dataset_dir: Path) -> None:
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    assert manifest["samples"] >= 20 and manifest["shards"] == 2
+    assert manifest["samples"] + sum(manifest["rejected"].values()) + manifest["duplicates"] == 32
+    assert sum(manifest["families"].values()) == manifest["samples"] == sum(manifest["splits"].values())
+    assert manifest["operations"]["extrude"] > 0
+    assert Image.open(dataset_dir / "gallery.png").size[0] == 6 * 224
+    assert Image.open(dataset_dir / "coverage.png").size[0] > 500
+
+
+def test_shards_load_with_datasets_and_splits_are_disjoint(dataset_dir: Path) -> None:
+    seeds: dict[str, set[int]] = {}
+    signatures: dict[str, set[str]] = {}
+    for split in ("train", "val", "test"):
+        try:
+            data = load_split(dataset_dir, split)
+        except FileNotFoundError:  # a tiny dataset may have no sample in a small split
+            continue
+        assert {"image", "code", "family", "params", "camera", "seed"} <= set(data.column_names)
+        row = data[0]
+        assert isinstance(row["image"], Image.Image) and row["image"].size == (96, 96)
+        assert isinstance(json.loads(row["params"]), dict) and "azimuth_deg" in json.loads(row["camera"])
+        assert all(split_of(s) == split for s in data["seed"])
+        seeds[split], signatures[split] = set(data["seed"]), set(data["signature"])
+    assert "train" in seeds
+    names = list(seeds)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not seeds[a] & seeds[b] and not signatures[a] & signatures[b]
+    with pytest.raises(ValueError, match="split"):
+        load_split(dataset_dir, "holdout")
+
+
+def test_same_seed_same_shard_and_worker_count_does_not_matter(dataset_dir: Path, tmp_path: Path) -> None:
+    config = WriterConfig(out=tmp_path / "again", n=20, workers=2, shard_size=16, image_size=96)
+    write_dataset(config, progress=False)
+    for path in sorted((dataset_dir / "data").rglob("*.parquet")):
+        twin = tmp_path / "again" / path.relative_to(dataset_dir)
+        assert pq.read_table(path).equals(pq.read_table(twin)), path.name
+
+
+def test_resume_skips_finished_shards_and_refuses_other_settings(tmp_path: Path) -> None:
+    out = tmp_path / "resume"
+    write_dataset(WriterConfig(out=out, n=4, shard_size=6, image_size=64), progress=False)
+    first = sorted((out / "shards").glob("*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    manifest = write_dataset(WriterConfig(out=out, n=9, shard_size=6, image_size=64), progress=False)
+    assert manifest["shards"] >= 2 and manifest["samples"] >= 9
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in stamps.items())
+    with pytest.raises(DatasetConfigMismatch):
+        write_dataset(WriterConfig(out=out, n=9, shard_size=6, image_size=128), progress=False)
