@@ -408,7 +408,9 @@ class GeneratePanel:
     # --- task panel protocol ---------------------------------------------------------------------
 
     def getStandardButtons(self):  # noqa: N802 - FreeCAD's name
-        return int(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Close)
+        # An int for FreeCAD; Qt6's Python enums give theirs through .value, Qt5's through int().
+        buttons = (QtWidgets.QDialogButtonBox.Ok, QtWidgets.QDialogButtonBox.Close)
+        return sum(getattr(button, "value", None) or int(button) for button in buttons)
 
     def accept(self) -> bool:
         """Insert the selected (or best) valid candidate; keeps the panel open with a message otherwise."""
