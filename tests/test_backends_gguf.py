@@ -62,7 +62,9 @@ def test_parity_catches_a_legacy_mmproj(hf_dir, gguf_dir):
     """llama.cpp issue 25817: a file that runs one vision layer too few gives different vectors."""
     image = sample_image()
     reference = transformers_image_features(hf_dir, image)
-    legacy = llama_image_features(gguf_dir / "tiny-f32.gguf", gguf_dir / "legacy" / "mmproj-legacy-f32.gguf", image)
+    legacy = llama_image_features(
+        gguf_dir / "tiny-f32.gguf", gguf_dir / "legacy" / "mmproj-legacy-f32.gguf", image
+    )
     assert np.abs(legacy - reference).max() > 1e-2
 
 
