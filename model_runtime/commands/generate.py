@@ -1,0 +1,136 @@
+"""``python -m model_runtime generate IMAGE``: a picture in, the best CadQuery program and a solid out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+_FORMATS = {".step": "step", ".stp": "step", ".stl": "stl", ".brep": "brep", ".brp": "brep"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="picture in, CadQuery code and solid out",
+        description="Ask the model for N candidate programs, run each in the sandbox, rank them by how "
+        "much a render looks like the picture, and keep the best.",
+        epilog="Without --model, the gguf backend uses the built-in model or one in the user cache; "
+        "the message says how to get one when there is none.",
+    )
+    parser.add_argument("image", type=Path, help="PNG, JPEG, WebP or BMP picture of the part")
+    parser.add_argument("-o", "--output", type=Path, help="write the solid: .step, .stl or .brep")
+    parser.add_argument("--code-out", type=Path, help="write the program to this .py file")
+    parser.add_argument("--show-code", action="store_true", help="print the program")
+    parser.add_argument(
+        "--json", action="store_true", help="print the full result (candidates, scores) as JSON"
+    )
+    parser.add_argument(
+        "--n", type=int, default=4, help="candidates to draw: greedy, then sampled (default 4)"
+    )
+    parser.add_argument("--instruction", help="extra words for the model, e.g. 'the holes are M6'")
+    parser.add_argument(
+        "--target-size", type=float, metavar="MM", help="scale so the largest dimension is MM"
+    )
+    gen = parser.add_argument_group("model")
+    gen.add_argument("--backend", default="auto", choices=("auto", "hf", "gguf", "remote"))
+    gen.add_argument("--model", help="GGUF file or folder, or an HF LLaVA folder / cached Hub id")
+    gen.add_argument("--mmproj", help="the GGUF model's mmproj file (found beside --model if omitted)")
+    gen.add_argument("--adapter", help="a LoRA adapter folder (hf backend)")
+    gen.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://host:8000/v1 (remote)")
+    gen.add_argument("--remote-model", help="model name to ask the remote server for")
+    gen.add_argument("--threads", type=int, help="CPU threads (gguf; default: llama.cpp's choice)")
+    gen.add_argument("--n-ctx", type=int, default=2048, help="context length (gguf; default 2048)")
+    gen.add_argument("--max-new-tokens", type=int, default=512)
+    gen.add_argument("--temperature", type=float, default=0.7, help="for the sampled candidates")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--workers", type=int, default=2, help="sandbox worker processes (default 2)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from model_runtime import protocol
+    from model_runtime.backends import BackendError, load_backend
+    from model_runtime.pipeline import GenerateRequest, Pipeline, PipelineError
+    from model_runtime.sandbox import SandboxPool
+
+    formats = ["brep"]
+    if args.output is not None:
+        fmt = _FORMATS.get(args.output.suffix.lower())
+        if fmt is None:
+            print(f"error: cannot write {args.output.suffix!r}; use .step, .stl or .brep", file=sys.stderr)
+            return 2
+        formats = list(dict.fromkeys(["brep", fmt]))
+    if not args.image.is_file():
+        print(f"error: no such image: {args.image}", file=sys.stderr)
+        return 2
+    try:
+        request = GenerateRequest(
+            image=args.image, instruction=args.instruction, n=args.n, target_size_mm=args.target_size,
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
+            formats=tuple(formats),
+        )  # fmt: skip
+    except PipelineError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+
+    bar = tqdm(
+        total=100, desc="loading model", unit="%", bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}"
+    )
+    try:
+        backend = load_backend(
+            args.backend, model=args.model, mmproj=args.mmproj, adapter=args.adapter, base_url=args.base_url,
+            remote_model=args.remote_model, n_ctx=args.n_ctx, n_threads=args.threads,
+        )  # fmt: skip
+    except BackendError as exc:
+        bar.close()
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 3 if exc.code == protocol.ERROR_NO_BACKEND else 1
+    tokens = [0]
+
+    def on_event(event: dict) -> None:
+        if event["type"] == protocol.EVENT_STATUS:
+            bar.set_description_str(event["stage"])
+            bar.n = round(100 * event["progress"])
+            bar.refresh()
+        elif event["type"] == protocol.EVENT_TOKEN:
+            tokens[0] += 1
+            bar.set_postfix_str(f"{tokens[0]} tokens", refresh=False)
+
+    try:
+        with SandboxPool(workers=args.workers) as pool:
+            result = Pipeline(backend, pool).run(request, on_event=on_event)
+    except PipelineError as exc:
+        bar.close()
+        print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
+        if args.json:
+            print(json.dumps(exc.to_dict(), indent=2))
+        return 1
+    finally:
+        backend.close()
+    bar.close()
+
+    best = result.best
+    print(
+        f"best of {len(result.candidates)}: candidate {best.index} (score {best.score:.3f}), "
+        f"{sum(c.valid for c in result.candidates)} valid; volume {result.exec_result.volume:.1f} mm3"
+        + (f"; scaled x{result.scale:.4g}" if result.scale else ""),
+        file=sys.stderr,
+    )
+    if args.output is not None:
+        content = result.exec_result.exports[formats[-1]]
+        args.output.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        print(f"wrote {args.output}", file=sys.stderr)
+    if args.code_out is not None:
+        args.code_out.write_text(result.code, encoding="utf-8")
+    if args.show_code:
+        print(result.code)
+    if args.json:
+        data = result.to_dict()
+        data["result"].pop("brep", None)
+        data["result"].pop("exports", None)
+        print(json.dumps(data, indent=2))
+    return 0
