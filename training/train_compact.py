@@ -363,7 +363,7 @@ def train(cfg: CompactTrainConfig) -> Path:
     plot_curves(state.history, out / "curves.png")
     if cfg.export:
         cmd = [sys.executable, "-m", "training.export_gguf", str(final), "--out", cfg.export,
-               "--quant", cfg.export_quant]
+               "--quant", cfg.export_quant, "--name", "cadsnap-compact"]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     return final
