@@ -64,7 +64,7 @@ class GeneratePanel:
 
         self.preview = QtWidgets.QLabel("No picture yet")
         self.preview.setAlignment(QtCore.Qt.AlignCenter)
-        self.preview.setMinimumHeight(140)
+        self.preview.setMinimumHeight(120)
         self.preview.setFrameShape(QtWidgets.QFrame.StyledPanel)
         layout.addWidget(self.preview)
 
@@ -90,6 +90,9 @@ class GeneratePanel:
         self.size_mm.setSuffix(" mm")
         self.size_mm.setSpecialValueText("any")
         options.addRow("Overall size", self.size_mm)
+        self.at_picked_point = QtWidgets.QCheckBox("Place at the picked point (else the origin)")
+        self.at_picked_point.setToolTip("Click a point on a shape in the 3D view before pressing OK")
+        options.addRow("", self.at_picked_point)
         layout.addLayout(options)
 
         self.runtime_label = QtWidgets.QLabel("Runtime: checking…")
@@ -122,7 +125,7 @@ class GeneratePanel:
         self.candidate_list.setViewMode(QtWidgets.QListView.IconMode)
         self.candidate_list.setIconSize(QtCore.QSize(THUMB, THUMB))
         self.candidate_list.setResizeMode(QtWidgets.QListView.Adjust)
-        self.candidate_list.setMaximumHeight(THUMB + 48)
+        self.candidate_list.setMaximumHeight(THUMB + 34)
         self.candidate_list.currentItemChanged.connect(self._show_candidate_code)
         layout.addWidget(self.candidate_list)
 
@@ -170,7 +173,7 @@ class GeneratePanel:
         if pixmap.isNull():
             self.preview.setText("This picture cannot be shown; it may be corrupt.")
             return
-        self.preview.setPixmap(pixmap.scaled(180, 180, QtCore.Qt.KeepAspectRatio,
+        self.preview.setPixmap(pixmap.scaled(150, 150, QtCore.Qt.KeepAspectRatio,
                                              QtCore.Qt.SmoothTransformation))
         self.message.hide()
 
@@ -435,13 +438,23 @@ class GeneratePanel:
             score=candidate.score or 0.0, instruction=self.instruction.text().strip(),
             camera=self.picture.camera if self.picture else "")
         try:
-            self.inserted = insert.insert_solid(document, candidate.brep, info)
+            placement = self._picked_point()
+            self.inserted = insert.insert_solid(document, candidate.brep, info, placement=placement)
         except insert.InsertError as error:
             self.show_error(f"{error} The document is unchanged.")
             return False
         if Gui.ActiveDocument is not None:
             Gui.ActiveDocument.ActiveView.fitAll()
         return True
+
+    def _picked_point(self):
+        """The last point clicked on a shape in the 3D view, when the user asked for it."""
+        if not self.at_picked_point.isChecked():
+            return None
+        for selection in reversed(Gui.Selection.getSelectionEx()):
+            if selection.PickedPoints:
+                return selection.PickedPoints[-1]
+        return None
 
     def _exec_then_insert(self, candidate: jobs.Candidate) -> None:
         """A candidate the runtime listed without geometry: run its code, then insert (GUI thread)."""

@@ -41,7 +41,8 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     prefs = {"runtime_url": f"http://127.0.0.1:{port}", "interpreter": sys.executable, "backend": "hf",
              "model_path": str(box_model), "candidates": 3, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
     edited = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 40, 40)\n'
-    result, output = run_gui_flow(tmp_path, prefs, edit_code=edited, cancel_first=True)
+    result, output = run_gui_flow(tmp_path, prefs, edit_code=edited, cancel_first=True,
+                                  pick_point=[12, 8, 10])
 
     assert "Traceback" not in output, output
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
@@ -52,6 +53,7 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     assert result["valid"] and result["solids"] == 1
     assert abs(result["volume"] - 6000.0) < 1e-6  # the 30×20×10 box the tiny model was trained on
     assert "box(30, 20, 10)" in result["source"]
+    assert result["placement"] == [12, 8, 10]  # "Place at the picked point" with a point clicked
     assert result["backend"] == "hf" and result["model"]
     assert Path(result["image"]).is_file() and result["image"].endswith(".png")
     assert result["camera"].startswith("(")  # the capture's quaternion

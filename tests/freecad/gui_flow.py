@@ -112,6 +112,11 @@ def accept(panel, doc, pressed, remaining, timing):
         before = len(doc.Objects)
         if remaining == 1:
             screenshot("panel")  # the panel with its candidates and code, before it closes
+        if CONFIG.get("pick_point"):
+            # A click on the reference part, as the 3D view reports it.
+            panel.at_picked_point.setChecked(True)
+            Gui.Selection.clearSelection()
+            Gui.Selection.addSelection(doc.Name, "Reference", "Face1", *CONFIG["pick_point"])
         inserting = time.monotonic()
         accepted = panel.accept()
         elapsed = time.monotonic() - pressed
@@ -133,7 +138,7 @@ def accept(panel, doc, pressed, remaining, timing):
             name=obj.Name, label=obj.Label, type=obj.TypeId, valid=obj.Shape.isValid(),
             solids=len(obj.Shape.Solids), volume=obj.Shape.Volume, source=obj.CadQuerySource,
             image=obj.InputImage, backend=obj.Backend, model=obj.Model, score=obj.Score,
-            camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3],
+            camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3], placement=list(obj.Placement.Base),
             edit_active=Gui.Command.get("CadSnap_EditCode").isActive() if hasattr(Gui, "Command") else None)
         screenshot("final")
         if CONFIG.get("edit_code"):

@@ -56,7 +56,7 @@ def run_gui_flow(workdir: Path, prefs: dict, repeats: int = 1, deadline_s: float
     (workdir / "config.json").write_text(json.dumps(config))
     env = freecad_env(home, CADSNAP_GUI_CONFIG=str(workdir / "config.json"),
                       QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox", QT_QPA_PLATFORM="xcb")
-    command = ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "freecad",
+    command = ["xvfb-run", "-a", "-s", "-screen 0 1400x1000x24", "freecad",
                str(REPO_ROOT / "tests" / "freecad" / "gui_flow.py")]
     proc = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout_s)
     output = proc.stdout + proc.stderr
