@@ -194,6 +194,25 @@ def test_two_processes_under_torchrun_on_cpu(tiny, data, tmp_path):
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
 
 
+def test_scoring_counts_failures_as_zero_and_skips_broken_ground_truth():
+    from model_runtime.sandbox import SandboxPool
+    from training.qlora import score_programs
+
+    cylinder = CORPUS[1]
+    with SandboxPool(workers=1, timeout_s=30.0) as pool:
+        metrics, samples = score_programs(
+            pool,
+            [BOX_PROGRAM, "result = 1 / 0", BOX_PROGRAM, BOX_PROGRAM],
+            [BOX_PROGRAM, BOX_PROGRAM, cylinder, "import cadquery as cq\nresult = None\n"],
+        )
+    assert [s["valid"] for s in samples] == [True, False, True, False]
+    assert samples[0]["iou"] == pytest.approx(1.0, abs=1e-6) and 0 < samples[2]["iou"] < 0.9
+    assert "ground truth failed" in samples[3]["error"]  # excluded from the metrics below
+    assert metrics["val_vsr"] == pytest.approx(2 / 3)
+    assert metrics["val_iou"] == pytest.approx((1.0 + samples[2]["iou"]) / 3)
+    assert metrics["val_iou_valid"] == pytest.approx((1.0 + samples[2]["iou"]) / 2)
+
+
 def test_column_mapping_and_bad_data_give_clear_errors(data, tmp_path):
     rows = load_rows(QLoraConfig(hf_dataset=str(data), column={"code": "cadquery"}), "train")
     assert {"image", "code"} <= set(rows.column_names) and rows[0]["code"] == BOX_PROGRAM

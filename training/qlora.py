@@ -237,28 +237,42 @@ def generate_code(model, processor, image, instruction: str | None, max_new_toke
 
 
 def score_programs(pool, predicted: list[str], truth: list[str]) -> tuple[dict[str, float], list[dict]]:
-    """VSR and IoU (failures as 0, and over valid outputs only) of ``predicted`` against ``truth``."""
-    from model_runtime.metrics import iou
+    """VSR and IoU (failures as 0, and over valid outputs only) of ``predicted`` against ``truth``.
+
+    Valid means what it means everywhere (``model_runtime.metrics``): the sandbox ran the code and
+    got one good solid back. A ground truth that does not run is a data error and is skipped.
+    """
+    from model_runtime.metrics import Score, iou, summarize
     from model_runtime.sandbox import SandboxError
 
-    samples = []
+    scores, samples = [], []
     for code, reference in zip(predicted, truth, strict=True):
-        sample: dict[str, Any] = {"code": code, "valid": False, "iou": 0.0, "error": None}
+        sample: dict[str, Any] = {"code": code, "valid": False, "iou": None, "error": None}
+        samples.append(sample)
         try:
-            result = pool.run(code)
-            sample["valid"] = result.n_solids >= 1 and result.volume > 0
-            if sample["valid"]:
-                sample["iou"] = float(iou(result.shape(), pool.run(reference).shape()))
-            else:
-                sample["error"] = "empty solid"
+            reference_shape = pool.run(reference).shape()
+        except SandboxError as exc:
+            sample["error"] = f"ground truth failed, sample skipped: {exc.code}: {exc.message}"
+            continue
+        try:
+            shape = pool.run(code).shape()
         except SandboxError as exc:
             sample["error"] = f"{exc.code}: {exc.message}"
-        samples.append(sample)
-    valid = [s["iou"] for s in samples if s["valid"]]
+            scores.append(Score(valid=False))
+            continue
+        sample["valid"] = True
+        try:
+            sample["iou"] = float(iou(shape, reference_shape))
+        except Exception as exc:  # an OCC boolean failure: the output still counts as valid
+            sample["error"] = f"metric_error: {exc}"
+        scores.append(Score(valid=True, iou=sample["iou"]))
+    if not scores:
+        raise ValueError("no validation sample has a ground truth that runs")
+    summary = summarize(scores)
     metrics = {
-        "val_vsr": sum(s["valid"] for s in samples) / len(samples),
-        "val_iou": sum(s["iou"] for s in samples) / len(samples),
-        "val_iou_valid": sum(valid) / len(valid) if valid else 0.0,
+        "val_vsr": summary["vsr"],
+        "val_iou": summary["iou_mean"],
+        "val_iou_valid": summary["iou_mean_valid"] or 0.0,
     }
     return metrics, samples
 
@@ -289,7 +303,11 @@ def make_validation_callback(config: QLoraConfig, processor, val_rows):
                 for row in tqdm(rows, desc="validation: generating", leave=False)
             ]
             model.train(was_training)
-            metrics, samples = score_programs(self.pool, predicted, [row["code"] for row in rows])
+            try:
+                metrics, samples = score_programs(self.pool, predicted, [row["code"] for row in rows])
+            except ValueError as exc:  # bad validation data must not end a long run
+                log.warning("step %d: validation skipped: %s", state.global_step, exc)
+                return
             state.log_history.append({**metrics, "step": state.global_step})
             log.info("step %d: %s", state.global_step, metrics)
             with open(Path(args.output_dir) / "validation.jsonl", "a", encoding="utf-8") as f:
