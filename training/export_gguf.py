@@ -285,6 +285,9 @@ def export(
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
     if not (hf_dir / "config.json").is_file():
         raise ExportError(f"{hf_dir} is not a Hugging Face model folder (no config.json)")
+    unknown = [q for q in quant if q not in QUANT_TYPES]
+    if unknown:
+        raise ExportError(f"unknown quantisation {unknown[0]!r}; choose from {', '.join(QUANT_TYPES)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     name = name or hf_dir.name
     steps = tqdm(total=2 + len(quant), desc="export gguf", unit="file", disable=None)
