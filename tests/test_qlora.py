@@ -177,6 +177,7 @@ def test_resume_continues_from_the_newest_checkpoint(tiny, data, tmp_path):
     assert json.loads((out / "adapter" / "cadsnap_training.json").read_text())["global_step"] == 6
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_on_cpu(tiny, data, tmp_path):
     out = tmp_path / "ddp"
     command = [
