@@ -14,13 +14,15 @@ from training.freecad_renders import Program, render_programs
 pytestmark = pytest.mark.gui
 
 
-def test_freecad_renders_an_evaluation_folder_and_skips_broken_programs(tmp_path, capsys):
+def test_freecad_renders_an_evaluation_folder_and_skips_broken_programs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative output folder: FreeCAD itself runs elsewhere
     programs = [
         Program("box", CORPUS[0], "block"),
         Program("plate", CORPUS[2], "plate"),
         Program("broken", "import cadquery as cq\nresult = cq.Workplane().box(1, 1)\n", "block"),
     ]
-    names = render_programs(programs, tmp_path, size=200)
+    names = render_programs(programs, "renders", size=200)
+    tmp_path = tmp_path / "renders"
     assert names == ["box", "plate"]
     assert "broken" in capsys.readouterr().err
     assert json.loads((tmp_path / "families.json").read_text()) == {"box": "block", "plate": "plate"}

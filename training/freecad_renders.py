@@ -31,6 +31,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 DONE_MARKER = "CADSNAP-FREECAD-RENDERS-DONE"
+ITEM_FAILED = "CADSNAP-FREECAD-ITEM-FAILED"
 BACKGROUNDS = ("White", "Current", "Black", "Transparent")
 ZOOM_OUT = 1.25  # camera height after fitAll, relative: about the reference renders' free border
 
@@ -58,7 +59,7 @@ for item in job["items"]:
         view.saveImage(item["png"], job["size"], job["size"], job["background"])
         done.append(item["name"])
     except Exception as exc:  # one bad shape must not lose the batch; reported by name
-        print("CADSNAP-FREECAD-ITEM-FAILED", item["name"], repr(exc), flush=True)
+        print("''' + ITEM_FAILED + r'''", item["name"], repr(exc), flush=True)
     FreeCAD.closeDocument(doc.Name)
 json.dump(done, open(job["done"], "w"))
 print("''' + DONE_MARKER + r'''", flush=True)
@@ -122,6 +123,9 @@ def run_freecad_batch(
             raise FreeCADRenderError(message) from None
         if "Traceback" in output or DONE_MARKER not in output:
             raise FreeCADRenderError(f"FreeCAD failed (exit {proc.returncode}):\n{output[-4000:]}")
+        for line in output.splitlines():
+            if line.startswith(ITEM_FAILED):
+                print(line, file=sys.stderr)
         return set(json.loads((tmp_path / "done.json").read_text()))
 
 
@@ -138,7 +142,7 @@ def render_programs(
     """
     from model_runtime.sandbox import SandboxError, SandboxPool
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # FreeCAD runs in its own working folder
     out_dir.mkdir(parents=True, exist_ok=True)
     items, failed = [], []
     with tempfile.TemporaryDirectory(prefix="cadsnap-breps-") as tmp, SandboxPool(workers=1) as pool:
@@ -165,7 +169,8 @@ def render_programs(
     families = json.loads(families_path.read_text()) if families_path.exists() else {}
     families.update({name: by_name[name].family for name in names})
     families_path.write_text(json.dumps(families, indent=1, sort_keys=True), encoding="utf-8")
-    failed += [f"{item['name']}: FreeCAD did not render it" for item in items if item["name"] not in done]
+    failed += [f"{item['name']}: FreeCAD did not render it (see its FreeCAD error above)"
+               for item in items if item["name"] not in done]
     for line in failed:
         print(f"skipped {line}", file=sys.stderr)
     return names
