@@ -114,3 +114,20 @@ def test_4bit_config_follows_the_gpu_generation():
             config.load_in_4bit and config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
         )
         assert config.llm_int8_skip_modules == SKIP_QUANTIZATION
+
+
+def test_4bit_nf4_load_on_cpu_quantises_only_the_language_model(hf_dir):
+    """The CUDA recipe's quantisation, exercised on CPU (bitsandbytes runs 4-bit there too)."""
+    pytest.importorskip("bitsandbytes")
+    backend = load_backend("hf", model=hf_dir, device="cpu", quantize="4bit")
+    try:
+        inner = backend.model.model
+        tower = getattr(inner.vision_tower, "vision_model", inner.vision_tower)
+        assert type(inner.language_model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+        assert type(tower.encoder.layers[0].self_attn.q_proj).__name__ == "Linear"
+        assert type(inner.multi_modal_projector.linear_1).__name__ == "Linear"
+        assert type(backend.model.lm_head).__name__ == "Linear"
+        text = backend.generate(sample_image(5, 48), None, GenerationSettings(n=1, max_new_tokens=64))[0]
+        assert text.strip() == BOX_PROGRAM.strip()
+    finally:
+        backend.close()

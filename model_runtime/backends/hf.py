@@ -77,6 +77,7 @@ class HFBackend:
             kwargs["quantization_config"] = quantization_config(capability)
             kwargs["device_map"] = {"": self.device}
             self.dtype = kwargs["quantization_config"].bnb_4bit_compute_dtype
+            kwargs["dtype"] = self.dtype  # the unquantised vision tower and projector run in it too
         else:
             self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
             kwargs["dtype"] = self.dtype
