@@ -125,9 +125,9 @@ class RuntimeProcess:
         self._log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the child; one start per log
         flags = subprocess.CREATE_NEW_PROCESS_GROUP if sys.platform == "win32" else 0
         try:
+            # Same process group as FreeCAD: if FreeCAD is killed with its group, the runtime goes too.
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=self._log,
-                                            stderr=subprocess.STDOUT, env=env, creationflags=flags,
-                                            start_new_session=sys.platform != "win32")
+                                            stderr=subprocess.STDOUT, env=env, creationflags=flags)
         except OSError as error:
             self._log.close()
             raise RuntimeStartFailed(f"Could not start the runtime ({error}). Check the interpreter in "

@@ -41,14 +41,20 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     prefs = {"runtime_url": f"http://127.0.0.1:{port}", "interpreter": sys.executable, "backend": "hf",
              "model_path": str(box_model), "candidates": 3, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
     edited = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 40, 40)\n'
-    result, output = run_gui_flow(tmp_path, prefs, edit_code=edited, cancel_first=True,
-                                  pick_point=[12, 8, 10])
+    result, output = run_gui_flow(tmp_path, prefs, repeats=2, edit_code=edited, cancel_first=True,
+                                  accept_other_first=True, pick_point=[12, 8, 10])
 
     assert "Traceback" not in output, output
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
     # Cancel job while the runtime was still starting: said so in the panel, nothing inserted.
     assert result["cancelled"]["status"] == "cancelled" and "unchanged" in result["cancelled"]["message"]
     assert result["cancelled"]["objects_added"] == 0 and result["cancelled"]["generate_enabled"]
+    # First press: a candidate other than the winner, built through /v1/exec, then inserted.
+    other = result["other_candidate"]
+    assert other["index"] != other["winner"] and not other["accepted_at_once"], other
+    assert other["inserted"] and other["valid"] and other["source_is_candidate"], other
+    # Second press: the winner.
+    assert len(result["presses"]) == 2
     assert result["objects_added"] == 1 and result["type"] == "Part::Feature"
     assert result["valid"] and result["solids"] == 1
     assert abs(result["volume"] - 6000.0) < 1e-6  # the 30×20×10 box the tiny model was trained on

@@ -102,12 +102,14 @@ def press(doc, remaining, cancel_first=False):
              runtime=panel.runtime_label.text(), message=panel.message.text())
         accept(panel, doc, pressed, remaining, timing)
 
-    poll.timeout.connect(check)
+    poll.timeout.connect(guarded(poll, check))
     poll.start(100)
     RESULT["_poll"] = poll
 
 
 def accept(panel, doc, pressed, remaining, timing):
+    if CONFIG.get("accept_other_first") and not RESULT["presses"]:
+        return accept_other(panel, doc, pressed, remaining, timing)
     try:
         before = len(doc.Objects)
         if remaining == 1:
@@ -149,6 +151,48 @@ def accept(panel, doc, pressed, remaining, timing):
     finish()
 
 
+def accept_other(panel, doc, pressed, remaining, timing):
+    """Pick a candidate other than the runtime's winner: the panel re-runs its code through /v1/exec
+    (the result carries only the winner's geometry), then inserts it."""
+    from freecad_workbench.qt import QtCore
+
+    winner = panel.state.winner_index()
+    rows = [row for row in range(panel.candidate_list.count())
+            if panel.candidate_list.item(row).data(QtCore.Qt.UserRole) != winner
+            and panel.state.candidates[panel.candidate_list.item(row).data(QtCore.Qt.UserRole)].valid]
+    if not rows:
+        return fail("no valid non-winning candidate to pick")
+    panel.candidate_list.setCurrentRow(rows[0])
+    picked = panel.selected_candidate()
+    accepted_at_once = panel.accept()
+    started = time.monotonic()
+    poll = QtCore.QTimer()
+
+    def check():
+        # Once inserted the panel is closed and its widgets are gone: read them only before.
+        if panel.inserted is None and not panel.message.isVisible() and time.monotonic() - started < 30:
+            return
+        poll.stop()
+        obj = panel.inserted
+        message = "" if obj is not None else panel.message.text()
+        RESULT["other_candidate"] = {
+            "index": picked.index, "winner": winner, "accepted_at_once": accepted_at_once,
+            "inserted": obj is not None, "message": message,
+            "valid": bool(obj and obj.Shape.isValid()),
+            "source_is_candidate": bool(obj and obj.CadQuerySource == picked.code)}
+        step("other_candidate", **RESULT["other_candidate"])
+        timing.update(insert_s=time.monotonic() - started, total_s=time.monotonic() - pressed)
+        RESULT["presses"].append({key: round(value, 3) for key, value in timing.items()})
+        if remaining > 1:
+            QtCore.QTimer.singleShot(0, lambda: press(doc, remaining - 1))
+        else:
+            finish()
+
+    poll.timeout.connect(guarded(poll, check))
+    poll.start(100)
+    RESULT["_poll"] = poll
+
+
 def edit(obj, code):
     """Edit CadQuery on the inserted solid: new source -> runtime /v1/exec -> shape updated; then undo."""
     from freecad_workbench.editor import EditDialog
@@ -177,7 +221,7 @@ def edit(obj, code):
             traceback.print_exc()
         finish()
 
-    poll.timeout.connect(check)
+    poll.timeout.connect(guarded(poll, check))
     poll.start(100)
     RESULT["_poll"] = poll
 
@@ -233,7 +277,7 @@ def errors(doc):
             panel.reject()
             QtCore.QTimer.singleShot(0, lambda: run_case(index + 1))
 
-        poll.timeout.connect(check)
+        poll.timeout.connect(guarded(poll, check))
         poll.start(100)
         RESULT["_poll"] = poll
 
@@ -336,6 +380,21 @@ def finish():
         FreeCAD.closeDocument(name)
     # A real quit: aboutToQuit stops the runtime the workbench started.
     QtWidgets.QApplication.instance().quit()
+
+
+def guarded(poll, check):
+    """A timer callback that cannot hang FreeCAD: any exception stops the timer and ends the run."""
+
+    def run():
+        try:
+            check()
+        except Exception:
+            poll.stop()
+            RESULT["traceback"] = traceback.format_exc()
+            traceback.print_exc()
+            finish()
+
+    return run
 
 
 def guarded_main():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -58,8 +59,15 @@ def run_gui_flow(workdir: Path, prefs: dict, repeats: int = 1, deadline_s: float
                       QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox", QT_QPA_PLATFORM="xcb")
     command = ["xvfb-run", "-a", "-s", "-screen 0 1400x1000x24", "freecad",
                str(REPO_ROOT / "tests" / "freecad" / "gui_flow.py")]
-    proc = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout_s)
-    output = proc.stdout + proc.stderr
+    # Its own process group, so a hang is ended with Xvfb, FreeCAD and any runtime FreeCAD started.
+    proc = subprocess.Popen(command, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        output += f"\nCADSNAP-GUI TIMEOUT: FreeCAD was killed after {timeout_s:.0f} s\n"
     result_path = workdir / "result.json"
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     return result, output
