@@ -172,9 +172,15 @@ class RuntimeManager:
 
     def ensure(self, prefs: Preferences, on_status: Callable[[str], None] = lambda _: None,
                cancel: threading.Event | None = None) -> tuple[RuntimeClient, dict]:
-        """A client of a healthy runtime and its health answer; starts one if allowed and needed."""
+        """A client of a healthy runtime and its health answer; starts one if allowed and needed.
+        A runtime this manager started with other settings (URL, backend, model) is restarted."""
         client = self.client(prefs)
         with self._lock:
+            wanted = self._wanted_command(prefs)
+            if self.process is not None and self.process.running and wanted != self.process.command:
+                on_status("Restarting the runtime with the new settings…")
+                self.process.stop()
+                self.process = None
             try:
                 return client, client.health()
             except RuntimeUnreachable:
@@ -186,14 +192,19 @@ class RuntimeManager:
                 raise RuntimeUnreachable(f"No CadSnap runtime answers at {prefs.runtime_url}. Start it "
                                          "with `python -m model_runtime serve`, or turn on \"Start the "
                                          "runtime when needed\" in Preferences > CadSnap.")
-            interpreter = runtime_interpreter(prefs)
-            if interpreter is None:
+            if wanted is None:
                 raise RuntimeNotInstalled("No runtime is installed. Run CadSnap > Set up runtime, or set "
                                           "the runtime's Python in Preferences > CadSnap.")
-            on_status(f"Starting the runtime ({interpreter})…")
-            self.process = RuntimeProcess(serve_command(interpreter, prefs),
-                                          self.log_dir / "runtime.log", env=_child_env())
+            on_status(f"Starting the runtime ({wanted[0]})…")
+            self.process = RuntimeProcess(wanted, self.log_dir / "runtime.log", env=_child_env())
             return client, self._wait(client, prefs, on_status, cancel)
+
+    @staticmethod
+    def _wanted_command(prefs: Preferences) -> list[str] | None:
+        if not (prefs.start_runtime and prefs.is_local):
+            return None
+        interpreter = runtime_interpreter(prefs)
+        return serve_command(interpreter, prefs) if interpreter is not None else None
 
     def _wait(self, client: RuntimeClient, prefs: Preferences, on_status: Callable[[str], None],
               cancel: threading.Event | None) -> dict:

@@ -124,5 +124,8 @@ def current() -> Preferences:
     prefs = Preferences.load(freecad_group())
     try:
         return prefs.validated()
-    except PreferencesError:
+    except PreferencesError as error:
+        import FreeCAD
+
+        FreeCAD.Console.PrintWarning(f"CadSnap: {error} Using the default settings until it is fixed.\n")
         return Preferences()

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from freecad_workbench import jobs, launcher, naming
-from freecad_workbench.client import ClientError, RuntimeUnreachable
+from freecad_workbench.client import ClientError, RuntimeClient, RuntimeUnreachable
 from freecad_workbench.preferences import Preferences, PreferencesError
 from model_runtime import protocol
 
@@ -323,3 +323,42 @@ def test_manager_reports_a_runtime_that_dies_while_starting(tmp_path, monkeypatc
         manager.ensure(prefs, statuses.append)
     assert "No module named model_runtime" in str(caught.value)
     assert statuses and manager.process is None
+
+
+def _stand_in_runtime(tmp_path: Path) -> Path:
+    """An executable taking serve's command line that answers GET /v1/health with a static file: a
+    real child process and real HTTP, to test the manager's own start/restart/stop logic quickly."""
+    site = tmp_path / "site"
+    (site / "v1").mkdir(parents=True)
+    (site / "v1" / "health").write_text('{"status": "ok", "backend_state": "ready"}')
+    script = tmp_path / "python"
+    script.write_text(
+        "#!/bin/sh\n"
+        'while [ "$1" != "--port" ]; do shift; done\n'
+        f'exec "{sys.executable}" -m http.server "$2" --bind 127.0.0.1 --directory "{site}"\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_manager_starts_reuses_restarts_on_new_settings_and_stops(tmp_path):
+    interpreter = _stand_in_runtime(tmp_path)
+    prefs = Preferences(runtime_url=f"http://127.0.0.1:{_free_port()}", interpreter=str(interpreter),
+                        startup_timeout_s=20)
+    manager = launcher.RuntimeManager(tmp_path / "logs")
+    try:
+        _, health = manager.ensure(prefs)
+        first = manager.process
+        assert health["status"] == "ok" and first.running
+        manager.ensure(prefs)
+        assert manager.process is first  # healthy and same settings: reused
+        moved = Preferences(runtime_url=f"http://127.0.0.1:{_free_port()}", interpreter=str(interpreter),
+                            model_path="/models/other.gguf", startup_timeout_s=20)
+        statuses: list[str] = []
+        _, health = manager.ensure(moved, statuses.append)
+        assert manager.process is not first and not first.running  # old one stopped, not orphaned
+        assert "--model" in manager.process.command and "Restarting" in statuses[0]
+    finally:
+        manager.stop()
+    assert manager.process is None
+    with pytest.raises(RuntimeUnreachable):
+        RuntimeClient(moved.runtime_url, timeout_s=1).health()
