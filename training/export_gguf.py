@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -265,7 +266,14 @@ def quantize(src: Path, dst: Path, kind: str, threads: int | None = None) -> Pat
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[kind])
     params.nthread = threads or os.cpu_count() or 1
-    status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    # llama.cpp logs every tensor through llama-cpp-python's logger; keep warnings only.
+    logger = logging.getLogger("llama-cpp-python")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    finally:
+        logger.setLevel(level)
     if status != 0 or not dst.is_file():
         raise ExportError(f"llama.cpp failed to quantise {src} to {kind} (status {status})")
     return dst

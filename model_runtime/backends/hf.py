@@ -7,6 +7,7 @@ stay unquantised. On CPU it runs in full precision. Hub ids load only from the l
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -122,27 +123,25 @@ class HFBackend:
         outputs: list[str] = []
         with self._lock, torch.inference_mode():
             self.timings = StageTimings(prompt_tokens=prompt_len)
-            t0 = time.perf_counter()
-            self.model.get_image_features(pixel_values=inputs["pixel_values"])
-            self.timings.encode_s = time.perf_counter() - t0
             for index in range(settings.n):
                 check_cancel(cancel)
                 streamer = _Streamer(self.processor.tokenizer, index, on_token, cancel)
                 sample = index > 0
                 torch.manual_seed(settings.seed + index)
                 start = time.perf_counter()
-                ids = self.model.generate(
-                    **inputs,
-                    max_new_tokens=settings.max_new_tokens,
-                    do_sample=sample,
-                    temperature=settings.temperature if sample else None,
-                    top_p=settings.top_p if sample else None,
-                    top_k=None,
-                    eos_token_id=eos,
-                    pad_token_id=self.processor.tokenizer.pad_token_id or eos,
-                    streamer=streamer,
-                    stopping_criteria=_cancel_criteria(cancel),
-                )
+                with _EncodeTimer(self.model) if index == 0 else contextlib.nullcontext() as encode:
+                    ids = self.model.generate(
+                        **inputs,
+                        max_new_tokens=settings.max_new_tokens,
+                        do_sample=sample,
+                        temperature=settings.temperature if sample else None,
+                        top_p=settings.top_p if sample else None,
+                        top_k=None,
+                        eos_token_id=eos,
+                        pad_token_id=self.processor.tokenizer.pad_token_id or eos,
+                        streamer=streamer,
+                        stopping_criteria=_cancel_criteria(cancel),
+                    )
                 check_cancel(cancel)
                 end = time.perf_counter()
                 new = ids[0, prompt_len:]
@@ -150,7 +149,8 @@ class HFBackend:
                 # Prefill (prompt + image through the LM) ends when the first new token appears.
                 first = streamer.first_token_at or end
                 if index == 0:
-                    self.timings.prompt_s = max(first - start - self.timings.encode_s, 0.0)
+                    self.timings.encode_s = encode.seconds
+                    self.timings.prompt_s = max(first - start - encode.seconds, 0.0)
                     self.timings.generate_s += end - first
                     self.timings.new_tokens += max(n_new - 1, 0)
                 else:
@@ -191,6 +191,33 @@ class _Streamer:
 
     def end(self) -> None:
         pass
+
+
+class _EncodeTimer:
+    """Times the image encoder (vision tower + projector) inside ``generate`` with forward hooks."""
+
+    def __init__(self, model) -> None:
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.tower, self.projector = inner.model.vision_tower, inner.model.multi_modal_projector
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> _EncodeTimer:
+        def begin(*_):
+            self._start = time.perf_counter()
+
+        def finish(*_):
+            self.seconds += time.perf_counter() - self._start
+
+        self._hooks = [
+            self.tower.register_forward_pre_hook(begin),
+            self.projector.register_forward_hook(finish),
+        ]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self._hooks:
+            hook.remove()
 
 
 def _cancel_criteria(cancel: threading.Event | None):
