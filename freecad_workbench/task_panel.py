@@ -47,6 +47,7 @@ class GeneratePanel:
         self.job_id: str | None = None
         self.cancel_event = threading.Event()
         self.inserted = None  # the object accept() made, for callers and tests
+        self.generation = 0  # counts Generate presses
         self.background = Background(self._on_message)
         self.form = self._build()
         self._show_picture()
@@ -211,29 +212,38 @@ class GeneratePanel:
         self.state = jobs.JobState()
         self.cancel_event = threading.Event()
         self.job_id = None
+        self.generation += 1
         self.candidate_list.clear()
         self.code_view.clear()
         self.message.hide()
         self._set_running(True)
         self.stage_label.setText("Connecting to the runtime…")
-        cancel = self.cancel_event
-        self.background.start(lambda: self._run_job(payload, cancel), "cadsnap-job")
+        cancel, generation = self.cancel_event, self.generation
+        self.background.start(lambda: self._run_job(payload, cancel, generation), "cadsnap-job")
 
-    def _run_job(self, payload: dict, cancel: threading.Event) -> None:
+    def _post_job(self, generation: int, kind: str, payload) -> None:
+        """Post a job message tagged with its Generate press, so a late message from an earlier
+        (cancelled) job never lands in the current one."""
+        self.background.post("job_message", (generation, kind, payload))
+
+    def _run_job(self, payload: dict, cancel: threading.Event, generation: int) -> None:
+        def post(kind: str, message) -> None:
+            self._post_job(generation, kind, message)
+
         client, reason = self._ensure_runtime()
         if client is None:
             if cancel.is_set():
-                self.background.post("event", {"type": protocol.EVENT_CANCELLED})
+                post("event", {"type": protocol.EVENT_CANCELLED})
             else:
-                self.background.post("failed", (None, f"The runtime is not available. {reason}"))
+                post("failed", (None, f"The runtime is not available. {reason}"))
             return
         if cancel.is_set():
-            self.background.post("event", {"type": protocol.EVENT_CANCELLED})
+            post("event", {"type": protocol.EVENT_CANCELLED})
             return
         self.client = client
         try:
             job_id = client.submit_job(payload)
-            self.background.post("job", job_id)
+            post("job", job_id)
             stream = client.events(job_id, idle_timeout_s=self.prefs.job_timeout_s)
             self._stream = stream
             if cancel.is_set():  # pressed while submitting
@@ -241,20 +251,20 @@ class GeneratePanel:
             last = None
             for event in stream:
                 last = event
-                self.background.post("event", event)
+                post("event", event)
             if last is None or last.get("type") not in (protocol.EVENT_RESULT, protocol.EVENT_ERROR,
                                                         protocol.EVENT_CANCELLED):
-                self.background.post("job_state", client.job(job_id))
+                post("job_state", client.job(job_id))
         except ClientError as error:
             if cancel.is_set():
-                self.background.post("event", {"type": protocol.EVENT_CANCELLED})
+                post("event", {"type": protocol.EVENT_CANCELLED})
             else:
-                self.background.post("failed", (error.code, error.message))
+                post("failed", (error.code, error.message))
 
     def cancel_job(self) -> None:
         self.cancel_event.set()
         self.stage_label.setText("Cancelling…")
-        job_id, client = self.job_id, self.client
+        job_id, client, generation = self.job_id, self.client, self.generation
         if job_id and client:
             def work() -> None:
                 try:
@@ -264,7 +274,7 @@ class GeneratePanel:
                     stream = getattr(self, "_stream", None)
                     if stream is not None:
                         stream.close()
-                    self.background.post("event", {"type": protocol.EVENT_CANCELLED})
+                    self._post_job(generation, "event", {"type": protocol.EVENT_CANCELLED})
 
             self.background.start(work, "cadsnap-cancel")
         # Without a job id yet (runtime still starting), the job worker sees the event and stops.
@@ -272,6 +282,10 @@ class GeneratePanel:
     # --- messages from workers (GUI thread) ------------------------------------------------------
 
     def _on_message(self, kind: str, payload) -> None:
+        if kind == "job_message":
+            generation, kind, payload = payload
+            if generation != self.generation or (self.state.finished and kind != "job"):
+                return  # from an earlier press, or after this job already ended
         if kind == "runtime":
             self.runtime_label.setText(f"Runtime: {payload}")
         elif kind == "runtime_up":
@@ -298,6 +312,9 @@ class GeneratePanel:
             self.state.status = protocol.JOB_FAILED
             self.state.error_code, self.state.error_message = code, message
             self._refresh()
+        elif kind == "exec_failed":
+            self.stage_label.setText("")
+            self.show_error(payload)
         elif kind == "insert":
             if self.insert(payload):
                 self.close()
@@ -465,7 +482,8 @@ class GeneratePanel:
             try:
                 result = client.exec_code(candidate.code, timeout_s=timeout)
             except ClientError as error:
-                self.background.post("failed", (error.code, error.message))
+                self.background.post("exec_failed", f"Candidate #{candidate.index + 1} could not be built: "
+                                                     f"{error.message} The document is unchanged.")
                 return
             candidate.brep = result.get("brep")
             self.background.post("insert", candidate)
