@@ -162,3 +162,30 @@ def test_auto_finds_a_cached_gguf_pair(gguf_dir, tmp_path, monkeypatch):
     with pytest.raises(NoBackendError) as info:
         load_backend("auto")
     assert info.value.code == protocol.ERROR_NO_BACKEND and "Get a model" in info.value.message
+
+
+def test_generate_command_writes_a_step_file(gguf_dir, tmp_path):
+    picture = tmp_path / "part.bmp"
+    sample_image(4, 64).save(picture)
+    step = tmp_path / "part.step"
+    cmd = [sys.executable, "-m", "model_runtime", "generate", str(picture), "-o", str(step), "--n", "2",
+           "--model", str(gguf_dir / "tiny-q8_0.gguf"), "--mmproj", str(gguf_dir / "mmproj-tiny-f16.gguf"),
+           "--n-ctx", "512", "--max-new-tokens", "64", "--show-code"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert step.read_text().startswith("ISO-10303-21")
+    assert BOX_PROGRAM.strip() in out.stdout and "best of 2" in out.stderr
+
+
+def test_generate_command_without_a_model_says_how_to_get_one(tmp_path):
+    picture = tmp_path / "part.png"
+    sample_image().save(picture)
+    env = {**os.environ, "CADSNAP_CACHE_DIR": str(tmp_path / "empty-cache")}
+    env.pop("CADSNAP_REMOTE_URL", None)
+    out = subprocess.run([sys.executable, "-m", "model_runtime", "generate", str(picture)],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=120)  # fmt: skip
+    from model_runtime.backends import find_gguf_pair, model_dirs
+
+    if find_gguf_pair(model_dirs()[0]) is not None:
+        pytest.skip("a built-in model is installed, so auto finds it")
+    assert out.returncode == 3 and "Get a model" in out.stderr
