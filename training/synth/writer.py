@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
+import pickle
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,14 +71,25 @@ def shard_seeds(config: WriterConfig, index: int) -> range:
     return range(start, start + config.shard_size)
 
 
-def build_shard(config: WriterConfig, index: int) -> ShardResult:
-    """Every sample of one shard (runs in a worker). Rejections are counted, not raised."""
+def build_shard(config: WriterConfig, index: int, crashed: frozenset[int] = frozenset(),
+                marker: Path | None = None) -> ShardResult:
+    """Every sample of one shard. Rejections are counted, not raised.
+
+    ``crashed`` seeds killed a worker before (a native crash in OpenCascade) and are not run again;
+    ``marker`` is a file that holds the seed being run, so the parent can name the one that crashed.
+    """
     from training.synth.program import generate
 
     started = time.perf_counter()
     result = ShardResult(index=index, samples=[])
     timings: Counter = Counter()
     for seed in shard_seeds(config, index):
+        if seed in crashed:
+            result.rejected["crashed"] += 1
+            result.rejected_by_family[generate(seed).family] += 1
+            continue
+        if marker is not None:
+            marker.write_text(str(seed), encoding="utf-8")
         try:
             sample = make_sample(seed, config.image_size, config.reference_share)
         except SampleRejected as exc:
@@ -88,6 +101,16 @@ def build_shard(config: WriterConfig, index: int) -> ShardResult:
     result.timings = dict(timings)
     result.elapsed_s = time.perf_counter() - started
     return result
+
+
+def _shard_process(
+    config: WriterConfig, index: int, crashed: frozenset[int], marker: Path, target: Path
+) -> None:
+    """Child process body: build the shard and leave it as a pickle for the parent."""
+    result = build_shard(config, index, crashed, marker)
+    partial = target.with_suffix(".partial")
+    partial.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+    os.replace(partial, target)
 
 
 def _features() -> Any:
@@ -151,25 +174,66 @@ def _finished(out: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
-def _run_shards(config: WriterConfig, indices: list[int]) -> Iterator[ShardResult]:
-    """Shard results in shard order, from ``config.workers`` processes (or this one)."""
-    if config.workers <= 1:
-        for index in indices:
-            yield build_shard(config, index)
-        return
+def _context() -> Any:
     # Never plain fork: a parent that has rendered holds an OpenGL context and driver threads that a
     # forked child cannot use. A fork server preloads the heavy imports once, before any rendering.
     if "forkserver" in mp.get_all_start_methods():
         context = mp.get_context("forkserver")
         context.set_forkserver_preload(["training.synth.sample"])
-    else:
-        context = mp.get_context("spawn")
-    with context.Pool(config.workers, maxtasksperchild=25) as pool:
-        yield from pool.imap(_build_shard_star, [(config, i) for i in indices], chunksize=1)
+        return context
+    return mp.get_context("spawn")
 
 
-def _build_shard_star(job: tuple[WriterConfig, int]) -> ShardResult:
-    return build_shard(*job)
+def _run_shards(config: WriterConfig, indices: list[int]) -> Iterator[ShardResult]:
+    """Shard results in shard order; each shard is built in its own child process.
+
+    A program can crash OpenCascade natively (a segfault seen once in ~7000 seeds). The crash takes
+    down that shard's process only; the parent reads which seed was running, records it in
+    ``crashes.json``, and builds the shard again without it, so the run goes on and stays deterministic.
+    """
+    context = _context()
+    work = config.out / "shards" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    crash_file = config.out / "shards" / "crashes.json"
+    crashes: dict[str, list[int]] = json.loads(crash_file.read_text()) if crash_file.exists() else {}
+    pending = deque(indices)
+    running: dict[int, Any] = {}
+    ready: dict[int, ShardResult] = {}
+    order = iter(indices)
+    want = next(order, None)
+    while want is not None:
+        while pending and len(running) < config.workers:
+            index = pending.popleft()
+            crashed = frozenset(crashes.get(str(index), []))
+            process = context.Process(
+                target=_shard_process, daemon=True,
+                args=(config, index, crashed, work / f"{index}.seed", work / f"{index}.pickle"))
+            process.start()
+            running[index] = process
+        mp_connection.wait([p.sentinel for p in running.values()])
+        for index, process in list(running.items()):
+            if process.is_alive():
+                continue
+            process.join()
+            del running[index]
+            target = work / f"{index}.pickle"
+            if process.exitcode == 0 and target.exists():
+                ready[index] = pickle.loads(target.read_bytes())
+                target.unlink()
+                continue
+            marker = work / f"{index}.seed"
+            if process.exitcode is not None and process.exitcode < 0 and marker.exists():
+                seed = int(marker.read_text(encoding="utf-8"))
+                if seed not in crashes.get(str(index), []):
+                    crashes.setdefault(str(index), []).append(seed)
+                    _atomic_json(crash_file, crashes)
+                    pending.appendleft(index)
+                    continue
+            raise RuntimeError(f"the worker for shard {index} failed (exit code {process.exitcode}); "
+                               "run the same command again to resume from the finished shards")
+        while want is not None and want in ready:
+            yield ready.pop(want)
+            want = next(order, None)
 
 
 def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]:
@@ -180,7 +244,7 @@ def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]
     _check_config(config)
     done = _finished(config.out)
     seen: set[str] = {sig for record in done.values() for sig in record["signatures"]}
-    kept = sum(record["kept"] for record in done.values())
+    kept = kept_before = sum(record["kept"] for record in done.values())
     started = time.perf_counter()
     bar = tqdm(total=config.n, initial=min(kept, config.n), unit="sample", disable=not progress,
                desc="synth", dynamic_ncols=True)
@@ -220,12 +284,14 @@ def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]
             bar.update(min(len(fresh), max(0, config.n - bar.n)))
             bar.set_postfix(shards=len(done), rejected=sum(shard.rejected.values()), dup=duplicates)
     bar.close()
-    manifest = build_manifest(config, done, time.perf_counter() - started)
+    manifest = build_manifest(config, done, time.perf_counter() - started, kept - kept_before)
     _atomic_json(config.out / "manifest.json", manifest)
     return manifest
 
 
-def build_manifest(config: WriterConfig, done: dict[int, dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
+def build_manifest(
+    config: WriterConfig, done: dict[int, dict[str, Any]], elapsed_s: float, kept_this_run: int
+) -> dict[str, Any]:
     totals: dict[str, Counter] = {key: Counter() for key in
                                   ("splits", "families", "operations", "rejected", "rejected_by_family")}
     timings: Counter = Counter()
@@ -255,7 +321,8 @@ def build_manifest(config: WriterConfig, done: dict[int, dict[str, Any]], elapse
                        "p95": lengths[int(len(lengths) * 0.95)] if lengths else 0,
                        "max": lengths[-1] if lengths else 0},
         "seconds_per_stage_total": {k: round(v, 2) for k, v in sorted(timings.items())},
-        "this_run_elapsed_s": round(elapsed_s, 1),
+        "this_run": {"samples": kept_this_run, "elapsed_s": round(elapsed_s, 1),
+                     "samples_per_s": round(kept_this_run / max(elapsed_s, 1e-9), 2)},
     }
 
 
