@@ -46,6 +46,7 @@ def test_text_model_tokenises_like_transformers(gguf_dir):
     _, kv = _fields(gguf_dir / "tiny-f16.gguf")
     assert kv["tokenizer.ggml.model"] == "llama"
     assert kv["tokenizer.ggml.add_space_prefix"] is False and kv["cadsnap.prompt_leading_space"] is True
+    assert kv["cadsnap.image_size"] == 32  # lets the runtime resize like transformers without the mmproj
 
 
 def test_quantised_files_load(gguf_dir):

@@ -73,14 +73,14 @@ def export_text(hf_dir: Path, out_path: Path, outtype: str = "f16") -> Path:
     # Run the converter with our extra metadata added to the file it writes.
     code = (
         "import json, runpy, sys\n"
-        f"script, args, extra = {str(script)!r}, {json.dumps(args)}, {_prefix_metadata(hf_dir)!r}\n"
+        f"script, args, extra = {str(script)!r}, {json.dumps(args)}, {_runtime_metadata(hf_dir)!r}\n"
         "here = str(__import__('pathlib').Path(script).parent)\n"
         "sys.path[:0] = [here, here + '/gguf-py']\n"
         "import gguf\n"
         "original = gguf.GGUFWriter.write_header_to_file\n"
         "def write_header(self, *a, **k):\n"
         "    for key, value in extra.items():\n"
-        "        self.add_bool(key, value)\n"
+        "        (self.add_bool if isinstance(value, bool) else self.add_uint32)(key, value)\n"
         "    return original(self, *a, **k)\n"
         "gguf.GGUFWriter.write_header_to_file = write_header\n"
         "sys.argv = [script, *args]\n"
@@ -91,6 +91,14 @@ def export_text(hf_dir: Path, out_path: Path, outtype: str = "f16") -> Path:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise ExportError(f"convert_hf_to_gguf.py failed on {hf_dir}:\n{tail}")
     return out_path
+
+
+def _runtime_metadata(hf_dir: Path) -> dict[str, bool | int]:
+    """Keys the gguf backend reads from the text model: the prompt's spacing and the image size
+    (so it can resize like transformers' processor without reading the mmproj)."""
+    config = json.loads((hf_dir / "config.json").read_text())
+    size = (config.get("vision_config") or {}).get("image_size")
+    return {**_prefix_metadata(hf_dir), **({"cadsnap.image_size": int(size)} if size else {})}
 
 
 def _prefix_metadata(hf_dir: Path) -> dict[str, bool]:

@@ -85,7 +85,9 @@ class GGUFBackend:
             self.close()
             raise BackendError(f"{mmproj_path} has no vision encoder")
         self._marker = mtmd.mtmd_default_marker().decode()
-        self._image_size = _mmproj_image_size(Path(mmproj_path))
+        # Our exporter records the encoder's input size in the text model; else read the mmproj.
+        size = self.llama.metadata.get("cadsnap.image_size")
+        self._image_size = int(size) if size else _mmproj_image_size(Path(mmproj_path))
         # Set by training.export_gguf when llama.cpp's automatic space prefix is off (see there).
         self._leading_space = self.llama.metadata.get("cadsnap.prompt_leading_space") == "true"
         self.load_s = time.perf_counter() - start
