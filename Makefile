@@ -37,8 +37,12 @@ test: dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+# Speed and memory targets live here, not in timed tests; reports land in out/bench/.
 bench: dev
-	$(PY) -m model_runtime.bench
+	$(PY) -m model_runtime.bench.sandbox --out out/bench
+	$(PY) -m model_runtime.bench.backends --out out/bench
+	$(PY) -m model_runtime.bench.workbench --out out/bench
+	$(PY) -m training.bench_synth --out out/bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
