@@ -1,0 +1,21 @@
+import cadquery as cq
+
+result = (
+    cq.Workplane("XY")
+    .circle(32.5)
+    .extrude(12)
+    .faces(">Z")
+    .workplane()
+    .polarArray(23, 0, 360, 7)
+    .hole(4.5)
+    .faces(">Z")
+    .workplane()
+    .circle(14.5)
+    .extrude(9)
+    .faces(">Z")
+    .workplane()
+    .hole(21)
+    .faces(">Z")
+    .edges()
+    .chamfer(1.5)
+)
