@@ -128,8 +128,9 @@ def l_bracket(s: Sampler) -> Program:
         y = round(thick + bend + free_b / 2 - leg_b / 2, 1)
         pts = [(round(width / 4, 1), y), (round(-width / 4, 1), y)] if n == 2 else [(0, y)]
         w = w.faces("<X").workplane(centerOption="CenterOfBoundBox").pushPoints(pts).hole(screw["clear"])
-    if s.chance("round_corners", 0.4):
-        w = w.edges("|X and >Z").fillet(min(width / 4, s.mm("corner_radius", 2, 10)))
+    if s.chance("round_corners", 0.4):  # the free corners of the upright, then of the base leg
+        radius = min(width / 4, s.mm("corner_radius", 2, 10))
+        w = w.edges("|X and >Z").fillet(radius).edges("|Z and >X").fillet(radius)
     p.result(w)
     return p
 
@@ -348,7 +349,7 @@ def shaft_clamp(s: Sampler) -> Program:
     bore = s.mm("bore", 6, 40)
     length = s.mm("length", bore + 16, bore * 2 + 30)
     height = s.mm("height", bore + 10, bore * 1.8 + 20)
-    thick = s.mm("thickness", 8, 30)
+    thick = s.mm("thickness", max(8, bore * 0.6), bore + 12)  # a clamp, not a plate
     slit = s.mm("slit", 1, 3)
     screw = s.screw("screw", ("M3", "M4", "M5", "M6"))
     p = Program()

@@ -81,8 +81,11 @@ def coverage_chart(manifest: dict[str, Any], path: Path) -> None:
 
 
 def write_gallery(data_dir: str | Path, count: int = 24, seed: int = 0, columns: int = 6,
-                  tile: int = 224, out: str | Path | None = None) -> Path:
-    """A contact sheet of ``count`` random samples across splits, as ``gallery.png`` beside the data."""
+                  tile: int = 224, out: str | Path | None = None, colors: int | None = None) -> Path:
+    """A contact sheet of ``count`` random samples across splits, as ``gallery.png`` beside the data.
+
+    ``colors`` reduces the palette (e.g. 256) for a small file, such as the README's gallery.
+    """
     import pyarrow.parquet as pq
 
     data_dir = Path(data_dir)
@@ -97,7 +100,10 @@ def write_gallery(data_dir: str | Path, count: int = 24, seed: int = 0, columns:
         rows += rng.sample(table, min(len(table), 8))
     rng.shuffle(rows)
     target = Path(out) if out else data_dir / "gallery.png"
-    contact_sheet(rows[:count], columns=columns, tile=tile).save(target, optimize=True)
+    sheet = contact_sheet(rows[:count], columns=columns, tile=tile)
+    if colors:
+        sheet = sheet.quantize(colors, method=Image.Quantize.MEDIANCUT)
+    sheet.save(target, optimize=True)
     return target
 
 
