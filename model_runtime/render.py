@@ -161,8 +161,6 @@ class _Renderer:
     """One off-screen window, renderer and pair of actors, reused across renders in a process."""
 
     def __init__(self) -> None:
-        from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkThreshold
-        from vtkmodules.vtkFiltersGeometry import vtkGeometryFilter
         from vtkmodules.vtkRenderingCore import (
             vtkActor,
             vtkLight,
@@ -193,14 +191,13 @@ class _Renderer:
         self._edge_actor.SetMapper(self._edge_mapper)
         self._renderer.AddActor(self._face_actor)
         self._renderer.AddActor(self._edge_actor)
-        self._classes: dict[str, Any] = {
-            "normals": vtkPolyDataNormals, "threshold": vtkThreshold, "geometry": vtkGeometryFilter,
-        }
 
     def _select(self, poly: Any, types: tuple[int, ...]) -> Any:
         """The cells of ``poly`` whose MESH_TYPES value is one of ``types``, as polydata."""
         from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
         from vtkmodules.vtkCommonDataModel import vtkPolyData
+        from vtkmodules.vtkFiltersCore import vtkThreshold
+        from vtkmodules.vtkFiltersGeometry import vtkGeometryFilter
 
         kinds = vtk_to_numpy(poly.GetCellData().GetArray("MESH_TYPES"))
         mask = np.isin(kinds, types).astype(np.uint8)
@@ -209,12 +206,12 @@ class _Renderer:
         array = numpy_to_vtk(mask, deep=True)
         array.SetName("KEEP")
         shallow.GetCellData().AddArray(array)
-        threshold = self._classes["threshold"]()
+        threshold = vtkThreshold()
         threshold.SetInputData(shallow)
         threshold.SetInputArrayToProcess(0, 0, 0, 1, "KEEP")  # 1 = cell data
         threshold.SetLowerThreshold(0.5)
         threshold.SetUpperThreshold(1.5)
-        geometry = self._classes["geometry"]()
+        geometry = vtkGeometryFilter()
         geometry.SetInputConnection(threshold.GetOutputPort())
         geometry.Update()
         return geometry.GetOutput()
@@ -227,11 +224,13 @@ class _Renderer:
         return image
 
     def _draw(self, shape: Any, size: int, style: RenderStyle, view: View) -> Image.Image:
+        from vtkmodules.vtkFiltersCore import vtkPolyDataNormals
+
         poly = _mesh(shape)
         faces = self._select(poly, (_MT_SHADED_FACE,))
         if faces.GetNumberOfCells() == 0:
             raise RenderError("the shape has no faces to render")
-        normals = self._classes["normals"]()
+        normals = vtkPolyDataNormals()
         normals.SetInputData(faces)
         normals.SetFeatureAngle(40.0)
         normals.SplittingOn()
@@ -251,7 +250,10 @@ class _Renderer:
         prop.SetDiffuse(style.diffuse)
         prop.SetSpecular(style.specular)
         prop.SetSpecularPower(style.specular_power)
-        prop.SetInterpolationToFlat() if style.flat_shading else prop.SetInterpolationToGouraud()
+        if style.flat_shading:
+            prop.SetInterpolationToFlat()
+        else:
+            prop.SetInterpolationToGouraud()
         edge_prop = self._edge_actor.GetProperty()
         edge_prop.SetColor(*style.edge_color)
         edge_prop.SetLineWidth(max(1.0, style.edge_width_px * pixels / 448.0))
