@@ -36,6 +36,7 @@ def test_summary_counts_failures_as_zero_and_reports_valid_only_beside_it():
     assert s["latency_s"]["p90"] == pytest.approx(3.7)
     assert s["candidates_valid_share"] == pytest.approx(5 / 8)
     assert s["errors"] == {"all_candidates_invalid": 1}
+    assert math.isnan(s["oracle_iou_mean"])  # greedy: no candidates to choose among
     assert s["families"]["flange"]["vsr"] == pytest.approx(0.5)
     assert s["families"]["flange"]["iou_mean"] == pytest.approx(0.35)
     assert s["families"]["plate"]["iou_mean_valid"] == pytest.approx(0.7)
@@ -158,4 +159,7 @@ def test_best_of_n_reports_every_candidate(eval_folder, box_model, tmp_path):
                  "--limit", "2", "--max-new-tokens", "64", "--out", str(out)]) == 0
     payload = json.loads((out / "report.json").read_text())
     assert [s["n_candidates"] for s in payload["samples"]] == [3, 3]
-    assert "best-of-3" in (out / "report.md").read_text()
+    assert all(s["oracle_iou"] >= s["iou"] for s in payload["samples"])
+    assert payload["summary"]["oracle_iou_mean"] >= payload["summary"]["iou_mean"]
+    markdown = (out / "report.md").read_text()
+    assert "best-of-3" in markdown and "Oracle best-of-N" in markdown

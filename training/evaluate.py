@@ -215,11 +215,25 @@ def evaluate_sample(sample: EvalSample, pipeline, pool, request: dict[str, Any])
         record.chamfer = float(chamfer(candidate, truth))
     except Exception as exc:  # an OCC boolean can fail on odd geometry: keep the sample, say so
         record.error, record.message = METRIC_ERROR, str(exc)[:300]
+    if len(result.candidates) > 1:
+        record.oracle_iou = max(
+            [record.iou or 0.0]
+            + [_safe_iou(c.exec_result.shape(), truth) for c in result.candidates[1:] if c.valid]
+        )
     return Outcome(record, image, candidate_brep=result.exec_result.brep, truth_brep=truth_brep)
 
 
 def _render_brep(brep: str | None) -> Image.Image | None:
     return render_reference(shape_from_brep(brep)) if brep else None
+
+
+def _safe_iou(shape, truth) -> float:
+    from model_runtime.metrics import iou
+
+    try:
+        return float(iou(shape, truth))
+    except Exception:  # only feeds the oracle upper bound
+        return 0.0
 
 
 def gallery_rows(outcomes: list[Outcome], names: list[str]) -> list[GalleryRow]:

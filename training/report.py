@@ -36,6 +36,7 @@ class SampleResult:
     latency_s: float = 0.0  # image in -> chosen solid out (or failure)
     n_candidates: int = 0
     n_valid: int = 0
+    oracle_iou: float | None = None  # best IoU among all valid candidates (uses the truth: an upper bound)
     error: str | None = None  # protocol ERROR_* code (or "metric_error") when something failed
     message: str = ""
     code: str = ""
@@ -117,6 +118,8 @@ def summarize(results: list[SampleResult]) -> dict[str, Any]:
             "p50_valid": _percentile(valid_latencies, 50),
         },
         "stages_s": stages,
+        "oracle_iou_mean": _mean([r.oracle_iou or 0.0 for r in results])
+        if any(r.oracle_iou is not None for r in results) else math.nan,
         "candidates_valid_share": (
             sum(r.n_valid for r in results) / max(1, sum(r.n_candidates for r in results))
         ),
@@ -233,6 +236,9 @@ def render_markdown(summary: dict[str, Any], settings: dict[str, Any], images: d
         "",
         f"Valid candidates among all generated: {_pct(s['candidates_valid_share'])}.",
         "",
+        *([f"Oracle best-of-N mean IoU (the best candidate chosen with the ground truth; an upper bound "
+           f"for the ranking, not a result): {_fmt(s['oracle_iou_mean'])}.", ""]
+          if not math.isnan(s["oracle_iou_mean"]) else []),
         "## Latency (image in -> chosen solid out)",
         "",
         "| p50 | p90 | p95 | max | mean | p50 of valid |",

@@ -6,5 +6,6 @@
 - ``python -m model_runtime.bench.workbench``: button press to inserted solid in real FreeCAD.
 
 Training benchmarks: ``python -m training.bench_synth`` (data engine samples/s/core),
-``python -m training.bench_compact`` (compact model sizes), ``python -m training.bench_qlora`` (7B QLoRA, GPU).
+``python -m training.bench_compact`` (compact model sizes),
+``python -m training.bench_qlora`` (7B QLoRA, GPU).
 """

@@ -250,8 +250,9 @@ def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]
                desc="synth", dynamic_ncols=True)
     next_index = 0
     while kept < config.n:
-        # Shards still to make: enough for the missing samples at the rate seen so far.
-        rate = (kept / max(1, len(done) * config.shard_size)) if done else 0.9
+        # Shards still to make: as if every seed gave a sample on the first pass (no overshoot),
+        # then enough for the missing samples at the rate seen so far.
+        rate = (kept / max(1, len(done) * config.shard_size)) if done else 1.0
         wanted = math.ceil((config.n - kept) / max(0.05, rate) / config.shard_size)
         todo: list[int] = []
         while len(todo) < max(1, wanted):
