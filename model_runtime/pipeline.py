@@ -12,6 +12,7 @@ candidate from the reference camera -> optionally scale the winner to a target s
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from PIL import Image
 from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
-from model_runtime.images import ImageError, decode_image, pad_square
+from model_runtime.images import ImageError, decode_image, pad_square, to_png_bytes
 from model_runtime.similarity import Similarity, compare
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -81,6 +82,16 @@ class GenerateRequest:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, f"bad request field: {exc}") from exc
 
 
+THUMBNAIL_SIZE = 96  # px: the workbench's candidate list shows 72 px icons
+
+
+def thumbnail_png(image: Image.Image, size: int = THUMBNAIL_SIZE) -> str:
+    """A small PNG of ``image`` as base64 text (a few kB), for candidate lists."""
+    small = image.convert("RGB")
+    small.thumbnail((size, size))
+    return base64.b64encode(to_png_bytes(small)).decode("ascii")
+
+
 @dataclass
 class Candidate:
     index: int  # generation order: 0 is the greedy answer
@@ -90,6 +101,7 @@ class Candidate:
     similarity: Similarity | None = None
     error: dict[str, Any] | None = None  # {"code", "message", "line"?} when invalid
     exec_result: Any = None  # sandbox ExecResult when valid
+    render: Image.Image | None = None  # the ranking render (reference look, isometric view)
 
     @property
     def score(self) -> float:
@@ -107,6 +119,8 @@ class Candidate:
             data.update(self.similarity.to_dict())
         if self.exec_result is not None:
             data.update(volume=self.exec_result.volume, bbox=list(self.exec_result.bbox))
+        if self.render is not None:
+            data["thumbnail_png"] = thumbnail_png(self.render)
         return data
 
 
@@ -226,6 +240,7 @@ class Pipeline:
                     "valid": True,
                     "score": candidate.score,
                     "error": None,
+                    "thumbnail_png": thumbnail_png(candidate.render) if candidate.render else None,
                 }
             )
 
@@ -324,6 +339,7 @@ class Pipeline:
                 view=ISOMETRIC_VIEW,
             )
             candidate.similarity = compare(image, picture)
+            candidate.render = picture
 
     def _scale(self, best: Candidate, request: GenerateRequest):
         from model_runtime.sandbox import SandboxError

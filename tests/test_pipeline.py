@@ -198,6 +198,12 @@ def test_ranking_valid_first_then_by_similarity(pool, renders):
     assert events[-1] == {"type": protocol.EVENT_STATUS, "stage": "done", "progress": 1.0}
     json_ready = result.to_dict()
     assert json_ready["candidates"][0]["index"] == 2 and "brep" in json_ready["result"]
+    # Each valid candidate carries a small render for the workbench's list; an invalid one has none.
+    thumb = Image.open(io.BytesIO(base64.b64decode(json_ready["candidates"][0]["thumbnail_png"])))
+    assert max(thumb.size) == 96 and np.asarray(thumb.convert("L")).std() > 5
+    assert "thumbnail_png" not in json_ready["candidates"][-1]
+    valid_events = [e for e in events if e["type"] == protocol.EVENT_CANDIDATE and e["valid"]]
+    assert len(valid_events) == 3 and all(e["thumbnail_png"] for e in valid_events)
 
 
 def test_all_candidates_invalid_is_a_typed_error_with_details(pool, renders):

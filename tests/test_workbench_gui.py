@@ -55,6 +55,9 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     assert other["inserted"] and other["valid"] and other["source_is_candidate"], other
     # Second press: the winner.
     assert len(result["presses"]) == 2
+    # Every valid candidate in the list shows the runtime's render of it, not a placeholder card.
+    assert result["thumbnails"]["valid"] >= 1
+    assert result["thumbnails"]["rendered"] == result["thumbnails"]["valid"]
     assert result["objects_added"] == 1 and result["type"] == "Part::Feature"
     assert result["valid"] and result["solids"] == 1
     assert abs(result["volume"] - 6000.0) < 1e-6  # the 30×20×10 box the tiny model was trained on

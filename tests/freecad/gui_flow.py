@@ -100,6 +100,9 @@ def press(doc, remaining, cancel_first=False):
         timing["generate_s"] = time.monotonic() - pressed - timing["capture_s"]
         step("finished", status=panel.state.status, candidates=len(panel.state.candidates),
              runtime=panel.runtime_label.text(), message=panel.message.text())
+        RESULT["thumbnails"] = {"valid": sum(1 for c in panel.state.candidates.values() if c.valid),
+                                "rendered": sum(1 for c in panel.state.candidates.values()
+                                                if c.valid and c.thumbnail_png)}
         accept(panel, doc, pressed, remaining, timing)
 
     poll.timeout.connect(guarded(poll, check))
