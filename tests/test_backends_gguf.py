@@ -177,15 +177,23 @@ def test_generate_command_writes_a_step_file(gguf_dir, tmp_path):
     assert BOX_PROGRAM.strip() in out.stdout and "best of 2" in out.stderr
 
 
-def test_generate_command_without_a_model_says_how_to_get_one(tmp_path):
-    picture = tmp_path / "part.png"
-    sample_image().save(picture)
+def test_readme_main_command_runs_on_the_built_in_model(tmp_path):
+    """`make run`'s command with nothing configured: auto picks the shipped GGUF pair and a STEP
+    file of a valid solid comes out of the example picture."""
+    from model_runtime.backends import BUILTIN_MODELS, find_gguf_pair
+
+    assert find_gguf_pair(BUILTIN_MODELS) is not None, "no built-in model in model_runtime/models"
+    step = tmp_path / "part.step"
     env = {**os.environ, "CADSNAP_CACHE_DIR": str(tmp_path / "empty-cache")}
     env.pop("CADSNAP_REMOTE_URL", None)
-    out = subprocess.run([sys.executable, "-m", "model_runtime", "generate", str(picture)],
-                         capture_output=True, text=True, cwd=REPO, env=env, timeout=120)  # fmt: skip
-    from model_runtime.backends import find_gguf_pair, model_dirs
+    cmd = [sys.executable, "-m", "model_runtime", "generate", "model_runtime/examples/flange.png",
+           "-o", str(step), "--show-code", "--n", "2"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "import cadquery as cq" in out.stdout and "result" in out.stdout
 
-    if find_gguf_pair(model_dirs()[0]) is not None:
-        pytest.skip("a built-in model is installed, so auto finds it")
-    assert out.returncode == 3 and "Get a model" in out.stderr
+    import cadquery as cq
+
+    solid = cq.importers.importStep(str(step)).val()
+    assert solid.isValid() and solid.Volume() > 0
+
