@@ -84,6 +84,19 @@ def test_a_folder_without_ground_truth_is_refused_with_the_names(tmp_path):
         load_samples(tmp_path / "missing")
 
 
+def test_a_data_engine_folder_is_read_as_a_dataset_despite_its_gallery(tmp_path):
+    import subprocess
+    import sys
+
+    from training.evaluate import load_samples
+
+    subprocess.run([sys.executable, "-m", "training.synth", "--n", "8", "--out", str(tmp_path),
+                    "--shard-size", "8"], check=True, capture_output=True)
+    assert (tmp_path / "gallery.png").exists()
+    samples = load_samples(tmp_path, "train", limit=3)
+    assert len(samples) == 3 and all("import cadquery as cq" in s.code for s in samples)
+
+
 # ----------------------------------------------------------------------------- end to end, real parts
 
 PROGRAMS = {  # name: (family, CadQuery source); the tiny model always answers with BOX_PROGRAM

@@ -52,7 +52,8 @@ class EvalSample:
 
 
 def is_image_folder(data: Path) -> bool:
-    return any(data.glob("*.png"))
+    """A plain folder of pictures; a dataset folder (``data/`` shards) also holds gallery PNGs."""
+    return not (data / "data").is_dir() and any(data.glob("*.png"))
 
 
 def folder_samples(data: Path) -> list[EvalSample]:
