@@ -50,6 +50,7 @@ class CompactTrainConfig:
     stop_at: int = 0  # > 0: checkpoint and stop after this step (time-boxed sessions)
     time_limit_min: float = 0.0  # > 0: checkpoint and stop after this many minutes
     weight_decay: float = 0.05
+    token_bag_weight: float = 0.5  # auxiliary image -> answer-token-set loss (training.token_bag); 0: off
     grad_clip: float = 1.0
     threads: int = 0  # torch CPU threads; 0 keeps torch's default (all cores)
     device: str = "auto"  # auto: cuda when available, else cpu
@@ -155,12 +156,17 @@ def lr_factor(step: int, cfg: CompactTrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model, cfg: CompactTrainConfig):
-    """AdamW; no weight decay on norms, biases and embeddings' positional tables (1-D tensors)."""
+def make_optimizer(model, cfg: CompactTrainConfig, *extra):
+    """AdamW over the model and any ``extra`` training-only modules; no weight decay on norms,
+    biases and embeddings' positional tables (1-D tensors)."""
+    import itertools
+
     import torch
 
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    params = [p for p in itertools.chain(model.parameters(), *(m.parameters() for m in extra))
+              if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
@@ -174,7 +180,9 @@ class TrainState:
     history: dict[str, list] = field(default_factory=lambda: {"train": [], "val": []})
 
 
-def save_checkpoint(out: Path, model, processor, optimizer, scheduler, state: TrainState) -> None:
+def save_checkpoint(
+    out: Path, model, processor, optimizer, scheduler, state: TrainState, head=None
+) -> None:
     """Written beside the old one and swapped in, so a run killed mid-save still has a checkpoint."""
     import torch
 
@@ -184,7 +192,7 @@ def save_checkpoint(out: Path, model, processor, optimizer, scheduler, state: Tr
     processor.save_pretrained(tmp)
     torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": state.step,
-         "torch_rng": torch.get_rng_state()},
+         "torch_rng": torch.get_rng_state(), "token_bag": head.state_dict() if head is not None else None},
         tmp / "trainer_state.pt",
     )
     (tmp / "history.json").write_text(json.dumps(state.history))
@@ -196,12 +204,15 @@ def save_checkpoint(out: Path, model, processor, optimizer, scheduler, state: Tr
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(out: Path, optimizer, scheduler) -> TrainState:
-    """Optimiser, schedule, data position and history of ``out/checkpoint`` (weights: see ``train``)."""
+def load_checkpoint(out: Path, optimizer, scheduler, head=None) -> TrainState:
+    """Optimiser, schedule, data position, history and auxiliary head of ``out/checkpoint`` (model
+    weights: see ``train``)."""
     import torch
 
     folder = out / "checkpoint"
     trainer = torch.load(folder / "trainer_state.pt", weights_only=False)
+    if head is not None and trainer.get("token_bag") is not None:
+        head.load_state_dict(trainer["token_bag"])
     optimizer.load_state_dict(trainer["optimizer"])
     scheduler.load_state_dict(trainer["scheduler"])
     torch.set_rng_state(trainer["torch_rng"])
@@ -224,8 +235,11 @@ def validate(model, processor, collator, val, pool, cfg: CompactTrainConfig, dev
 
     model.eval()
     with torch.no_grad():
-        batch = collator(rows_at(val, list(range(min(len(val), cfg.batch_size)))))
-        val_loss = model(**{k: v.to(device) for k, v in batch.items()}).loss.item()
+        rows = rows_at(val, list(range(min(len(val), cfg.batch_size))))
+        batch = {k: v.to(device) for k, v in collator(rows).items()}
+        val_loss = model(**batch).loss.item()
+        # How much the answer depends on the picture: the loss with each row given another row's image.
+        shuffled = model(**{**batch, "pixel_values": batch["pixel_values"].roll(1, dims=0)}).loss.item()
         valid, scores = 0, []
         n = min(cfg.eval_samples, len(val))
         for i in range(n):
@@ -246,7 +260,8 @@ def validate(model, processor, collator, val, pool, cfg: CompactTrainConfig, dev
                 scores.append(0.0)
                 valid += 1
     model.train()
-    return {"val_loss": val_loss, "vsr": valid / max(1, n), "iou": sum(scores) / max(1, n)}
+    return {"val_loss": val_loss, "image_reliance": shuffled - val_loss, "vsr": valid / max(1, n),
+            "iou": sum(scores) / max(1, n)}
 
 
 # ------------------------------------------------------------------------------------------ curves
@@ -262,11 +277,17 @@ def plot_curves(history: dict[str, list], path: Path) -> None:
     if history["train"]:
         steps = [h["step"] for h in history["train"]]
         ax_loss.plot(steps, [h["loss"] for h in history["train"]], lw=0.8, label="train loss")
+        if all("token_bag_loss" in h for h in history["train"]):
+            ax_loss.plot(steps, [h["token_bag_loss"] for h in history["train"]], lw=0.8,
+                         label="token-bag loss (image only)")
     if history["val"]:
         val_steps = [h["step"] for h in history["val"]]
         ax_loss.plot(val_steps, [h["val_loss"] for h in history["val"]], "o-", label="val loss")
         ax_val.plot(val_steps, [h["vsr"] for h in history["val"]], "o-", label="VSR")
         ax_val.plot(val_steps, [h["iou"] for h in history["val"]], "s-", label="IoU (failures 0)")
+        if all("image_reliance" in h for h in history["val"]):
+            ax_val.plot(val_steps, [h["image_reliance"] for h in history["val"]], "^-",
+                        label="val loss increase with shuffled images")
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
     ax_val.set(xlabel="step", ylim=(0, 1), title="greedy validation")
     for ax in (ax_loss, ax_val):
@@ -313,9 +334,15 @@ def train(cfg: CompactTrainConfig) -> Path:
     print(f"{n_params / 1e6:.1f} M parameters, {arch.image_tokens} image tokens, "
           f"{len(train_rows)} training samples, device {device}, {torch.get_num_threads()} threads")
 
-    optimizer = make_optimizer(model, cfg)
+    head = tap = None
+    if cfg.token_bag_weight > 0:
+        from training.token_bag import ImageTokenTap, TokenBagHead, token_bag_loss
+
+        head = TokenBagHead(arch.text_hidden, len(tokenizer)).to(device)
+        tap = ImageTokenTap(model)
+    optimizer = make_optimizer(model, cfg, *([head] if head is not None else []))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    state = load_checkpoint(out, optimizer, scheduler) if resuming else TrainState()
+    state = load_checkpoint(out, optimizer, scheduler, head) if resuming else TrainState()
 
     model.train()
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -329,8 +356,13 @@ def train(cfg: CompactTrainConfig) -> Path:
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = model(**batch).loss
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                bag_loss = None
+                if head is not None:
+                    bag_loss = token_bag_loss(head, tap.take(), batch["labels"])
+            total = loss + cfg.token_bag_weight * bag_loss if bag_loss is not None else loss
+            total.backward()
+            trained = [*model.parameters(), *(head.parameters() if head is not None else [])]
+            grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -343,28 +375,32 @@ def train(cfg: CompactTrainConfig) -> Path:
                 state.history["train"].append({
                     "step": state.step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
                     "grad_norm": float(grad_norm), "samples_per_s": rate,
+                    **({"token_bag_loss": bag_loss.item()} if bag_loss is not None else {}),
                 })
                 progress.set_postfix(loss=f"{loss.item():.4f}", sps=f"{rate:.1f}")
             if state.step % cfg.eval_every == 0 or state.step == cfg.max_steps:
                 metrics = validate(model, processor, collator, val_rows, pool, cfg, device)
                 state.history["val"].append({"step": state.step, **metrics})
                 tqdm.write(f"step {state.step}: val loss {metrics['val_loss']:.4f}  "
+                           f"(shuffled images +{metrics['image_reliance']:.4f})  "
                            f"VSR {metrics['vsr']:.2f}  IoU {metrics['iou']:.3f}")
             out_of_time = (cfg.stop_at and state.step >= cfg.stop_at) or (
                 cfg.time_limit_min and time.perf_counter() - session_start > 60 * cfg.time_limit_min
             )
             if out_of_time:
-                save_checkpoint(out, model, processor, optimizer, scheduler, state)
+                save_checkpoint(out, model, processor, optimizer, scheduler, state, head)
                 plot_curves(state.history, out / "curves.png")
                 print(f"stopped at step {state.step} of {cfg.max_steps}; run the same command to continue")
                 return out / "checkpoint"
             if state.step % cfg.save_every == 0 or state.step == cfg.max_steps:
-                save_checkpoint(out, model, processor, optimizer, scheduler, state)
+                save_checkpoint(out, model, processor, optimizer, scheduler, state, head)
                 plot_curves(state.history, out / "curves.png")
             if state.step % cfg.eval_every == 0 or state.step % cfg.save_every == 0:
                 window_start = time.perf_counter() - 1e-9  # throughput excludes validation and saving
                 window_samples = 0
 
+    if tap is not None:
+        tap.close()
     final = out / "model"
     model.save_pretrained(final)
     processor.save_pretrained(final)
