@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.test_qlora import tiny_config, write_dataset
+from tests.test_qlora import one_thread, tiny_config, write_dataset  # noqa: F401 (one_thread: autouse fixture)
 from tests.tiny_models import BOX_PROGRAM, make_tiny_llava
 from training.merge import main as merge_main
 from training.merge import merge
@@ -20,14 +20,6 @@ from training.qlora import load_base, train
 # fp32 on CPU). What remains is bitsandbytes' CPU 4-bit matmul itself: an NF4 layer and its own
 # dequantised copy already differ by ~2e-3 on the tiny model.
 MERGE_TOLERANCE = 1e-2
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
