@@ -103,3 +103,15 @@ def test_validation_runs_generated_code_in_the_sandbox_and_scores_it(dataset, tm
     assert metrics["vsr"] == 1.0
     assert metrics["iou"] == pytest.approx(expected, abs=1e-9)
     assert metrics["val_loss"] > 0 and model.training
+
+
+def test_image_reliance_reports_losses_and_the_family_probe(dataset, tmp_path):
+    from tests.tiny_models import make_tiny_llava
+    from training.image_reliance import measure
+
+    model = make_tiny_llava(tmp_path / "tiny")  # seed 0: the same weights as the probe's random model
+    r = measure(model, dataset, rows=4, probe=40)
+    assert r.loss_real > 0 and r.loss_shuffled > 0 and r.loss_blank > 0
+    assert r.loss_shuffled != r.loss_real  # even a random model's answer depends on its image tokens
+    assert r.probe_trained == r.probe_random
+    assert 0 < r.probe_chance <= 1 and 0 <= r.probe_trained <= 1
