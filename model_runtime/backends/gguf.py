@@ -59,6 +59,9 @@ class GGUFBackend:
         self.timings = StageTimings()
         self._lock = threading.Lock()
         start = time.perf_counter()
+        trained = _trained_context(Path(model_path))
+        if trained and n_ctx > trained:  # more than the model saw in training buys nothing (llama.cpp warns)
+            n_ctx = trained
         self.llama = llama_cpp.Llama(
             model_path=str(model_path),
             n_ctx=n_ctx,
@@ -255,11 +258,22 @@ class GGUFBackend:
         self.close()
 
 
-def _mmproj_image_size(path: Path) -> int | None:
-    """The encoder's input size from the mmproj header (None if the gguf package is absent)."""
+def _trained_context(path: Path) -> int | None:
+    """The text model's training context length from its GGUF header (None if unknown)."""
+    import gguf
+
     try:
-        import gguf
-    except ImportError:
+        reader = gguf.GGUFReader(str(path))
+        arch = reader.get_field("general.architecture")
+        field = reader.get_field(f"{arch.contents()}.context_length") if arch is not None else None
+        return int(field.contents()) if field is not None else None
+    except (OSError, ValueError):  # llama.cpp gives the clear error about a broken file
         return None
+
+
+def _mmproj_image_size(path: Path) -> int | None:
+    """The encoder's input size from the mmproj header."""
+    import gguf
+
     field = gguf.GGUFReader(str(path)).get_field("clip.vision.image_size")
     return int(field.contents()) if field is not None else None
