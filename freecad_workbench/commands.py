@@ -62,11 +62,17 @@ class CaptureView(_Command):
         return Gui.ActiveDocument is not None
 
     def Activated(self):  # noqa: N802
-        try:
-            picture = capture.capture_view(current_preferences().capture_size)
-        except capture.CaptureError as error:
-            _report(error)
-            return
+        _generate_from(lambda: capture.capture_view(current_preferences().capture_size))
+
+
+def _generate_from(get_picture) -> None:
+    """Open the Generate panel on the picture ``get_picture`` returns (None: the user cancelled)."""
+    try:
+        picture = get_picture()
+    except capture.CaptureError as error:
+        _report(error)
+        return
+    if picture is not None:
         open_generate_panel(picture)
 
 
@@ -88,13 +94,7 @@ class OpenImage(_Command):
     tip = "Open a picture of a part and generate a solid from it"
 
     def Activated(self):  # noqa: N802
-        try:
-            picture = capture.ask_image_file()
-        except capture.CaptureError as error:
-            _report(error)
-            return
-        if picture is not None:
-            open_generate_panel(picture)
+        _generate_from(capture.ask_image_file)
 
 
 class PasteImage(_Command):
@@ -102,12 +102,7 @@ class PasteImage(_Command):
     tip = "Generate a solid from the image on the clipboard"
 
     def Activated(self):  # noqa: N802
-        try:
-            picture = capture.paste_clipboard()
-        except capture.CaptureError as error:
-            _report(error)
-            return
-        open_generate_panel(picture)
+        _generate_from(capture.paste_clipboard)
 
 
 class Generate(_Command):
