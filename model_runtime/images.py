@@ -12,11 +12,15 @@ import binascii
 import io
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from model_runtime.protocol import ERROR_BAD_IMAGE, MAX_IMAGE_PIXELS
 
 WHITE = (255, 255, 255)
+REFERENCE_PADDING = 0.09  # free border per side in the reference renders (model_runtime.render)
+_BG_TOLERANCE = 20.0  # RGB distance that still counts as background (rows are uniform)
+_MIN_PART_SHARE = 0.001  # a "part" smaller than this share of the picture is noise: leave it be
 
 
 class ImageError(ValueError):
@@ -97,6 +101,71 @@ def pad_square(image: Image.Image, fill: tuple[int, int, int] = WHITE) -> Image.
     canvas = Image.new("RGB", (side, side), fill)
     canvas.paste(image, ((side - width) // 2, (side - height) // 2))
     return canvas
+
+
+def foreground_mask(image: Image.Image) -> np.ndarray:
+    """True where the part is: the pixels the background, grown in from the borders, does not reach.
+
+    The background is modelled per row by the row's left and right border colours (flat backgrounds
+    and the vertical gradients of FreeCAD and most CAD viewers); a pixel close to either is
+    background-like, and only background-like pixels connected to the image border count as
+    background, so faces that happen to be shaded like the backdrop stay inside the silhouette.
+    """
+    from scipy import ndimage
+
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    left = rgb[:, :2].mean(axis=1, keepdims=True)
+    right = rgb[:, -2:].mean(axis=1, keepdims=True)
+    dist = np.minimum(np.linalg.norm(rgb - left, axis=2), np.linalg.norm(rgb - right, axis=2))
+    labels, _ = ndimage.label(dist <= _BG_TOLERANCE)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    background = np.isin(labels, border[border > 0])
+    return ~background
+
+
+def part_box(image: Image.Image) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) around the part, or None when no part stands out from a background.
+
+    Specks (JPEG noise, a stray cursor) are dropped: only foreground pieces of at least 2 % of the
+    largest piece's area count, so a part made of separate-looking bits keeps them all.
+    """
+    from scipy import ndimage
+
+    mask = foreground_mask(image)
+    total = mask.size
+    if mask.sum() < _MIN_PART_SHARE * total or mask.all():
+        return None
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    areas = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+    keep = np.flatnonzero(areas >= 0.02 * areas.max()) + 1
+    ys, xs = np.nonzero(np.isin(labels, keep))
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def frame_part(image: Image.Image, padding: float = REFERENCE_PADDING) -> Image.Image:
+    """A square image with the part centred and its longer side filling ``1 - 2 * padding``.
+
+    The canvas around the part continues the picture's own background (each row's border colour,
+    the first and last rows beyond the top and bottom), so a gradient stays a gradient. A picture
+    whose part cannot be told from its background is only padded to a square.
+    """
+    box = part_box(image)
+    if box is None:
+        return pad_square(image)
+    left, top, right, bottom = box
+    side = max(1, round(max(right - left, bottom - top) / (1.0 - 2.0 * padding)))
+    x0 = (left + right) // 2 - side // 2
+    y0 = (top + bottom) // 2 - side // 2
+
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    height, width = rgb.shape[:2]
+    row_colour = (rgb[:, :2].mean(axis=1) + rgb[:, -2:].mean(axis=1)) / 2.0  # (height, 3)
+    rows = np.clip(np.arange(y0, y0 + side), 0, height - 1)
+    canvas = np.repeat(row_colour[rows][:, None, :], side, axis=1)
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + side, width), min(y0 + side, height)
+    canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = rgb[sy0:sy1, sx0:sx1]
+    return Image.fromarray(np.round(canvas).astype(np.uint8), "RGB")
 
 
 def to_png_bytes(image: Image.Image) -> bytes:

@@ -26,7 +26,7 @@ from PIL import Image
 from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
-from model_runtime.images import ImageError, decode_image, pad_square, to_png_bytes
+from model_runtime.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
 from model_runtime.similarity import Similarity, compare
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -55,6 +55,7 @@ class GenerateRequest:
     temperature: float = 0.7
     seed: int = 0
     formats: tuple[str, ...] = ("brep",)
+    frame: bool = True  # re-frame the part as in the reference renders (images.frame_part)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= protocol.MAX_CANDIDATES:
@@ -77,6 +78,7 @@ class GenerateRequest:
                 target_size_mm=float(body["target_size_mm"])
                 if body.get("target_size_mm") is not None
                 else None,
+                frame=bool(body.get("frame", True)),
             )
         except (TypeError, ValueError) as exc:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, f"bad request field: {exc}") from exc
@@ -195,7 +197,9 @@ class Pipeline:
             picture = decode_image(request.image)  # unpadded: the similarity reads its borders
         except ImageError as exc:
             raise PipelineError(exc.code, exc.message) from exc
-        image = pad_square(picture)
+        # The model sees the part framed like its reference renders: a screenshot's wide margin or
+        # off-centre part costs it accuracy (FreeCAD renders: see the model card).
+        image = frame_part(picture) if request.frame else pad_square(picture)
         timings["decode_s"] = time.perf_counter() - t0
         check()
 

@@ -245,6 +245,7 @@ class JobBody(BaseModel):
     instruction: str | None = Field(default=None, max_length=MAX_INSTRUCTION_CHARS)
     n: int = Field(default=4, ge=1, le=protocol.MAX_CANDIDATES)
     target_size_mm: float | None = Field(default=None, gt=0, le=1e5)
+    frame: bool = Field(default=True, description="centre and scale the part like the training renders")
     backend: str | None = None
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from model_runtime.images import foreground_mask
+
 GRID = 64  # compare at 64x64: enough for shape, cheap
-_BG_TOLERANCE = 20.0  # RGB distance that still counts as background (rows are uniform)
 
 
 @dataclass(frozen=True)
@@ -29,25 +30,6 @@ class Similarity:
 
     def to_dict(self) -> dict[str, float]:
         return {"score": self.score, "silhouette_iou": self.silhouette_iou, "edge_f1": self.edge_f1}
-
-
-def foreground_mask(image: Image.Image) -> np.ndarray:
-    """True where the part is: the pixels the background, grown in from the borders, does not reach.
-
-    A pixel is background-like when it is close to its row's left or right border colour; only
-    background-like pixels connected to the image border count as background, so faces that happen
-    to be shaded like the backdrop stay inside the silhouette.
-    """
-    from scipy import ndimage
-
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    left = rgb[:, :2].mean(axis=1, keepdims=True)
-    right = rgb[:, -2:].mean(axis=1, keepdims=True)
-    dist = np.minimum(np.linalg.norm(rgb - left, axis=2), np.linalg.norm(rgb - right, axis=2))
-    labels, _ = ndimage.label(dist <= _BG_TOLERANCE)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    background = np.isin(labels, border[border > 0])
-    return ~background
 
 
 def _normalise(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

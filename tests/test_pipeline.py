@@ -17,7 +17,7 @@ from PIL import Image
 from model_runtime import protocol
 from model_runtime.backends.base import GenerationCancelled, GenerationSettings, StageTimings
 from model_runtime.extract import extract_code
-from model_runtime.images import ImageError, load_image, to_data_uri
+from model_runtime.images import REFERENCE_PADDING, ImageError, frame_part, load_image, part_box, to_data_uri
 from model_runtime.pipeline import GenerateRequest, Pipeline, PipelineError
 from model_runtime.similarity import compare
 
@@ -95,6 +95,50 @@ def test_corrupt_images_raise_a_typed_error(data):
     with pytest.raises(ImageError) as info:
         load_image(data)
     assert info.value.code == protocol.ERROR_BAD_IMAGE
+
+
+def _gradient_with_part(size=(300, 200), box=(30, 20, 90, 60)) -> Image.Image:
+    """A FreeCAD-like vertical gradient with a grey rectangle (the 'part') off centre."""
+    width, height = size
+    column = np.linspace((51, 51, 101), (171, 171, 193), height)
+    rgb = np.repeat(column[:, None, :], width, axis=1)
+    left, top, right, bottom = box
+    rgb[top:bottom, left:right] = (120, 120, 120)
+    return Image.fromarray(rgb.round().astype(np.uint8))
+
+
+def test_frame_part_centres_the_part_with_the_reference_margin():
+    picture = _gradient_with_part()
+    framed = frame_part(picture)
+    side = framed.size[0]
+    assert framed.size == (side, side)
+    left, top, right, bottom = part_box(framed)
+    assert abs((right - left) / side - (1 - 2 * REFERENCE_PADDING)) < 0.02  # longer side: 60 px
+    assert abs((left + right) / 2 - side / 2) <= 1 and abs((top + bottom) / 2 - side / 2) <= 1
+    # the background goes on as the picture's gradient (darker at the top than at the bottom)
+    assert framed.getpixel((1, 1))[2] < framed.getpixel((1, side - 2))[2]
+    assert np.allclose(framed.getpixel((side // 2, side // 2)), (120, 120, 120), atol=1)
+
+
+def test_frame_part_ignores_specks_and_leaves_blank_pictures_alone():
+    picture = _gradient_with_part()
+    picture.putpixel((280, 190), (0, 0, 0))  # a stray dark pixel far from the part
+    assert part_box(picture) == (30, 20, 90, 60)
+    blank = Image.new("RGB", (120, 60), (240, 240, 240))
+    framed = frame_part(blank)
+    assert framed.size == (120, 120) and part_box(blank) is None
+
+
+def test_frame_part_keeps_a_reference_render_as_it_is():
+    import cadquery as cq
+
+    from model_runtime.render import render
+
+    picture = render(cq.Workplane("XY").box(30, 20, 10), size=224)
+    framed = frame_part(picture)
+    assert abs(framed.size[0] - 224) <= 2
+    before, after = part_box(picture), part_box(framed)
+    assert all(abs(a - b) <= 2 for a, b in zip(before, after, strict=True))
 
 
 # -- similarity --------------------------------------------------------------------------------
@@ -238,6 +282,20 @@ def test_cancel_before_start(pool, renders):
     with pytest.raises(PipelineError) as info:
         Pipeline(ScriptedBackend([BOX]), pool).run(GenerateRequest(image=_png(renders["box"])), cancel=cancel)
     assert info.value.code == protocol.ERROR_CANCELLED
+
+
+@pytest.mark.parametrize("frame", [True, False])
+def test_the_model_sees_the_part_framed_unless_asked_not_to(pool, frame):
+    picture = _gradient_with_part()
+    backend = ScriptedBackend([BOX])
+    Pipeline(backend, pool).run(GenerateRequest.from_json(
+        {"image": base64.b64encode(_png(picture)).decode(), "n": 1, "frame": frame}))
+    left, top, right, bottom = part_box(backend.seen_image)
+    share = (right - left) / backend.seen_image.size[0]
+    if frame:  # centred, filling the frame like a reference render
+        assert abs(share - (1 - 2 * REFERENCE_PADDING)) < 0.02
+    else:  # as given: 60 px of a 300 px square
+        assert backend.seen_image.size == (300, 300) and share == pytest.approx(0.2)
 
 
 def test_target_size_rewrites_the_code(pool, renders):

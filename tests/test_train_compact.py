@@ -70,6 +70,15 @@ def test_training_learns_checkpoints_and_resumes_exactly(dataset, tmp_path):
     assert history == resumed
     assert (straight / "curves.png").stat().st_size > 5000
 
+    # A warm start takes the finished run's tokenizer and weights (at lr 0 they come out unchanged).
+    warm = tmp_path / "warm"
+    assert main(["--data", str(dataset), "--out", str(warm), *TINY_RUN, "--init-from", str(straight),
+                 "--lr", "0", "--max-steps", "2", "--eval-every", "100"]) == 0
+    assert (warm / "tokenizer" / "tokenizer.model").read_bytes() == (
+        straight / "tokenizer" / "tokenizer.model").read_bytes()
+    c = _weights(warm / "model")
+    assert all((a[k] - c[k]).abs().max() == 0 for k in a)
+
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     model = LlavaForConditionalGeneration.from_pretrained(straight / "model")

@@ -250,9 +250,10 @@ def gallery_rows(outcomes: list[Outcome], names: list[str]) -> list[GalleryRow]:
 def run_evaluation(
     samples: list[EvalSample], pipeline, pool, *, n: int = 1, out_dir: str | Path,
     settings: dict[str, Any] | None = None, temperature: float = 0.7, max_new_tokens: int = 512,
+    frame: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``samples`` through ``pipeline`` and write the report into ``out_dir``; return the summary."""
-    request = {"n": n, "temperature": temperature, "max_new_tokens": max_new_tokens}
+    request = {"n": n, "temperature": temperature, "max_new_tokens": max_new_tokens, "frame": frame}
     outcomes: list[Outcome] = []
     progress = tqdm(samples, desc=f"evaluate (N={n})", unit="img")
     for sample in progress:
@@ -270,6 +271,7 @@ def run_evaluation(
             f"best-of-{n}: candidate 0 greedy, {n - 1} sampled at temperature {temperature}; "
             "ranked by the pipeline (image similarity), never by the ground truth"),
         "max_new_tokens": max_new_tokens,
+        "framing": "part re-framed like the reference renders" if frame else "picture as given",
         **(settings or {}),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -291,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1, help="candidates per image: 1 greedy, N > 1 best-of-N")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature for N > 1")
     parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--no-frame", dest="frame", action="store_false",
+                        help="give the model each picture as it is, not re-framed around the part")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
     parser.add_argument("--workers", type=int, default=1, help="sandbox worker processes")
     parser.add_argument("--title", default=None, help="report title (default: the model)")
@@ -324,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = Pipeline(backend, pool)
         try:
             summary = run_evaluation(samples, pipeline, pool, n=args.n, out_dir=args.out, settings=settings,
-                                     temperature=args.temperature, max_new_tokens=args.max_new_tokens)
+                                     temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                                     frame=args.frame)
         except EvaluationDataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

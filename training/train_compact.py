@@ -65,6 +65,9 @@ class CompactTrainConfig:
     eval_samples: int = 16  # val images decoded greedily and run in the sandbox per validation
     max_new_tokens: int = 400
     seed: int = 0
+    # A finished run folder to warm-start from: its tokenizer, weights and token-set head, with a fresh
+    # optimiser and schedule (a second cosine cycle). Ignored once OUT has its own checkpoint.
+    init_from: str = ""
     synth: int = 0  # > 0: first regenerate DATA with this many samples (python -m training.synth)
     synth_workers: int = 2
     export: str = ""  # a folder: export the finished model to GGUF there (training.export_gguf)
@@ -231,6 +234,17 @@ def load_checkpoint(out: Path, optimizer, scheduler, head=None) -> TrainState:
     return TrainState(step=trainer["step"], history=history)
 
 
+def load_token_bag_head(run: Path, head) -> None:
+    """The token-set head from ``run``'s last checkpoint, when it kept one (warm starts)."""
+    import torch
+
+    state_file = run / "checkpoint" / "trainer_state.pt"
+    if state_file.exists():
+        saved = torch.load(state_file, weights_only=False).get("token_bag")
+        if saved is not None:
+            head.load_state_dict(saved)
+
+
 # -------------------------------------------------------------------------------------- validation
 
 
@@ -331,12 +345,16 @@ def train(cfg: CompactTrainConfig) -> Path:
                           ("cpu" if cfg.device == "auto" else cfg.device))
     (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
+    resuming = (out / "checkpoint" / "trainer_state.pt").exists()
+    warm_start = Path(cfg.init_from) if cfg.init_from and not resuming else None
+    if warm_start is not None and not (out / "tokenizer").exists():  # the weights only fit its tokenizer
+        shutil.copytree(warm_start / "tokenizer", out / "tokenizer")
     tokenizer = prepare_tokenizer(cfg, out)
     arch = model_config(cfg)
     model, processor = build_llava(arch, tokenizer, seed=cfg.seed)
-    resuming = (out / "checkpoint" / "trainer_state.pt").exists()
-    if resuming:  # from_pretrained knows the saved key layout; the processor is rebuilt identically
-        model = LlavaForConditionalGeneration.from_pretrained(out / "checkpoint", dtype=torch.float32)
+    if resuming or warm_start is not None:  # from_pretrained knows the saved key layout
+        source = out / "checkpoint" if resuming else warm_start / "model"
+        model = LlavaForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
     model.to(device)
     collator = LlavaCollator(processor, max_length=cfg.max_length)
     train_rows, val_rows = load_rows(cfg, collator)
@@ -353,6 +371,8 @@ def train(cfg: CompactTrainConfig) -> Path:
     optimizer = make_optimizer(model, cfg, *([head] if head is not None else []))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     state = load_checkpoint(out, optimizer, scheduler, head) if resuming else TrainState()
+    if warm_start is not None and head is not None:
+        load_token_bag_head(warm_start, head)
 
     model.train()
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()

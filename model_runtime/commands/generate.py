@@ -33,6 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--target-size", type=float, metavar="MM", help="scale so the largest dimension is MM"
     )
+    parser.add_argument(
+        "--no-frame", dest="frame", action="store_false",
+        help="give the model the picture as it is (padded to a square), not re-framed around the part",
+    )
     gen = parser.add_argument_group("model")
     gen.add_argument("--backend", default="auto", choices=("auto", "hf", "gguf", "remote"))
     gen.add_argument("--model", help="GGUF file or folder, or an HF LLaVA folder / cached Hub id")
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         request = GenerateRequest(
             image=args.image, instruction=args.instruction, n=args.n, target_size_mm=args.target_size,
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-            formats=tuple(formats),
+            formats=tuple(formats), frame=args.frame,
         )  # fmt: skip
     except PipelineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
