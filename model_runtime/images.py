@@ -103,6 +103,11 @@ def pad_square(image: Image.Image, fill: tuple[int, int, int] = WHITE) -> Image.
     return canvas
 
 
+def _border_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's left and right border colour, (height, 1, 3) each: the background model."""
+    return rgb[:, :2].mean(axis=1, keepdims=True), rgb[:, -2:].mean(axis=1, keepdims=True)
+
+
 def foreground_mask(image: Image.Image) -> np.ndarray:
     """True where the part is: the pixels the background, grown in from the borders, does not reach.
 
@@ -114,8 +119,7 @@ def foreground_mask(image: Image.Image) -> np.ndarray:
     from scipy import ndimage
 
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    left = rgb[:, :2].mean(axis=1, keepdims=True)
-    right = rgb[:, -2:].mean(axis=1, keepdims=True)
+    left, right = _border_colours(rgb)
     dist = np.minimum(np.linalg.norm(rgb - left, axis=2), np.linalg.norm(rgb - right, axis=2))
     labels, _ = ndimage.label(dist <= _BG_TOLERANCE)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
@@ -159,7 +163,8 @@ def frame_part(image: Image.Image, padding: float = REFERENCE_PADDING) -> Image.
 
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     height, width = rgb.shape[:2]
-    row_colour = (rgb[:, :2].mean(axis=1) + rgb[:, -2:].mean(axis=1)) / 2.0  # (height, 3)
+    left, right = _border_colours(rgb)
+    row_colour = ((left + right) / 2.0)[:, 0]  # (height, 3)
     rows = np.clip(np.arange(y0, y0 + side), 0, height - 1)
     canvas = np.repeat(row_colour[rows][:, None, :], side, axis=1)
     sx0, sy0 = max(x0, 0), max(y0, 0)

@@ -27,7 +27,7 @@ from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
 from model_runtime.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
-from model_runtime.similarity import Similarity, compare
+from model_runtime.similarity import Silhouette, Similarity, compare
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -333,6 +333,7 @@ class Pipeline:
     def _rank(self, image: Image.Image, valid: list[Candidate], cancel: threading.Event) -> None:
         from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
 
+        reference = Silhouette.of(image)  # once: the input picture is the same for every candidate
         for candidate in valid:
             if cancel.is_set():
                 raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled")
@@ -342,7 +343,7 @@ class Pipeline:
                 style=REFERENCE_STYLE,
                 view=ISOMETRIC_VIEW,
             )
-            candidate.similarity = compare(image, picture)
+            candidate.similarity = compare(reference, picture)
             candidate.render = picture
 
     def _scale(self, best: Candidate, request: GenerateRequest):

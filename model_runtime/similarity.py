@@ -66,16 +66,32 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool))
 
 
-def compare(reference: Image.Image, candidate: Image.Image) -> Similarity:
+@dataclass(frozen=True)
+class Silhouette:
+    """A picture reduced to what the comparison reads: the part's mask and edges on the GRID square.
+
+    Prepare the input picture once with ``Silhouette.of`` and compare every candidate against it:
+    the reduction costs as much as the comparison itself (more for a large screenshot).
+    """
+
+    mask: np.ndarray
+    edges: np.ndarray
+
+    @classmethod
+    def of(cls, image: Image.Image) -> Silhouette:
+        mask, grey = _normalise(image, foreground_mask(image))
+        return cls(mask, _edges(grey))
+
+
+def compare(reference: Image.Image | Silhouette, candidate: Image.Image | Silhouette) -> Similarity:
     """Similarity of ``candidate`` (a render) to ``reference`` (the input picture)."""
-    mask_a, grey_a = _normalise(reference, foreground_mask(reference))
-    mask_b, grey_b = _normalise(candidate, foreground_mask(candidate))
-    union = np.logical_or(mask_a, mask_b).sum()
-    iou = float(np.logical_and(mask_a, mask_b).sum() / union) if union else 0.0
-    edges_a, edges_b = _edges(grey_a), _edges(grey_b)
-    if not edges_a.any() or not edges_b.any():
+    a = reference if isinstance(reference, Silhouette) else Silhouette.of(reference)
+    b = candidate if isinstance(candidate, Silhouette) else Silhouette.of(candidate)
+    union = np.logical_or(a.mask, b.mask).sum()
+    iou = float(np.logical_and(a.mask, b.mask).sum() / union) if union else 0.0
+    if not a.edges.any() or not b.edges.any():
         return Similarity(iou, 0.0)
-    precision = float((edges_b & _dilate(edges_a)).sum() / edges_b.sum())
-    recall = float((edges_a & _dilate(edges_b)).sum() / edges_a.sum())
+    precision = float((b.edges & _dilate(a.edges)).sum() / b.edges.sum())
+    recall = float((a.edges & _dilate(b.edges)).sum() / a.edges.sum())
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return Similarity(iou, f1)

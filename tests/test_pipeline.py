@@ -19,7 +19,7 @@ from model_runtime.backends.base import GenerationCancelled, GenerationSettings,
 from model_runtime.extract import extract_code
 from model_runtime.images import REFERENCE_PADDING, ImageError, frame_part, load_image, part_box, to_data_uri
 from model_runtime.pipeline import GenerateRequest, Pipeline, PipelineError
-from model_runtime.similarity import compare
+from model_runtime.similarity import Silhouette, compare
 
 BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
 CYLINDER = 'import cadquery as cq\n\nresult = cq.Workplane("XY").cylinder(40, 4)\n'
@@ -165,6 +165,13 @@ def test_similarity_prefers_the_same_shape(renders):
     # scale-invariant: a half-size screenshot of the same part still matches well
     small = compare(renders["box"], renders["box"].resize((80, 80)))
     assert small.silhouette_iou > 0.9 and small.score > compare(renders["box"], renders["plate"]).score + 0.2
+
+
+def test_a_prepared_reference_compares_like_the_picture(renders):
+    # the pipeline prepares the input picture once and compares every candidate against that
+    reference = Silhouette.of(renders["box"])
+    for name in ("box", "cylinder", "plate"):
+        assert compare(reference, renders[name]) == compare(renders["box"], renders[name])
 
 
 # -- the pipeline with a scripted backend --------------------------------------------------------
