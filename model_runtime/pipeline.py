@@ -6,7 +6,8 @@
 Stages: decode the image (any common format; alpha on white; padded square) -> ask the backend for
 N candidates (greedy first, then sampled) -> pull the code out of each text -> run each in the
 sandbox -> rank: valid first, then by similarity between the input picture and a render of the
-candidate from the reference camera -> optionally scale the winner to a target size. Events
+candidate from the reference camera -> fit the winner's dimensions to the picture (render, compare,
+nudge: model_runtime.refine) -> optionally scale it to a target size. Events
 (protocol EVENT_* types) report progress, streamed tokens and each candidate's verdict.
 """
 
@@ -27,6 +28,7 @@ from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
 from model_runtime.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
+from model_runtime.refine import Refinement, refine
 from model_runtime.similarity import Silhouette, Similarity, compare
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -56,6 +58,7 @@ class GenerateRequest:
     seed: int = 0
     formats: tuple[str, ...] = ("brep",)
     frame: bool = True  # re-frame the part as in the reference renders (images.frame_part)
+    refine: bool = True  # fit the winner's dimensions to the picture (model_runtime.refine)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= protocol.MAX_CANDIDATES:
@@ -79,11 +82,13 @@ class GenerateRequest:
                 if body.get("target_size_mm") is not None
                 else None,
                 frame=bool(body.get("frame", True)),
+                refine=bool(body.get("refine", True)),
             )
         except (TypeError, ValueError) as exc:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, f"bad request field: {exc}") from exc
 
 
+REFINE_RENDER_SIZE = 128  # px: the dimension search's renders (the similarity compares at 64)
 THUMBNAIL_SIZE = 96  # px: the workbench's candidate list shows 72 px icons
 
 
@@ -128,13 +133,15 @@ class Candidate:
 
 @dataclass
 class GenerateResult:
-    code: str  # the winner's program (rewritten when scaled)
+    code: str  # the winner's program (dimensions fitted, rewritten when scaled)
     exec_result: Any  # its ExecResult (with the requested exports)
     candidates: list[Candidate]  # ranked, best first
     backend: str
     model: str
     scale: float | None = None  # factor applied for target_size_mm
     timings: dict[str, float] = field(default_factory=dict)
+    refinement: Refinement | None = None  # how the winner's dimensions were fitted, when they were
+    score: float | None = None  # the returned solid's similarity (the winner's, or after fitting)
 
     @property
     def best(self) -> Candidate:
@@ -144,7 +151,8 @@ class GenerateResult:
         return {
             "code": self.code,
             "result": self.exec_result.to_dict(),
-            "score": self.best.score,
+            "score": self.score if self.score is not None else self.best.score,
+            "refinement": self.refinement.to_dict() if self.refinement is not None else None,
             "candidates": [c.to_dict() for c in self.candidates],
             "backend": self.backend,
             "model": self.model,
@@ -169,10 +177,20 @@ def scale_code(code: str, factor: float, target_mm: float) -> str:
 class Pipeline:
     """Ties a backend to a sandbox pool; ``run`` may be called from several threads."""
 
-    def __init__(self, backend: Backend, pool: Any, *, render_size: int = 224) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        pool: Any,
+        *,
+        render_size: int = 224,
+        refine_evaluations: int = 40,
+        refine_budget_s: float = 3.0,
+    ) -> None:
         self.backend = backend
         self.pool = pool
         self.render_size = render_size
+        self.refine_evaluations = refine_evaluations
+        self.refine_budget_s = refine_budget_s
 
     def run(
         self,
@@ -233,7 +251,8 @@ class Pipeline:
             )
         status("rank", 0.9)
         t0 = time.perf_counter()
-        self._rank(picture, valid, cancel)
+        reference = Silhouette.of(picture)  # once: the input picture is the same for every render
+        self._rank(reference, valid, cancel)
         timings["rank_s"] = time.perf_counter() - t0
         ranked = sorted(valid, key=lambda c: (-c.score, c.index)) + [c for c in candidates if not c.valid]
         for candidate in valid:
@@ -249,14 +268,23 @@ class Pipeline:
             )
 
         best = ranked[0]
-        code, exec_result, scale = best.code, best.exec_result, None
+        code, exec_result, score, scale, refinement = best.code, best.exec_result, best.score, None, None
+        if request.refine:
+            status("refine", 0.92)
+            t0 = time.perf_counter()
+            fitted = self._refine(reference, best, status, cancel)
+            timings["refine_s"] = time.perf_counter() - t0
+            if fitted is not None:
+                refinement, code, exec_result, score = fitted
         if request.target_size_mm is not None:
             status("scale", 0.97)
-            scale, code, exec_result = self._scale(best, request)
+            scale, code, exec_result = self._scale(code, exec_result, request)
         elif tuple(request.formats) != ("brep",):
             exec_result = self.pool.run(code, formats=request.formats)
         timings["total_s"] = sum(
-            v for k, v in timings.items() if k in ("decode_s", "generate_s", "execute_s", "rank_s")
+            v
+            for k, v in timings.items()
+            if k in ("decode_s", "generate_s", "execute_s", "rank_s", "refine_s")
         )
         status("done", 1.0)
         return GenerateResult(
@@ -267,6 +295,8 @@ class Pipeline:
             model=self.backend.model_id,
             scale=scale,
             timings=timings,
+            refinement=refinement,
+            score=score,
         )
 
     # -- stages ---------------------------------------------------------------------------------
@@ -330,10 +360,9 @@ class Pipeline:
                     )
                 status("execute", 0.7 + 0.2 * done / len(candidates))
 
-    def _rank(self, image: Image.Image, valid: list[Candidate], cancel: threading.Event) -> None:
+    def _rank(self, reference: Silhouette, valid: list[Candidate], cancel: threading.Event) -> None:
         from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
 
-        reference = Silhouette.of(image)  # once: the input picture is the same for every candidate
         for candidate in valid:
             if cancel.is_set():
                 raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled")
@@ -346,15 +375,55 @@ class Pipeline:
             candidate.similarity = compare(reference, picture)
             candidate.render = picture
 
-    def _scale(self, best: Candidate, request: GenerateRequest):
+    def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event):
+        """(Refinement, code, ExecResult, score) when fitting the winner's dimensions to the picture
+        made a program that also scores better at the ranking's resolution; else None."""
+        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, RenderError, render
         from model_runtime.sandbox import SandboxError
 
-        box = best.exec_result.bbox
+        def similarity(code: str, size: int) -> tuple[float, Any] | None:
+            try:
+                executed = self.pool.run(code, timeout_s=self.refine_budget_s)
+                picture = render(executed.shape(), size=size, style=REFERENCE_STYLE, view=ISOMETRIC_VIEW)
+            except (SandboxError, RenderError):
+                return None
+            return compare(reference, picture).score, executed
+
+        evaluations = 0
+
+        def score(code: str) -> float | None:
+            nonlocal evaluations
+            evaluations += 1
+            status("refine", 0.92 + 0.05 * min(1.0, evaluations / self.refine_evaluations))
+            # the search renders small (fast); only the proportions and outline matter to it
+            found = similarity(code, REFINE_RENDER_SIZE)
+            return found[0] if found else None
+
+        result = refine(
+            best.code,
+            score,
+            max_evaluations=self.refine_evaluations,
+            time_budget_s=self.refine_budget_s,
+            cancelled=cancel.is_set,
+        )
+        if cancel.is_set():
+            raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled")
+        if not result.changed:
+            return None
+        checked = similarity(result.code, self.render_size)
+        if checked is None or checked[0] <= best.score:
+            return None
+        return result, result.code, checked[1], checked[0]
+
+    def _scale(self, code: str, exec_result: Any, request: GenerateRequest):
+        from model_runtime.sandbox import SandboxError
+
+        box = exec_result.bbox
         largest = max(box[3] - box[0], box[4] - box[1], box[5] - box[2])
         if largest <= 0:
             raise PipelineError(protocol.ERROR_INVALID_SOLID, "the best solid has no extent to scale")
         factor = request.target_size_mm / largest
-        code = scale_code(best.code, factor, request.target_size_mm)
+        code = scale_code(code, factor, request.target_size_mm)
         try:
             return factor, code, self.pool.run(code, formats=request.formats)
         except SandboxError as exc:

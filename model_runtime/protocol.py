@@ -10,7 +10,7 @@ Wire format (all JSON, UTF-8; every request carries ``Authorization: Bearer <tok
 - ``POST /v1/exec``              ``{"code", "timeout_s"?, "formats"?: ["brep", "step", "stl"]}``
                                  -> 200 ``{"result": ExecResult}`` or 422 error (the code failed)
 - ``POST /v1/jobs``              ``{"image": base64, "instruction"?, "n"?, "target_size_mm"?, "frame"?,
-                                 "backend"?}``
+                                 "refine"?, "backend"?}``
                                  -> 202 ``{"job_id", "status"}``
 - ``GET  /v1/jobs/{id}``         -> ``Job`` (status, progress, stage, result, error)
 - ``GET  /v1/jobs/{id}/events``  -> NDJSON stream of events until the job ends

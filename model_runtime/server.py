@@ -246,6 +246,7 @@ class JobBody(BaseModel):
     n: int = Field(default=4, ge=1, le=protocol.MAX_CANDIDATES)
     target_size_mm: float | None = Field(default=None, gt=0, le=1e5)
     frame: bool = Field(default=True, description="centre and scale the part like the training renders")
+    refine: bool = Field(default=True, description="fit the winner's dimensions to the picture")
     backend: str | None = None
 
 

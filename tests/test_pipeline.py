@@ -305,6 +305,43 @@ def test_the_model_sees_the_part_framed_unless_asked_not_to(pool, frame):
         assert backend.seen_image.size == (300, 300) and share == pytest.approx(0.2)
 
 
+def test_the_winner_is_fitted_to_the_picture_unless_asked_not_to(pool):
+    from model_runtime.metrics import iou
+    from model_runtime.render import render
+
+    truth = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(48, 20, 10)\n'
+    picture = _png(render(pool.run(truth).shape(), size=160))
+    pipeline = Pipeline(ScriptedBackend([BOX]), pool, render_size=160)  # the model says 30 x 20 x 10
+
+    as_written = pipeline.run(GenerateRequest(image=picture, n=1, refine=False))
+    assert as_written.code == BOX and as_written.refinement is None
+
+    events: list[dict] = []
+    fitted = pipeline.run(GenerateRequest(image=picture, n=1), on_event=events.append)
+    assert fitted.refinement is not None and fitted.refinement.changed >= 1
+    assert fitted.score > fitted.best.score + 0.05  # scored at the ranking's resolution, not the search's
+    target = pool.run(truth).shape()
+    assert iou(fitted.exec_result.shape(), target) > iou(as_written.exec_result.shape(), target) + 0.1
+    assert fitted.best.code == BOX  # the candidate list keeps what the model wrote
+    assert any(e.get("stage") == "refine" for e in events) and "refine_s" in fitted.timings
+    assert fitted.to_dict()["refinement"]["score"] == pytest.approx(fitted.refinement.score)
+    assert GenerateRequest.from_json({"image": "eA==", "refine": False}).refine is False
+
+
+def test_cancel_during_fitting(pool, renders):
+    cancel = threading.Event()
+
+    def on_event(event: dict) -> None:
+        if event.get("stage") == "refine":
+            cancel.set()
+
+    with pytest.raises(PipelineError) as info:
+        Pipeline(ScriptedBackend([BOX]), pool).run(
+            GenerateRequest(image=_png(renders["plate"]), n=1), on_event=on_event, cancel=cancel
+        )
+    assert info.value.code == protocol.ERROR_CANCELLED
+
+
 def test_target_size_rewrites_the_code(pool, renders):
     result = Pipeline(ScriptedBackend([BOX]), pool).run(
         GenerateRequest(image=_png(renders["box"]), n=1, target_size_mm=75.0, formats=("brep", "step"))

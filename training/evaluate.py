@@ -216,6 +216,9 @@ def evaluate_sample(sample: EvalSample, pipeline, pool, request: dict[str, Any])
         record.chamfer = float(chamfer(candidate, truth))
     except Exception as exc:  # an OCC boolean can fail on odd geometry: keep the sample, say so
         record.error, record.message = METRIC_ERROR, str(exc)[:300]
+    record.model_iou = (
+        _safe_iou(result.best.exec_result.shape(), truth) if result.refinement is not None else record.iou
+    )
     if len(result.candidates) > 1:
         record.oracle_iou = max(
             [record.iou or 0.0]
@@ -250,10 +253,11 @@ def gallery_rows(outcomes: list[Outcome], names: list[str]) -> list[GalleryRow]:
 def run_evaluation(
     samples: list[EvalSample], pipeline, pool, *, n: int = 1, out_dir: str | Path,
     settings: dict[str, Any] | None = None, temperature: float = 0.7, max_new_tokens: int = 512,
-    frame: bool = True,
+    frame: bool = True, refine: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``samples`` through ``pipeline`` and write the report into ``out_dir``; return the summary."""
-    request = {"n": n, "temperature": temperature, "max_new_tokens": max_new_tokens, "frame": frame}
+    request = {"n": n, "temperature": temperature, "max_new_tokens": max_new_tokens, "frame": frame,
+               "refine": refine}
     outcomes: list[Outcome] = []
     progress = tqdm(samples, desc=f"evaluate (N={n})", unit="img")
     for sample in progress:
@@ -272,6 +276,8 @@ def run_evaluation(
             "ranked by the pipeline (image similarity), never by the ground truth"),
         "max_new_tokens": max_new_tokens,
         "framing": "part re-framed like the reference renders" if frame else "picture as given",
+        "dimension fitting": ("the winner's numbers fitted to the picture (render and compare, "
+                              "never the ground truth)" if refine else "off: the model's own numbers"),
         **(settings or {}),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -295,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--no-frame", dest="frame", action="store_false",
                         help="give the model each picture as it is, not re-framed around the part")
+    parser.add_argument("--no-refine", dest="refine", action="store_false",
+                        help="keep the model's numbers: do not fit the winner's dimensions to the picture")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
     parser.add_argument("--workers", type=int, default=1, help="sandbox worker processes")
     parser.add_argument("--title", default=None, help="report title (default: the model)")
@@ -329,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             summary = run_evaluation(samples, pipeline, pool, n=args.n, out_dir=args.out, settings=settings,
                                      temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                                     frame=args.frame)
+                                     frame=args.frame, refine=args.refine)
         except EvaluationDataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -37,6 +37,7 @@ class SampleResult:
     n_candidates: int = 0
     n_valid: int = 0
     oracle_iou: float | None = None  # best IoU among all valid candidates (uses the truth: an upper bound)
+    model_iou: float | None = None  # the winner with the model's own numbers, before fitting them
     error: str | None = None  # protocol ERROR_* code (or "metric_error") when something failed
     message: str = ""
     code: str = ""
@@ -120,6 +121,8 @@ def summarize(results: list[SampleResult]) -> dict[str, Any]:
         "stages_s": stages,
         "oracle_iou_mean": _mean([r.oracle_iou or 0.0 for r in results])
         if any(r.oracle_iou is not None for r in results) else math.nan,
+        "model_iou_mean": _mean([r.model_iou or 0.0 for r in results])
+        if any(r.model_iou is not None for r in results) else math.nan,
         "candidates_valid_share": (
             sum(r.n_valid for r in results) / max(1, sum(r.n_candidates for r in results))
         ),
@@ -236,6 +239,9 @@ def render_markdown(summary: dict[str, Any], settings: dict[str, Any], images: d
         "",
         f"Valid candidates among all generated: {_pct(s['candidates_valid_share'])}.",
         "",
+        *([f"Mean IoU with the model's own numbers (before fitting the winner's dimensions to the "
+           f"picture): {_fmt(s['model_iou_mean'])}.", ""]
+          if not math.isnan(s.get("model_iou_mean", math.nan)) else []),
         *([f"Oracle best-of-N mean IoU (the best candidate chosen with the ground truth; an upper bound "
            f"for the ranking, not a result): {_fmt(s['oracle_iou_mean'])}.", ""]
           if not math.isnan(s["oracle_iou_mean"]) else []),

@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-frame", dest="frame", action="store_false",
         help="give the model the picture as it is (padded to a square), not re-framed around the part",
     )
+    parser.add_argument(
+        "--no-refine", dest="refine", action="store_false",
+        help="keep the model's numbers as they are; by default the winner's dimensions are fitted "
+        "to the picture (render, compare, adjust: about 1-2 s)",
+    )
     gen = parser.add_argument_group("model")
     gen.add_argument("--backend", default="auto", choices=("auto", "hf", "gguf", "remote"))
     gen.add_argument("--model", help="GGUF file or folder, or an HF LLaVA folder / cached Hub id")
@@ -75,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         request = GenerateRequest(
             image=args.image, instruction=args.instruction, n=args.n, target_size_mm=args.target_size,
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-            formats=tuple(formats), frame=args.frame,
+            formats=tuple(formats), frame=args.frame, refine=args.refine,
         )  # fmt: skip
     except PipelineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -124,6 +129,13 @@ def run(args: argparse.Namespace) -> int:
         + (f"; scaled x{result.scale:.4g}" if result.scale else ""),
         file=sys.stderr,
     )
+    if result.refinement is not None:
+        fit = result.refinement
+        print(
+            f"dimensions fitted to the picture: {fit.changed} changed, score {best.score:.3f} -> "
+            f"{result.score:.3f} ({fit.evaluations} tries, {fit.seconds:.1f} s)",
+            file=sys.stderr,
+        )
     if args.output is not None:
         content = result.exec_result.exports[formats[-1]]
         args.output.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
