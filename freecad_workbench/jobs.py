@@ -69,6 +69,7 @@ class GenerateRequest:
     n: int = 4
     target_size_mm: float | None = None
     backend: str | None = None
+    refine: bool = True  # let the runtime fit the winner's dimensions to the picture
 
     def validate(self) -> None:
         if not self.image:
@@ -96,6 +97,8 @@ class GenerateRequest:
             body["target_size_mm"] = float(self.target_size_mm)
         if self.backend and self.backend != "auto":
             body["backend"] = self.backend
+        if not self.refine:
+            body["refine"] = False
         return body
 
 
@@ -215,6 +218,15 @@ class JobState:
         if self.status == protocol.JOB_CANCELLED and not self.error_code:
             self.error_code = protocol.ERROR_CANCELLED
             self.error_message = "The job was cancelled; the document is unchanged."
+
+    def fit_summary(self) -> str:
+        """A sentence on how the runtime fitted the winner's dimensions to the picture, or ""."""
+        fit = (self.result or {}).get("refinement")
+        if not isinstance(fit, dict) or not fit.get("changed"):
+            return ""
+        changed = int(fit["changed"])
+        return (f"{changed} dimension{'s' if changed != 1 else ''} fitted to the picture "
+                f"(similarity {float(fit.get('start_score', 0)):.2f} → {float(fit.get('score', 0)):.2f}).")
 
     def ranked(self) -> list[Candidate]:
         """Valid candidates first, best score first; then the invalid ones by index."""

@@ -94,6 +94,11 @@ class GeneratePanel:
         self.at_picked_point = QtWidgets.QCheckBox("Place at the picked point (else the origin)")
         self.at_picked_point.setToolTip("Click a point on a shape in the 3D view before pressing OK")
         options.addRow("", self.at_picked_point)
+        self.fit_dimensions = QtWidgets.QCheckBox("Fit dimensions to the picture")
+        self.fit_dimensions.setChecked(True)
+        self.fit_dimensions.setToolTip("Adjust the best program's numbers until its render matches the "
+                                       "picture (about 1-2 s). Off: the model's numbers as written.")
+        options.addRow("", self.fit_dimensions)
         layout.addLayout(options)
 
         self.runtime_label = QtWidgets.QLabel("Runtime: checking…")
@@ -204,7 +209,7 @@ class GeneratePanel:
             request = jobs.GenerateRequest(
                 image=self.picture.png if self.picture else b"", instruction=self.instruction.text(),
                 n=self.candidates.value(), target_size_mm=self.size_mm.value() or None,
-                backend=self.prefs.backend)
+                backend=self.prefs.backend, refine=self.fit_dimensions.isChecked())
             payload = request.to_json()
         except jobs.RequestError as error:
             self.show_error(jobs.describe_error(error.code, error.message))
@@ -340,8 +345,10 @@ class GeneratePanel:
             if state.status == protocol.JOB_DONE and state.best() is not None:
                 best = state.best()
                 self._select(best.index)
+                fitted = state.fit_summary()
                 self.stage_label.setText(f"Done: {sum(bool(c.valid) for c in state.candidates.values())} of "
-                                         f"{len(state.candidates)} candidates valid. Press OK to insert.")
+                                         f"{len(state.candidates)} candidates valid. "
+                                         + (fitted + " " if fitted else "") + "Press OK to insert.")
             else:
                 code = state.error_code or (protocol.ERROR_ALL_INVALID if state.status == protocol.JOB_DONE
                                             else None)

@@ -148,6 +148,17 @@ def test_request_body_has_only_what_was_set():
                     "target_size_mm": 120.0, "backend": "gguf"}
     plain = jobs.GenerateRequest(image=image, instruction="   ", backend="auto").to_json()
     assert set(plain) == {"image", "n"}
+    as_written = jobs.GenerateRequest(image=image, refine=False).to_json()
+    assert as_written["refine"] is False
+
+
+def test_the_done_message_says_when_dimensions_were_fitted():
+    state = jobs.JobState()
+    state.apply_job({"status": protocol.JOB_DONE, "result": {"candidates": [], "refinement": None}})
+    assert state.fit_summary() == ""
+    state.apply_job({"status": protocol.JOB_DONE, "result": {
+        "candidates": [], "refinement": {"changed": 3, "start_score": 0.714, "score": 0.951}}})
+    assert state.fit_summary() == "3 dimensions fitted to the picture (similarity 0.71 → 0.95)."
 
 
 def test_request_limits():
