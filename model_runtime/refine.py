@@ -137,26 +137,31 @@ def refine(
         )
 
     for step in STEPS:
-        for i, param in enumerate(params):
-            for factor in (step, 1.0 / step):
-                improved = False
-                # keep going in a direction while it pays (a dimension off by 2x needs a few steps)
-                while not param.frozen and not out_of_budget():
-                    trial = dict(values)
-                    trial[i] = values[i] * factor
-                    candidate_score = score(substitute(code, changed(trial), params))
-                    evaluations += 1
-                    if candidate_score is None:
-                        # an integer that must stay one (a count, an index) is left alone for good
-                        param.frozen = all(_is_integer(code[a:b]) for a, b in param.spans)
+        # passes over all dimensions until one changes nothing: dimensions interact (a hole pattern
+        # only fits once the plate has its length)
+        pass_improved = True
+        while pass_improved and not out_of_budget():
+            pass_improved = False
+            for i, param in enumerate(params):
+                for factor in (step, 1.0 / step):
+                    improved = False
+                    # keep going in a direction while it pays (a dimension off by 2x needs a few steps)
+                    while not param.frozen and not out_of_budget():
+                        trial = {**values, i: values[i] * factor}
+                        trial_score = score(substitute(code, changed(trial), params))
+                        evaluations += 1
+                        if trial_score is None:
+                            # an integer that must stay one (a count, an index) is left alone for good
+                            param.frozen = all(_is_integer(code[a:b]) for a, b in param.spans)
+                            break
+                        if trial_score < best_score + MIN_GAIN:
+                            break
+                        best_score, values, improved = trial_score, trial, True
+                    pass_improved |= improved
+                    if improved or out_of_budget():
                         break
-                    if candidate_score < best_score + MIN_GAIN:
-                        break
-                    best_score, values, improved = candidate_score, trial, True
-                if improved or out_of_budget():
+                if out_of_budget():
                     break
-            if out_of_budget():
-                break
     changes = changed(values)
     return Refinement(
         code=substitute(code, changes, params),
