@@ -3,10 +3,11 @@
     python -m model_runtime.bench.backends --out out/bench [--hf HF_DIR] [--repeats 20]
 
 Stages: load, image encode, prompt (image + text through the LM), tokens/s, execute (sandbox),
-rank (render + compare). Overhead: ``GGUFBackend.generate`` against calling llama-cpp-python
-directly (``Llama`` + a ``Llava15ChatHandler`` subclass with the same prompt) on the same model,
-image and greedy settings; target <= 1.05x. Without ``--hf`` it trains the tests' tiny LLaVA (run
-from a source checkout). Writes ``backends.md`` and ``backends.json`` in ``--out``.
+rank (render + compare), fit dimensions (model_runtime.refine). Overhead: ``GGUFBackend.generate``
+against calling llama-cpp-python directly (``Llama`` + a ``Llava15ChatHandler`` subclass with the
+same prompt) on the same model, image and greedy settings; target <= 1.05x. Without ``--hf`` it
+trains the tests' tiny LLaVA (run from a source checkout). Writes ``backends.md`` and
+``backends.json`` in ``--out``.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def stage_latency(backend, pool, repeats: int, n: int) -> dict[str, Any]:
         "tokens_per_s",
         "execute_s",
         "rank_s",
+        "refine_s",
     )
-    out = {k: statistics.median(r[k] for r in runs) for k in keys}
+    out = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in keys}
     out["load_s"] = backend.load_s
     out["total_s"] = statistics.median(r["total_s"] for r in runs)
     return out
@@ -142,7 +144,9 @@ def _markdown(report: dict[str, Any]) -> str:
         ("prompt (image + text)", "prompt_s", "s"), ("generation", "tokens_s", "s"),
         ("new tokens", "new_tokens", ""), ("tokens/s", "tokens_per_s", ""),
         ("execute (sandbox)", "execute_s", "s"),
-        ("rank (render + compare)", "rank_s", "s"), ("total (without load)", "total_s", "s"),
+        ("rank (render + compare)", "rank_s", "s"),
+        ("fit dimensions (render + compare, repeated)", "refine_s", "s"),
+        ("total (without load)", "total_s", "s"),
     ]  # fmt: skip
     names = [b for b in ("gguf", "hf") if b in report["stages"]]
     lines = [
