@@ -183,7 +183,7 @@ class Pipeline:
         pool: Any,
         *,
         render_size: int = 224,
-        refine_evaluations: int = 40,
+        refine_evaluations: int = 30,
         refine_budget_s: float = 3.0,
     ) -> None:
         self.backend = backend

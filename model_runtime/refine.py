@@ -107,7 +107,7 @@ def refine(
     score: Callable[[str], float | None],
     *,
     start_score: float | None = None,
-    max_evaluations: int = 40,
+    max_evaluations: int = 30,
     time_budget_s: float = 3.0,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> Refinement:
