@@ -41,8 +41,9 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     prefs = {"runtime_url": f"http://127.0.0.1:{port}", "interpreter": sys.executable, "backend": "hf",
              "model_path": str(box_model), "candidates": 3, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
     edited = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 40, 40)\n'
+    # Fitting unticked: the inserted solid is then exactly the box the tiny model was trained on.
     result, output = run_gui_flow(tmp_path, prefs, repeats=2, edit_code=edited, cancel_first=True,
-                                  accept_other_first=True, pick_point=[12, 8, 10])
+                                  accept_other_first=True, pick_point=[12, 8, 10], fit_dimensions=False)
 
     assert "Traceback" not in output, output
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]

@@ -74,6 +74,7 @@ def press(doc, remaining, cancel_first=False):
     timing = {"capture_s": time.monotonic() - pressed}
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
     objects_before = len(doc.Objects)
+    panel.fit_dimensions.setChecked(CONFIG.get("fit_dimensions", True))
     panel.generate_button.click()
     if cancel_first:
         panel.cancel_button.click()
