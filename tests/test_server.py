@@ -11,6 +11,7 @@ import io
 import json
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -298,6 +299,10 @@ def test_jobs_beyond_the_limit_queue_and_cancel(env):
     c, job = env["client"], env["job"]
     job.release.clear()
     first = c.post("/v1/jobs", json={"image": png_b64(), "instruction": "hold"}).json()["job_id"]
+    # the first job must hold the only slot before the others arrive (a busy machine starts it late)
+    deadline = time.monotonic() + 10
+    while c.get(f"/v1/jobs/{first}").json()["status"] != protocol.JOB_RUNNING and time.monotonic() < deadline:
+        time.sleep(0.02)
     second = c.post("/v1/jobs", json={"image": png_b64(), "instruction": "hold"}).json()["job_id"]
     third = c.post("/v1/jobs", json={"image": png_b64(), "n": 3}).json()["job_id"]
     try:
