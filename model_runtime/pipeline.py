@@ -381,11 +381,20 @@ class Pipeline:
         from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, RenderError, render
         from model_runtime.sandbox import SandboxError
 
+        faces = best.exec_result.n_faces
+
         def similarity(code: str, size: int) -> tuple[float, Any] | None:
             try:
                 executed = self.pool.run(code, timeout_s=self.refine_budget_s)
+            except SandboxError:
+                return None
+            if executed.n_faces != faces:
+                # the design changed, not its sizes (bolt holes slid under a hub, a slot closed):
+                # that can match an outline better while losing features, so it never counts
+                return -1.0, executed
+            try:
                 picture = render(executed.shape(), size=size, style=REFERENCE_STYLE, view=ISOMETRIC_VIEW)
-            except (SandboxError, RenderError):
+            except RenderError:
                 return None
             return compare(reference, picture).score, executed
 
