@@ -328,6 +328,26 @@ def test_the_winner_is_fitted_to_the_picture_unless_asked_not_to(pool):
     assert GenerateRequest.from_json({"image": "eA==", "refine": False}).refine is False
 
 
+def test_fitting_never_trades_features_for_outline(pool):
+    import dataclasses
+
+    from model_runtime.pipeline import Candidate
+    from model_runtime.render import render
+
+    truth = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(48, 20, 10)\n'
+    reference = Silhouette.of(render(pool.run(truth).shape(), size=160))
+    pipeline = Pipeline(ScriptedBackend([BOX]), pool, render_size=160)
+    executed = pool.run(BOX)
+    winner = Candidate(index=0, text=BOX, code=BOX, valid=True, exec_result=executed)
+    winner.similarity = compare(reference, render(executed.shape(), size=160))
+    fitted = pipeline._refine(reference, winner, lambda *args: None, threading.Event())
+    assert fitted is not None and fitted[2].n_faces == executed.n_faces == 6
+    # Were the winner's solid one of 7 faces, every box the search builds (6 faces) would be another
+    # design, not another size: nothing counts and the model's program stays.
+    winner.exec_result = dataclasses.replace(executed, n_faces=7)
+    assert pipeline._refine(reference, winner, lambda *args: None, threading.Event()) is None
+
+
 def test_cancel_during_fitting(pool, renders):
     cancel = threading.Event()
 
