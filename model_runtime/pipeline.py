@@ -275,7 +275,8 @@ class Pipeline:
             fitted = self._refine(reference, best, status, cancel)
             timings["refine_s"] = time.perf_counter() - t0
             if fitted is not None:
-                refinement, code, exec_result, score = fitted
+                refinement, exec_result, score = fitted
+                code = refinement.code
         if request.target_size_mm is not None:
             status("scale", 0.97)
             scale, code, exec_result = self._scale(code, exec_result, request)
@@ -376,17 +377,27 @@ class Pipeline:
             candidate.render = picture
 
     def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event):
-        """(Refinement, code, ExecResult, score) when fitting the winner's dimensions to the picture
-        made a program that also scores better at the ranking's resolution; else None."""
+        """(Refinement, ExecResult, score) when fitting the winner's dimensions to the picture made a
+        program that also scores better at the ranking's resolution; else None."""
         from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, RenderError, render
         from model_runtime.sandbox import SandboxError
 
         faces = best.exec_result.n_faces
+        # code -> ExecResult (None: it failed). The search revisits programs (a step up, then back
+        # down) and the final check re-scores its winner: each program runs in the sandbox once.
+        runs: dict[str, Any] = {}
+
+        def execute(code: str) -> Any:
+            if code not in runs:
+                try:
+                    runs[code] = self.pool.run(code, timeout_s=self.refine_budget_s)
+                except SandboxError:
+                    runs[code] = None
+            return runs[code]
 
         def similarity(code: str, size: int) -> tuple[float, Any] | None:
-            try:
-                executed = self.pool.run(code, timeout_s=self.refine_budget_s)
-            except SandboxError:
+            executed = execute(code)
+            if executed is None:
                 return None
             if executed.n_faces != faces:
                 # the design changed, not its sizes (bolt holes slid under a hub, a slot closed):
@@ -422,7 +433,7 @@ class Pipeline:
         checked = similarity(result.code, self.render_size)
         if checked is None or checked[0] <= best.score:
             return None
-        return result, result.code, checked[1], checked[0]
+        return result, checked[1], checked[0]
 
     def _scale(self, code: str, exec_result: Any, request: GenerateRequest):
         from model_runtime.sandbox import SandboxError

@@ -341,7 +341,7 @@ def test_fitting_never_trades_features_for_outline(pool):
     winner = Candidate(index=0, text=BOX, code=BOX, valid=True, exec_result=executed)
     winner.similarity = compare(reference, render(executed.shape(), size=160))
     fitted = pipeline._refine(reference, winner, lambda *args: None, threading.Event())
-    assert fitted is not None and fitted[2].n_faces == executed.n_faces == 6
+    assert fitted is not None and fitted[1].n_faces == executed.n_faces == 6
     # Were the winner's solid one of 7 faces, every box the search builds (6 faces) would be another
     # design, not another size: nothing counts and the model's program stays.
     winner.exec_result = dataclasses.replace(executed, n_faces=7)
