@@ -235,3 +235,28 @@ def test_a_native_crash_kills_only_its_shard_process_and_the_seed_is_skipped(tmp
     tables = [pq.read_table(path) for path in (out / "data").rglob("*.parquet")]
     kept = {seed for table in tables for seed in table["seed"].to_pylist()}
     assert kept == {NATIVE_CRASH_SEED - 1, NATIVE_CRASH_SEED + 1}
+
+
+def test_resized_copy_keeps_every_row_at_the_model_size(dataset_dir: Path, tmp_path: Path) -> None:
+    from training.synth.resize import main as resize_main
+
+    out = tmp_path / "small"
+    args = ["--data", str(dataset_dir), "--out", str(out), "--size", "32", "--splits", "train"]
+    assert resize_main(args) == 0
+    original, small = load_split(dataset_dir, "train"), load_split(out, "train")
+    assert small.column_names == original.column_names and len(small) == len(original)
+    assert small["code"] == original["code"] and small["signature"] == original["signature"]
+    image = small[0]["image"]
+    assert image.format == "WEBP" and image.size == (32, 32)
+    # The same pixels as the collator's squaring and CLIP's bicubic resize, up to WebP's rounding.
+    expected = original[0]["image"].convert("RGB").resize((32, 32), Image.Resampling.BICUBIC)
+    difference = [abs(a - b) for a, b in zip(image.convert("RGB").tobytes(), expected.tobytes(), strict=True)]
+    assert sum(difference) / len(difference) < 4
+    assert json.loads((out / "resized.json").read_text())["size"] == 32
+    assert not (out / "data" / "val").exists()
+
+    shard = next((out / "data" / "train").glob("*.parquet"))
+    stamp = shard.stat().st_mtime_ns
+    assert resize_main(args) == 0
+    assert shard.stat().st_mtime_ns == stamp, "a finished shard is not written again"
+    assert resize_main(["--data", str(tmp_path / "none"), "--out", str(out)]) == 2

@@ -87,6 +87,20 @@ def test_training_learns_checkpoints_and_resumes_exactly(dataset, tmp_path):
     assert json.loads((straight / "model" / "cadsnap_model.json").read_text())["image_size"] == 32
 
 
+@pytest.mark.slow  # two short runs: ~20 s of CPU
+def test_batch_workers_build_the_same_batches_and_loss_only_validation_needs_no_sandbox(dataset, tmp_path):
+    """The GPU recipe's options: batches built by worker processes train to exactly the weights the
+    in-process loop gives, and ``--eval-samples 0`` validates on the loss alone (no CadQuery needed)."""
+    run = [*TINY_RUN, "--max-steps", "8", "--eval-samples", "0"]
+    assert main(["--data", str(dataset), "--out", str(tmp_path / "inline"), *run]) == 0
+    assert main(["--data", str(dataset), "--out", str(tmp_path / "workers"), *run, "--workers", "2"]) == 0
+    a, b = _weights(tmp_path / "inline" / "model"), _weights(tmp_path / "workers" / "model")
+    assert all((a[k] - b[k]).abs().max() == 0 for k in a)
+    history = json.loads((tmp_path / "workers" / "history.json").read_text())
+    assert [sorted(h) for h in history["val"]] == [["image_reliance", "step", "val_loss"]]
+    assert (tmp_path / "workers" / "curves.png").stat().st_size > 5000
+
+
 def test_validation_runs_generated_code_in_the_sandbox_and_scores_it(dataset, tmp_path):
     """A model that always writes a valid box: VSR 1, IoU equal to the box's IoU with each truth."""
     import torch
