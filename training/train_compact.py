@@ -338,14 +338,17 @@ def plot_curves(history: dict[str, list], path: Path) -> None:
     if history["val"]:
         val_steps = [h["step"] for h in history["val"]]
         ax_loss.plot(val_steps, [h["val_loss"] for h in history["val"]], "o-", label="val loss")
-        decoded = [h for h in history["val"] if "vsr" in h]
-        ax_val.plot([h["step"] for h in decoded], [h["vsr"] for h in decoded], "o-", label="VSR")
-        ax_val.plot([h["step"] for h in decoded], [h["iou"] for h in decoded], "s-", label="IoU (failures 0)")
+        decoded = [h for h in history["val"] if "vsr" in h]  # none when validation decoded nothing
+        if decoded:
+            ax_val.plot([h["step"] for h in decoded], [h["vsr"] for h in decoded], "o-", label="VSR")
+            ax_val.plot([h["step"] for h in decoded], [h["iou"] for h in decoded], "s-",
+                        label="IoU (failures 0)")
         if all("image_reliance" in h for h in history["val"]):
             ax_val.plot(val_steps, [h["image_reliance"] for h in history["val"]], "^-",
                         label="val loss increase with shuffled images")
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
-    ax_val.set(xlabel="step", ylim=(0, 1), title="greedy validation")
+    decoded_any = any("vsr" in h for h in history["val"])
+    ax_val.set(xlabel="step", ylim=(0, 1), title="greedy validation" if decoded_any else "validation")
     for ax in (ax_loss, ax_val):
         if ax.lines:
             ax.legend(loc="best")
