@@ -293,7 +293,7 @@ def validate(model, processor, collator, val, pool, cfg: CompactTrainConfig, dev
         # How much the answer depends on the picture: the loss with each row given another row's image.
         shuffled = model(**{**batch, "pixel_values": batch["pixel_values"].roll(1, dims=0)}).loss.item()
         losses = {"val_loss": val_loss, "image_reliance": shuffled - val_loss}
-        if pool is None or cfg.eval_samples == 0:
+        if pool is None:
             model.train()
             return losses
         valid, scores = 0, []
@@ -335,10 +335,10 @@ def plot_curves(history: dict[str, list], path: Path) -> None:
         if all("token_bag_loss" in h for h in history["train"]):
             ax_loss.plot(steps, [h["token_bag_loss"] for h in history["train"]], lw=0.8,
                          label="token-bag loss (image only)")
+    decoded = [h for h in history["val"] if "vsr" in h]  # none when validation decoded nothing
     if history["val"]:
         val_steps = [h["step"] for h in history["val"]]
         ax_loss.plot(val_steps, [h["val_loss"] for h in history["val"]], "o-", label="val loss")
-        decoded = [h for h in history["val"] if "vsr" in h]  # none when validation decoded nothing
         if decoded:
             ax_val.plot([h["step"] for h in decoded], [h["vsr"] for h in decoded], "o-", label="VSR")
             ax_val.plot([h["step"] for h in decoded], [h["iou"] for h in decoded], "s-",
@@ -347,8 +347,7 @@ def plot_curves(history: dict[str, list], path: Path) -> None:
             ax_val.plot(val_steps, [h["image_reliance"] for h in history["val"]], "^-",
                         label="val loss increase with shuffled images")
     ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
-    decoded_any = any("vsr" in h for h in history["val"])
-    ax_val.set(xlabel="step", ylim=(0, 1), title="greedy validation" if decoded_any else "validation")
+    ax_val.set(xlabel="step", ylim=(0, 1), title="greedy validation" if decoded else "validation")
     for ax in (ax_loss, ax_val):
         if ax.lines:
             ax.legend(loc="best")
