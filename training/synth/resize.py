@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
 
+from PIL import Image
 from tqdm import tqdm
 
 from model_runtime.images import load_image
@@ -26,8 +28,6 @@ from training.synth.sample import SPLITS
 
 
 def shrink_image(data: bytes, size: int, quality: int) -> bytes:
-    from PIL import Image
-
     image = load_image(data).resize((size, size), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
     image.save(buffer, format="WEBP", quality=quality, method=6)
@@ -44,9 +44,9 @@ def resize_shard(source: Path, target: Path, size: int, quality: int) -> None:
     shrunk = [{"bytes": shrink_image(item["bytes"], size, quality), "path": None} for item in images]
     column = pa.array(shrunk, type=table.schema.field("image").type)
     table = table.set_column(table.schema.get_field_index("image"), "image", column)
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(".parquet.partial")  # the data engine's naming (training.synth.writer)
     pq.write_table(table, partial)
-    partial.rename(target)
+    os.replace(partial, target)
 
 
 def resize_dataset(data: Path, out: Path, size: int = 128, quality: int = 95,
@@ -55,9 +55,9 @@ def resize_dataset(data: Path, out: Path, size: int = 128, quality: int = 95,
     shards = [(split, f) for split in splits for f in split_files(data, split)]
     if not shards:
         raise FileNotFoundError(f"no shards under {data / 'data'} for {', '.join(splits)}")
+    out.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "manifest.json"):
         if (data / name).exists():
-            out.mkdir(parents=True, exist_ok=True)
             shutil.copy2(data / name, out / name)
     (out / "resized.json").write_text(json.dumps({"source": data.name, "size": size, "quality": quality}))
     for split, source in tqdm(shards, desc="shards", unit="shard"):
