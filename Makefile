@@ -9,7 +9,8 @@ IMAGE ?= model_runtime/examples/flange.png
 
 .PHONY: run test lint bench setup dev clean model model-cpu
 
-$(VENV)/.core:
+# Re-installs when pyproject.toml changes (new dependencies reach existing venvs).
+$(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -U pip wheel
 	$(PIP) install -q -e .
@@ -40,6 +41,7 @@ test: dev
 # Speed and memory targets live here, not in timed tests; reports land in out/bench/.
 bench: dev
 	$(PY) -m model_runtime.bench.sandbox --out out/bench
+	$(PY) -m model_runtime.bench.hostile --out out/bench
 	$(PY) -m model_runtime.bench.backends --out out/bench
 	$(PY) -m model_runtime.bench.workbench --out out/bench
 	$(PY) -m training.bench_synth --out out/bench

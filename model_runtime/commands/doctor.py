@@ -73,7 +73,7 @@ def check_cadquery(run_sandbox: bool) -> list[Check]:
         return [
             Check("cadquery", MISSING, "not installed", "pip install cadquery (or: pip install -e .)", True)
         ]
-    checks = [Check("cadquery", OK, found, core=True)]
+    checks = [Check("cadquery", OK, found, core=True), check_containment()]
     if not run_sandbox:
         return checks
     from model_runtime.sandbox import SandboxError, SandboxPool
@@ -103,6 +103,19 @@ def check_cadquery(run_sandbox: bool) -> list[Check]:
             )
         )
     return checks
+
+
+def check_containment() -> Check:
+    """Whether generated code is contained by the operating system here, and how to get there."""
+    from model_runtime.sandbox.jail import containment
+
+    found = containment()
+    return Check(
+        "containment",
+        OK if found.contained else WARN,
+        f"{found.mechanism}: {found.summary}",
+        found.fix,
+    )
 
 
 def check_llama() -> Check:

@@ -140,6 +140,50 @@ FORBIDDEN_ATTRIBUTES = frozenset(
 )
 _FILE_IO_ATTRIBUTE = re.compile(r"^(export|import|save|load|write|read|open|dxf|tofile)", re.IGNORECASE)
 
+# Public CadQuery API that hands back native objects (OCP handles, VTK data sets, numpy arrays):
+# their methods read and write files and raw memory, and CAD code never needs them.
+NATIVE_ATTRIBUTES = frozenset(
+    {
+        "toVtkPolyData",
+        "toOCC",
+        "toPnt",
+        "toDir",
+        "toPln",
+        "wrapped",
+        "lcs",
+        "rG",
+        "fG",
+        # numpy and buffer surfaces, should one be reached anyway.
+        "dump",
+        "dumps",
+        "astype",
+        "ctypes",
+        "data",
+        "view",
+        "base",
+        "tobytes",
+        "tolist",
+    }
+)
+# Capitalised attributes are VTK's and OCCT's naming (SetVoidArray, AddObserver, CreateArray...);
+# CadQuery's own capitalised names are these, plus its class names.
+CADQUERY_CAPITALISED = frozenset(
+    {
+        "Area", "BoundingBox", "Center", "CenterOfBoundBox", "Closed", "CombinedCenter",
+        "CombinedCenterOfBoundBox", "CompSolids", "Compounds", "Edges", "Faces", "IsClosed", "Length",
+        "ShapeType", "Shells", "Solids", "Vertices", "Volume", "Wires",
+        "XY", "XZ", "YX", "YZ", "ZX", "ZY",
+        "Assembly", "BoundBox", "CQ", "Color", "Compound", "Constraint", "Edge", "Face", "Location",
+        "Material", "Matrix", "Plane", "Shape", "Shell", "Sketch", "Solid", "Vector", "Vertex", "Wire",
+        "Workplane", "UnitLiterals", "Selector", "DirectionMinMaxSelector", "DirectionSelector",
+        "NearestToPointSelector", "ParallelDirSelector", "PerpendicularDirSelector",
+        "StringSyntaxSelector", "TypeSelector", "BoxSelector", "RadiusNthSelector", "CenterNthSelector",
+        "AreaNthSelector", "LengthNthSelector", "DirectionNthSelector",
+    }
+)  # fmt: skip
+# CadQuery methods that call back into a function they are given.
+CALLBACK_METHODS = frozenset({"map", "apply", "each", "eachpoint", "invoke", "filter", "sort"})
+
 # Syntax with no use in a CadQuery part and some use in an escape.
 _FORBIDDEN_NODES: dict[type[ast.AST], str] = {
     ast.ClassDef: "class definitions",
@@ -176,9 +220,12 @@ def check_policy(code: str) -> None:
         raise CodeSyntaxError(f"code cannot be parsed: {exc}") from None
     # Report the violation that comes first in the source (innermost first at a shared start).
     first: tuple[tuple[int, int, int, int], PolicyViolation] | None = None
+    own_functions = _own_functions(tree)
     for node in ast.walk(tree):
         try:
             _check_node(node)
+            if isinstance(node, ast.Call):
+                _check_callbacks(node, own_functions)
         except PolicyViolation as exc:
             key = tuple(
                 getattr(node, a, None) or 0 for a in ("lineno", "col_offset", "end_lineno", "end_col_offset")
@@ -233,6 +280,38 @@ def _check_node(node: ast.AST) -> None:
         _check_name(node, node.name)
 
 
+def _own_functions(tree: ast.AST) -> frozenset[str]:
+    """Names the code itself binds to a function (def, or a lambda assigned to a name)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return frozenset(names)
+
+
+def _check_callbacks(node: ast.Call, own_functions: frozenset[str]) -> None:
+    """CadQuery's callback methods take the code's own functions, never a builtin or a bound method.
+
+    A bound method of a native object (``points.dump``) or a builtin called from inside CadQuery runs
+    where no guard of ours looks at the calling frame.
+    """
+    if not (isinstance(node.func, ast.Attribute) and node.func.attr in CALLBACK_METHODS):
+        return
+    for arg in [*node.args, *(k.value for k in node.keywords)]:
+        if isinstance(arg, ast.Lambda) or (isinstance(arg, ast.Name) and arg.id in own_functions):
+            continue
+        if isinstance(arg, ast.Name | ast.Attribute):
+            name = arg.id if isinstance(arg, ast.Name) else arg.attr
+            raise _violation(
+                arg,
+                f"'{node.func.attr}' may only be given a lambda or a function defined in the code, "
+                f"not '{name}'",
+                "callback",
+            )
+
+
 def _check_module(node: ast.AST, module: str) -> None:
     if module not in ALLOWED_MODULES:
         allowed = ", ".join(sorted(ALLOWED_MODULES))
@@ -251,6 +330,13 @@ def _check_attribute_name(node: ast.AST, attr: str) -> None:
         raise _violation(node, f"access to private or special attribute '{attr}' is not allowed", attr)
     if attr in FORBIDDEN_ATTRIBUTES:
         raise _violation(node, f"access to attribute '{attr}' is not allowed", attr)
+    if attr in NATIVE_ATTRIBUTES or (attr[:1].isupper() and attr not in CADQUERY_CAPITALISED):
+        raise _violation(
+            node,
+            f"'{attr}' reaches a native (OCCT, VTK or numpy) object; generated code may use CadQuery's "
+            "own API only",
+            attr,
+        )
     if _FILE_IO_ATTRIBUTE.match(attr):
         raise _violation(
             node,

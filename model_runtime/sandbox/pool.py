@@ -1,11 +1,12 @@
 """A pool of warm sandbox workers: run generated CadQuery code, get one measured solid or a typed error.
 
-Workers are plain subprocesses (``python -m model_runtime.sandbox.worker``) speaking JSON frames over
-pipes, each in its own session and temporary folder. Chosen over multiprocessing because the child
-never re-imports the caller's ``__main__`` (the CLI, pytest, a server), the return path carries no
-pickle, and a whole process group can be killed. Each worker imports cadquery once (~1–3 s), so
-workers start in background threads at pool creation, and a worker that times out, crashes or hits
-a limit is killed at once and replaced in the background while the other workers keep serving.
+Each worker is a zygote (``python -m model_runtime.sandbox.worker``) inside the operating system's
+jail where the platform has one (``jail``): it imports cadquery once and forks a fresh, limited,
+seccomp-filtered process for every job, so no state crosses jobs while warm latency stays. The pool
+speaks JSON frames over pipes (no pickle crosses back from a process that ran untrusted code) and
+treats every reply as untrusted: its text is made safe to carry before anyone prints or sends it.
+A zygote enforces each job's time limit itself and stays warm; a worker that stops answering is
+killed with its whole jail and replaced in the background while the others keep serving.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import weakref
 from collections import deque
 from typing import Any
 
+from model_runtime import protocol
 from model_runtime.sandbox.errors import (
     OutputTooLarge,
     ResourceLimit,
@@ -34,14 +36,18 @@ from model_runtime.sandbox.errors import (
     WorkerCrashed,
     error_from_dict,
 )
+from model_runtime.sandbox.jail import JAIL_SCRATCH, Containment, containment, jail_argv, jail_env
 from model_runtime.sandbox.policy import check_policy
 from model_runtime.sandbox.result import ExecResult
 from model_runtime.sandbox.wire import FrameTooLarge, read_frame, write_frame
 
 EXPORT_FORMATS = ("brep", "step", "stl")
-# Time allowed on top of a job's timeout for the reply to cross the pipe.
-_REPLY_GRACE_S = 0.1
+# The zygote stops a job at its timeout; this is how much longer the pool waits before it decides the
+# zygote itself is stuck and kills the jail.
+_REPLY_GRACE_S = 3.0
 _MAX_START_FAILURES = 3
+# Any one string of an error body from a worker (message, stderr lines) is cut to this.
+_MAX_ERROR_CHARS = 4000
 
 
 class _Died(Exception):
@@ -49,29 +55,62 @@ class _Died(Exception):
 
 
 class _Worker:
-    def __init__(self, config: dict[str, Any], max_frame_bytes: int):
+    def __init__(self, config: dict[str, Any], max_frame_bytes: int, jailed: bool):
         self.workdir = tempfile.mkdtemp(prefix="cadsnap-sandbox-")
-        env = dict(os.environ)
-        # The child must import this package even when it is run from a source tree, not installed.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        env.setdefault("OMP_NUM_THREADS", "1")
-        # Fewer malloc arenas: less reserved address space per thread, so RLIMIT_AS measures real use.
-        env.setdefault("MALLOC_ARENA_MAX", "2")
+        command = [sys.executable, "-m", "model_runtime.sandbox.worker"]
+        env = jail_env()
+        self.jail_pidfd: int | None = None
+        info_read, info_write = -1, -1
+        if jailed:
+            config = {**config, "scratch": JAIL_SCRATCH}
+            info_read, info_write = os.pipe()
+            argv = jail_argv(
+                [*command, json.dumps(config)], scratch_bytes=_scratch_bytes(config), info_fd=info_write
+            )
+        else:
+            # No jail: the strongest fallback is the same zygote in a private folder, with none of
+            # the caller's environment but the path to this package.
+            config = {**config, "scratch": self.workdir}
+            env.update(HOME=self.workdir, TMPDIR=self.workdir)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+            if os.name == "nt":
+                env["SYSTEMROOT"] = os.environ.get("SYSTEMROOT", "")
+            argv = [*command, json.dumps(config)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "model_runtime.sandbox.worker", json.dumps(config)],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=self.workdir,
             env=env,
             start_new_session=(os.name == "posix"),
+            pass_fds=(info_write,) if jailed else (),
         )
+        if jailed:
+            os.close(info_write)
+            # A pidfd, not the number: it can never signal another process that reuses the pid.
+            self.jail_pidfd = _open_pidfd(_read_jail_pid(info_read))
+            threading.Thread(target=self._end_jail_with_bwrap, daemon=True, name="cadsnap-jail-watch").start()
         self.jobs = 0
+        self.forks = True
         self.stderr_tail: deque[str] = deque(maxlen=30)
         self._replies: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
         self._max_frame_bytes = max_frame_bytes
         threading.Thread(target=self._read_replies, daemon=True, name="cadsnap-sandbox-reader").start()
         threading.Thread(target=self._drain_stderr, daemon=True, name="cadsnap-sandbox-stderr").start()
+
+    def _end_jail_with_bwrap(self) -> None:
+        # bubblewrap gone (crashed, killed): end the jail too, so its pipes close and the pool sees it.
+        self.proc.wait()
+        self._kill_jail()
+        fd, self.jail_pidfd = self.jail_pidfd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _kill_jail(self) -> None:
+        if self.jail_pidfd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(self.jail_pidfd, signal.SIGKILL)
 
     def _read_replies(self) -> None:
         try:
@@ -99,6 +138,8 @@ class _Worker:
             )
         if reply is None or isinstance(reply, BaseException):
             raise _Died(str(reply or "end of stream"))
+        if not isinstance(reply, dict):
+            raise _Died(f"the worker sent a {type(reply).__name__}, not a message")
         return reply
 
     def send(self, message: dict[str, Any]) -> None:
@@ -108,6 +149,8 @@ class _Worker:
             raise _Died(f"cannot write to the worker: {exc}") from None
 
     def kill(self) -> None:
+        # The jail's first process: the whole PID namespace (zygote, job processes) ends with it.
+        self._kill_jail()
         if self.proc.poll() is None:
             with contextlib.suppress(OSError):
                 if os.name == "posix":
@@ -135,6 +178,42 @@ class _Worker:
         return code, f"exit status {code}"
 
 
+def _read_jail_pid(fd: int, timeout_s: float = 30.0) -> int | None:
+    """The ``child-pid`` bubblewrap reports on its info fd (closed once written), or None."""
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    try:
+        return int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _open_pidfd(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _scratch_bytes(config: dict[str, Any]) -> int:
+    # Room for a job's exports (written to scratch before they are read back) and a little more.
+    return 2 * int(config["max_output_bytes"]) + 64 * 1024 * 1024
+
+
 def _kill_all(workers: set[_Worker]) -> None:
     for worker in list(workers):
         worker.kill()
@@ -149,8 +228,10 @@ class SandboxPool:
     6.0
 
     ``memory_mb`` is the address space a job may add on top of a warm worker's baseline.
-    ``max_output_bytes`` caps BREP plus exports per job. Workers are recycled after
-    ``max_jobs_per_worker`` jobs so slow leaks in OCCT cannot accumulate.
+    ``max_output_bytes`` caps BREP plus exports per job. Zygotes are replaced after
+    ``max_jobs_per_worker`` jobs. ``jail``: None uses the platform's jail when it works
+    (``containment()``), False runs without one. ``language_guard=False`` turns off the code policy
+    and the restricted builtins: only for tests that prove the jail holds against all of Python.
     """
 
     def __init__(
@@ -160,8 +241,10 @@ class SandboxPool:
         memory_mb: int = 2048,
         *,
         max_output_bytes: int = 64 * 1024 * 1024,
-        max_jobs_per_worker: int = 200,
+        max_jobs_per_worker: int = 1000,
         start_timeout_s: float = 120.0,
+        jail: bool | None = None,
+        language_guard: bool = True,
     ):
         if workers < 1:
             raise ValueError("a SandboxPool needs at least one worker")
@@ -173,7 +256,13 @@ class SandboxPool:
         self.max_output_bytes = int(max_output_bytes)
         self.max_jobs_per_worker = int(max_jobs_per_worker)
         self.start_timeout_s = float(start_timeout_s)
-        self._config = {"memory_mb": self.memory_mb, "max_output_bytes": self.max_output_bytes}
+        self.jailed = containment().contained if jail is None else bool(jail)
+        self.language_guard = bool(language_guard)
+        self._config = {
+            "memory_mb": self.memory_mb,
+            "max_output_bytes": self.max_output_bytes,
+            "language_guard": self.language_guard,
+        }
         # Base64 STL plus JSON framing can exceed the byte cap; the worker enforces the exact cap.
         self._max_frame_bytes = 2 * self.max_output_bytes + 1024 * 1024
         self._cond = threading.Condition()
@@ -217,6 +306,18 @@ class SandboxPool:
                 self._cond.wait(remaining)
             return True
 
+    def containment(self) -> dict[str, Any]:
+        """What contains this pool's code: the protocol's ``sandbox`` object (health, info, doctor)."""
+        platform = containment()
+        if self.jailed or not platform.contained:
+            return platform.to_dict()
+        return Containment(
+            False,
+            "fresh process per job, rlimits, seccomp filter",
+            "This sandbox was started without its jail, so generated code runs with your user's rights.",
+            "Start it with the default settings (jail=None).",
+        ).to_dict()
+
     def stats(self) -> dict[str, Any]:
         with self._cond:
             return {
@@ -238,12 +339,13 @@ class SandboxPool:
     def _spawn(self) -> None:
         worker: _Worker | None = None
         try:
-            worker = _Worker(self._config, self._max_frame_bytes)
+            worker = _Worker(self._config, self._max_frame_bytes, self.jailed)
             with self._cond:
                 self._workers.add(worker)
             hello = worker.wait_reply(self.start_timeout_s)
             if not hello.get("ready"):
-                raise _Died(f"unexpected first message {hello!r}")
+                raise _Died(f"unexpected first message {protocol.safe_text(repr(hello), 200)}")
+            worker.forks = hello.get("fork", True) is not False
         except (_Died, queue.Empty, OSError, SandboxError) as exc:
             detail = ""
             if worker is not None:
@@ -312,13 +414,15 @@ class SandboxPool:
         formats: tuple[str, ...] | list[str] = ("brep",),
         *,
         max_output_bytes: int | None = None,
+        feature_plan: bool = False,
     ) -> ExecResult:
         """Run ``code`` and return its one solid, or raise a SandboxError subclass saying why not.
 
         ``timeout_s`` is wall-clock time for the whole job (run, check, export); ``formats`` picks
-        exports among "brep", "step" and "stl".
+        exports among "brep", "step" and "stl"; ``feature_plan`` asks for the traced feature plan.
         """
-        check_policy(code)
+        if self.language_guard:
+            check_policy(code)
         timeout = self.timeout_s if timeout_s is None else float(timeout_s)
         if not timeout > 0:
             raise ValueError("timeout_s must be positive")
@@ -331,7 +435,13 @@ class SandboxPool:
             if max_output_bytes is None
             else min(int(max_output_bytes), self.max_output_bytes)
         )
-        job = {"code": code, "timeout_s": timeout, "formats": list(wanted), "max_output_bytes": cap}
+        job = {
+            "code": code,
+            "timeout_s": timeout,
+            "formats": list(wanted),
+            "max_output_bytes": cap,
+            "feature_plan": bool(feature_plan),
+        }
 
         worker = self._acquire()
         started = time.perf_counter()
@@ -357,15 +467,39 @@ class SandboxPool:
         worker.jobs += 1
         with self._cond:
             self.jobs += 1
-        if reply.get("recycle") or worker.jobs >= self.max_jobs_per_worker:
+        if not worker.forks or worker.jobs >= self.max_jobs_per_worker:
             self._replace(worker)
         else:
             self._release(worker)
+        if isinstance(reply.get("crashed"), dict):
+            raise self._crash_error(reply["crashed"])
         if not reply.get("ok"):
-            raise error_from_dict(reply.get("error") or {})
-        data = dict(reply["result"])
-        data["elapsed_s"] = elapsed
-        return ExecResult.from_dict(data)
+            error = reply.get("error")
+            body = protocol.safe_json(error, _MAX_ERROR_CHARS) if isinstance(error, dict) else {}
+            raise error_from_dict(body)
+        try:
+            data = dict(reply["result"])
+            data["elapsed_s"] = elapsed
+            data["stdout"] = protocol.safe_text(data.get("stdout", ""))
+            return ExecResult.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WorkerCrashed(f"the sandbox sent a malformed result ({exc})") from None
+
+    @staticmethod
+    def _crash_error(crash: dict[str, Any]) -> SandboxError:
+        """A job process that died before answering; its zygote is fine and stays warm."""
+        sig = crash.get("signal")
+        if sig == getattr(signal, "SIGXCPU", None):
+            return ResourceLimit("the code used more CPU time than allowed and was stopped")
+        if sig == getattr(signal, "SIGKILL", None):
+            return ResourceLimit("the code was killed, most likely for running out of memory")
+        try:
+            how = signal.Signals(int(sig)).name if sig is not None else f"exit status {crash.get('exit')}"
+        except (ValueError, TypeError):
+            how = f"signal {sig}"
+        return WorkerCrashed(
+            f"the CadQuery process crashed ({how}) while running this code", detail={"exit": how}
+        )
 
     @staticmethod
     def _death_error(code: int | None, how: str, worker: _Worker) -> SandboxError:

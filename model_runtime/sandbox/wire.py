@@ -9,7 +9,7 @@ import json
 import struct
 from typing import Any, BinaryIO
 
-_HEADER = struct.Struct(">Q")
+HEADER = struct.Struct(">Q")
 
 
 class FrameTooLarge(Exception):
@@ -19,8 +19,12 @@ class FrameTooLarge(Exception):
 
 
 def write_frame(stream: BinaryIO, message: dict[str, Any]) -> None:
-    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
-    stream.write(_HEADER.pack(len(body)) + body)
+    write_frame_bytes(stream, json.dumps(message, separators=(",", ":")).encode("utf-8"))
+
+
+def write_frame_bytes(stream: BinaryIO, body: bytes) -> None:
+    """A frame around JSON that is already encoded (the zygote forwards its job's reply unparsed)."""
+    stream.write(HEADER.pack(len(body)) + body)
     stream.flush()
 
 
@@ -37,10 +41,10 @@ def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
 
 def read_frame(stream: BinaryIO, max_bytes: int) -> dict[str, Any] | None:
     """The next message, or None at end of stream. Raises FrameTooLarge before reading an oversize body."""
-    header = _read_exact(stream, _HEADER.size)
+    header = _read_exact(stream, HEADER.size)
     if header is None:
         return None
-    (size,) = _HEADER.unpack(header)
+    (size,) = HEADER.unpack(header)
     if size > max_bytes:
         raise FrameTooLarge(size)
     body = _read_exact(stream, size)

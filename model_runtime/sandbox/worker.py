@@ -1,26 +1,34 @@
-"""A warm sandbox worker: imports cadquery once, then runs one job per request frame.
+"""A sandbox worker: a warm zygote that imports cadquery once and forks a fresh process per job.
 
-Started by the pool as ``python -m model_runtime.sandbox.worker CONFIG_JSON`` in a fresh temporary
-folder. Protocol: frames (see ``wire``) on the original stdin/stdout; the process's own fds 0 and 1
-point at /dev/null so nothing the code or OCCT prints can corrupt the protocol. Limits: address
-space (the warm baseline + ``memory_mb``), file size (0 while the code runs, the output cap while
-the runtime exports), CPU seconds per job, process count and no core dumps.
+Started by the pool as ``python -m model_runtime.sandbox.worker CONFIG_JSON``, inside the jail
+(``jail``) where the platform has one. Protocol: frames (see ``wire``) on the original stdin/stdout;
+the process's own fds 0 and 1 point at /dev/null so nothing the code or OCCT prints can corrupt the
+protocol. Each job runs in a forked process that takes its limits for life (address space, file
+size, CPU, open files, no core dumps) and a seccomp filter before the code runs, and then exits.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import ctypes
+import gc
 import io
 import json
 import math
 import os
+import select
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 import types
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+from model_runtime.sandbox import syscalls
 from model_runtime.sandbox.errors import (
     CodeRuntimeError,
     CodeSyntaxError,
@@ -29,9 +37,10 @@ from model_runtime.sandbox.errors import (
     OutputTooLarge,
     ResourceLimit,
     SandboxError,
+    Timeout,
 )
 from model_runtime.sandbox.policy import ALLOWED_BUILTINS, check_policy
-from model_runtime.sandbox.wire import read_frame, write_frame
+from model_runtime.sandbox.wire import HEADER, read_frame, write_frame, write_frame_bytes
 
 try:
     import resource
@@ -121,40 +130,27 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
 
 
-class _Limits:
-    """The worker's rlimits; soft limits move between the code's phase and the runtime's phase."""
+def apply_job_limits(memory_mb: int, max_output_bytes: int, timeout_s: float) -> None:
+    """Limits for a process about to run generated code, hard and soft alike, for its whole life.
 
-    def __init__(self, memory_mb: int, max_output_bytes: int):
-        self.output_cap = max_output_bytes
-        if resource is None:
-            return
-        import signal
+    Address space: the process's size now plus ``memory_mb``; file size: the output cap (files can
+    only be written in the scratch folder anyway); CPU seconds: a backstop behind the wall-clock
+    kill, with slack because OCCT may use several threads; no core dumps; few open files.
+    """
+    if resource is None:
+        return
+    import signal
 
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversize write fails with EFBIG instead
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_mb > 0 and hasattr(resource, "RLIMIT_AS"):
-            limit = _address_space_bytes() + memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_output_bytes, max_output_bytes))
-        if hasattr(resource, "RLIMIT_NPROC"):
-            # Counts all of the user's tasks (threads too), so allow today's count plus a margin:
-            # a fork bomb stops there. Root is exempt from this limit.
-            limit = _user_task_count() + 64
-            resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
-
-    def enter_code(self, timeout_s: float) -> None:
-        if resource is None:
-            return
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        used = usage.ru_utime + usage.ru_stime
-        # A backstop for the parent's wall-clock kill; OCCT may use several threads, hence the slack.
-        cpu = int(used + 2 * timeout_s + 2)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, resource.RLIM_INFINITY))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, self.output_cap))
-
-    def enter_runtime(self) -> None:
-        if resource is not None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (self.output_cap, self.output_cap))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversize write fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_mb > 0 and hasattr(resource, "RLIMIT_AS"):
+        limit = _address_space_bytes() + memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_output_bytes, max_output_bytes))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = int(usage.ru_utime + usage.ru_stime + 2 * timeout_s + 2)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
 
 def _address_space_bytes() -> int:
@@ -167,39 +163,32 @@ def _address_space_bytes() -> int:
     return 2 * 1024**3
 
 
-def _user_task_count() -> int:
-    uid = os.getuid()
-    count = 0
-    try:
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    if entry.stat().st_uid == uid:
-                        count += len(os.listdir(f"/proc/{entry.name}/task"))
-                except OSError:
-                    continue
-    except OSError:
-        return 4096
-    return count
-
-
 class Runner:
     """Runs jobs in this process; separate from the frame loop so it can be used and tested directly."""
 
-    def __init__(self, memory_mb: int = 2048, max_output_bytes: int = 64 * 1024 * 1024, limits: bool = True):
+    def __init__(self, max_output_bytes: int = 64 * 1024 * 1024, *, language_guard: bool = True):
+        # OCCT's default thread pool, made on first use, would start worker threads here that a
+        # forked job process does not have: its first parallel boolean would wait for them forever.
+        # One thread means OCCT runs its parallel loops in the calling thread.
+        from OCP.OSD import OSD_ThreadPool
+
+        OSD_ThreadPool.DefaultPool_s(1)
         import cadquery as cq
 
         self.cq = cq
         self.max_output_bytes = max_output_bytes
+        # Off only in the tests that prove the jail holds against code with all of Python.
+        self.language_guard = language_guard
         # Warm up the paths every job takes, so the first job is as fast as the others.
         warm = cq.Workplane("XY").box(1, 1, 1).faces(">Z").hole(0.5)
-        self._measure(warm.val(), ("brep",), max_output_bytes)
-        self.limits = _Limits(memory_mb, max_output_bytes) if limits else None
+        self._measure(warm.val(), ("brep", "step"), max_output_bytes)
+        with contextlib.suppress(Exception):
+            # The tracer, when installed, is imported once here rather than in every job.
+            from model_runtime.feature_plan import tracer  # noqa: F401
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         printer = _Printer()
-        recycle = False
         try:
             result = self._run(job, printer)
             result["stdout"] = printer.text()
@@ -208,27 +197,38 @@ class Runner:
         except SandboxError as exc:
             error = exc
         except MemoryError:
-            error, recycle = ResourceLimit("the code ran out of memory (the sandbox's memory limit)"), True
+            error = ResourceLimit("the code ran out of memory (the sandbox's memory limit)")
         except RecursionError:
-            error, recycle = ResourceLimit("the code recursed too deeply"), True
+            error = ResourceLimit("the code recursed too deeply")
         except Exception as exc:  # the runtime's own post-processing failed on an odd shape
             error = InvalidSolid(_short(f"the result could not be measured or exported: {exc}"))
         body = error.to_dict()["error"]
         body["line"] = error.line
-        return {"ok": False, "error": body, "recycle": recycle, "stdout": printer.text()}
+        return {"ok": False, "error": body, "stdout": printer.text()}
 
     def _run(self, job: dict[str, Any], printer: _Printer) -> dict[str, Any]:
         code = job["code"]
-        check_policy(code)
+        if self.language_guard:
+            check_policy(code)
         try:
             compiled = compile(code, CODE_FILENAME, "exec", dont_inherit=True)
         except SyntaxError as exc:
             raise CodeSyntaxError(f"invalid Python syntax: {exc.msg}", line=exc.lineno) from None
         except (RecursionError, MemoryError, ValueError) as exc:
             raise CodeSyntaxError(f"code cannot be compiled: {exc}") from None
-        scope = _make_globals(self.cq, printer)
-        if self.limits:
-            self.limits.enter_code(float(job.get("timeout_s", 10.0)))
+        if self.language_guard:
+            scope = _make_globals(self.cq, printer)
+        else:
+            scope = {"__name__": "__cadsnap__", "print": printer}
+        recorder = None
+        if job.get("feature_plan"):
+            try:
+                from model_runtime.feature_plan.tracer import Recorder
+
+                recorder = Recorder()
+                scope = recorder.instrument(scope)
+            except Exception:  # no tracer: the result simply carries no plan
+                recorder = None
         try:
             exec(compiled, scope)
         except (SandboxError, MemoryError, RecursionError):
@@ -240,9 +240,6 @@ class Runner:
             raise CodeRuntimeError(
                 message, line=_code_line(exc.__traceback__), detail={"exception": type(exc).__name__}
             ) from None
-        finally:
-            if self.limits:
-                self.limits.enter_runtime()
         if printer.overflowed:
             raise OutputTooLarge(f"the code printed more than {printer.limit} characters")
         if "result" not in scope:
@@ -256,6 +253,11 @@ class Runner:
             max_faces,
         )
         out["n_solids"] = n_solids
+        if recorder is not None:
+            try:
+                out["feature_plan"] = recorder.plan(solid)
+            except Exception as exc:  # the plan is an extra: never lose the solid over it
+                out["feature_plan"] = {"complete": False, "unmapped": [_short(f"tracer failed: {exc}")]}
         return out
 
     def _one_solid(self, result: Any, max_solids: int) -> tuple[Any, int]:
@@ -361,6 +363,223 @@ class Runner:
         }
 
 
+# Trusted code a spare job process runs before it waits for its job: it touches (copies on write) the
+# pages every job touches, so the job itself runs at warm speed.
+_WARM_UP_CODE = "import cadquery as cq\nresult = cq.Workplane('XY').box(2, 2, 2).faces('>Z').hole(1)\n"
+_FAILED = 70
+
+
+class Zygote:
+    """Holds a warm cadquery and forks one fresh process per job; never runs generated code itself.
+
+    Spare job processes are forked ahead of time: each closes the protocol pipes, warms its pages on
+    trusted code, installs the seccomp filter and waits. When a job comes, the zygote makes sure
+    every earlier job process is dead, empties the scratch folder and gives the job and a new empty
+    folder to a spare, which takes its limits for life, runs the code, sends one length-prefixed
+    reply on its own pipe and is killed. So nothing one job does (callbacks, patched modules, poked
+    memory, files, threads) outlives it, no process that ran one job's code runs another's, and
+    each job still starts from a warm, imported cadquery.
+    """
+
+    protocol_fds: tuple[int, ...] = ()
+
+    def __init__(self, config: dict[str, Any]):
+        self.memory_mb = int(config.get("memory_mb", 2048))
+        self.max_output_bytes = int(config.get("max_output_bytes", 64 * 1024 * 1024))
+        self.max_reply_bytes = 2 * self.max_output_bytes + 1024 * 1024
+        self.scratch = Path(config.get("scratch") or os.getcwd())
+        self.spares = max(1, int(config.get("spares", 1)))
+        self.runner = Runner(self.max_output_bytes, language_guard=bool(config.get("language_guard", True)))
+        self._jobs = 0
+        self._ready: deque[tuple[int, int, int]] = deque()  # pid, job pipe (write), reply pipe (read)
+        self._killed: list[int] = []  # job processes sent SIGKILL, reaped before the next job starts
+        # A job process runs as the same user: without this it could open /proc/<zygote>/mem and
+        # patch the process that forks the next job.
+        _set_dumpable(False)
+        # Objects made so far are never collected: a forked job does not touch (copy) their pages.
+        gc.freeze()
+
+    def close(self) -> None:
+        while self._ready:
+            pid, job_fd, reply_fd = self._ready.popleft()
+            _kill(pid)
+            self._killed.append(pid)
+            os.close(job_fd)
+            os.close(reply_fd)
+        self._reap_killed()
+
+    def needs_spare(self) -> bool:
+        return len(self._ready) < self.spares
+
+    def fork_spare(self) -> None:
+        """Fork one job process now, so that a later job does not wait for it."""
+        job_read, job_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the job process: never returns
+            os.close(job_write)
+            os.close(reply_read)
+            for fd in (*self.protocol_fds, *(fd for spare in self._ready for fd in spare[1:])):
+                os.close(fd)
+            self._job_process(job_read, reply_write)
+        os.close(job_read)
+        os.close(reply_write)
+        self._ready.append((pid, job_write, reply_read))
+
+    def run(self, job: dict[str, Any]) -> bytes:
+        """One job in a fresh process; the reply's JSON bytes."""
+        # Every earlier job process is gone before this job gets a scratch folder of its own.
+        self._reap_killed()
+        for entry in list(self.scratch.iterdir()):
+            _remove(entry)
+        self._jobs += 1
+        folder = tempfile.mkdtemp(prefix=f"job{self._jobs}-", dir=self.scratch)
+        if not self._ready:
+            self.fork_spare()
+        pid, job_fd, reply_fd = self._ready.popleft()
+        timeout = float(job.get("timeout_s", 10.0))
+        deadline = time.monotonic() + timeout
+        try:
+            body = json.dumps({**job, "folder": folder}, separators=(",", ":")).encode("utf-8")
+            _write_all(job_fd, HEADER.pack(len(body)) + body)
+            return self._collect(reply_fd, deadline, timeout, pid)
+        except OSError:  # the process died before it took the job
+            return self._crashed(pid)
+        finally:
+            os.close(job_fd)
+            os.close(reply_fd)
+
+    def _job_process(self, job_fd: int, reply_fd: int) -> None:
+        status = _FAILED
+        try:
+            _die_with_parent()
+            os.chdir("/")
+            json.dumps(self.runner.run({"code": _WARM_UP_CODE, "formats": ["brep"]}))
+            syscalls.install(os.getpid())
+            with os.fdopen(job_fd, "rb", buffering=0) as stream:
+                job = read_frame(stream, 16 * 1024 * 1024)
+            if job is None:
+                os._exit(0)  # the zygote is shutting down
+            os.chdir(job["folder"])
+            apply_job_limits(self.memory_mb, self.max_output_bytes, float(job.get("timeout_s", 10.0)))
+            body = json.dumps(self.runner.run(job), separators=(",", ":")).encode("utf-8")
+            _write_all(reply_fd, HEADER.pack(len(body)) + body)
+            status = 0
+        finally:
+            os._exit(status)
+
+    def _collect(self, fd: int, deadline: float, timeout: float, pid: int) -> bytes:
+        """The reply, or a failure the zygote saw; the job process is killed when this returns."""
+        buffer = bytearray()
+        expected: int | None = None
+        failure: SandboxError | None = None
+        while expected is None or len(buffer) < expected:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                failure = Timeout(
+                    f"the code ran longer than {timeout:g} s and was stopped", detail={"timeout_s": timeout}
+                )
+                break
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return self._crashed(pid)
+            buffer += chunk
+            if expected is None and len(buffer) >= HEADER.size:
+                (expected,) = HEADER.unpack_from(buffer)
+                del buffer[: HEADER.size]
+                if expected > self.max_reply_bytes:
+                    failure = OutputTooLarge(
+                        f"the output is {expected} bytes; the cap is {self.max_reply_bytes}",
+                        detail={"bytes": expected},
+                    )
+                    break
+        # Killed in every case and reaped before the next job starts; the reply need not wait for
+        # the kernel to tear its address space down.
+        _kill(pid)
+        self._killed.append(pid)
+        if failure is not None:
+            return json.dumps({"ok": False, "error": failure.to_dict()["error"]}).encode("utf-8")
+        return bytes(buffer)
+
+    def _crashed(self, pid: int) -> bytes:
+        status = _reap(pid, time.monotonic() + 1.0)
+        return json.dumps({"ok": False, "crashed": _describe(status)}).encode("utf-8")
+
+    def _reap_killed(self) -> None:
+        while self._killed:
+            os.waitpid(self._killed.pop(), 0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _set_dumpable(flag: bool) -> None:
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(4, int(flag), 0, 0, 0)  # PR_SET_DUMPABLE
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, 9)
+
+
+def _reap(pid: int, deadline: float) -> int | None:
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            _kill(pid)
+            return os.waitpid(pid, 0)[1]
+        time.sleep(0.001)
+
+
+def _describe(status: int | None) -> dict[str, Any]:
+    if status is None:
+        return {"signal": None, "exit": None}
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status), "exit": None}
+    return {"signal": None, "exit": os.WEXITSTATUS(status)}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        # A job may leave folders without write or search permission: give them back first.
+        for root, dirs, _ in os.walk(path):
+            for name in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(root, name), 0o700)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _serve_in_process(config: dict[str, Any], proto_in: Any, proto_out: Any) -> int:
+    """Platforms without fork (Windows): run one job in this process; the pool then replaces it."""
+    runner = Runner(int(config.get("max_output_bytes", 64 * 1024 * 1024)))
+    write_frame(proto_out, {"ready": True, "pid": os.getpid(), "fork": False})
+    job = read_frame(proto_in, int(config.get("max_request_bytes", 8 * 1024 * 1024)))
+    if job is not None:
+        write_frame(proto_out, runner.run(job))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     config = json.loads((argv or sys.argv[1:] or ["{}"])[0])
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
@@ -368,19 +587,24 @@ def main(argv: list[str] | None = None) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    runner = Runner(
-        memory_mb=int(config.get("memory_mb", 2048)),
-        max_output_bytes=int(config.get("max_output_bytes", 64 * 1024 * 1024)),
-    )
+    if not hasattr(os, "fork"):
+        return _serve_in_process(config, proto_in, proto_out)
+    zygote = Zygote(config)
+    zygote.protocol_fds = (proto_in.fileno(), proto_out.fileno())
     import cadquery
 
-    write_frame(proto_out, {"ready": True, "pid": os.getpid(), "cadquery": cadquery.__version__})
+    hello = {"ready": True, "pid": os.getpid(), "cadquery": cadquery.__version__}
+    write_frame(proto_out, {**hello, "seccomp": syscalls.available()})
     max_request = int(config.get("max_request_bytes", 8 * 1024 * 1024))
     while True:
+        # Fork spares while no job is waiting; a waiting job goes first.
+        while zygote.needs_spare() and not select.select([proto_in], [], [], 0)[0]:
+            zygote.fork_spare()
         job = read_frame(proto_in, max_request)
         if job is None:
+            zygote.close()
             return 0
-        write_frame(proto_out, runner.run(job))
+        write_frame_bytes(proto_out, zygote.run(job))
 
 
 if __name__ == "__main__":
