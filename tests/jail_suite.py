@@ -228,6 +228,10 @@ def run_suite(pool: SandboxPool, workdir: Path) -> dict[str, str]:
         fired = marker.exists() or any("DEFERRED-FIRED" in o for o in later)
         check("deferred callbacks", not fired and all("later" in o for o in later), repr(later))
 
+        attempt(pool, _code(WRITE, targets=["/tmp/leftover", "leftover", "/dev/shm/leftover"]))
+        out, err = attempt(pool, "import os\nprint(sorted(os.listdir('/tmp')), os.listdir('.'))\n")
+        check("files left for the next job", "leftover" not in out and err is None, out)
+
         poked, _ = attempt(pool, POKE)
         out, err = attempt(pool, "import math\nprint(math.pi)\n")
         pool_box = pool.run(BOX).volume

@@ -12,6 +12,7 @@ killed with its whole jail and replaced in the background while the others keep 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -200,6 +201,13 @@ def _read_jail_pid(fd: int, timeout_s: float = 30.0) -> int | None:
         return None
 
 
+@functools.cache
+def _warn_uncontained() -> None:
+    """Once per process, in the user's words: generated code is not contained here, and the fix."""
+    found = containment()
+    print(f"CadSnap sandbox: {found.summary} {found.fix}".rstrip(), file=sys.stderr, flush=True)
+
+
 def _open_pidfd(pid: int | None) -> int | None:
     if pid is None:
         return None
@@ -257,6 +265,8 @@ class SandboxPool:
         self.max_jobs_per_worker = int(max_jobs_per_worker)
         self.start_timeout_s = float(start_timeout_s)
         self.jailed = containment().contained if jail is None else bool(jail)
+        if jail is None and not self.jailed:
+            _warn_uncontained()
         self.language_guard = bool(language_guard)
         self._config = {
             "memory_mb": self.memory_mb,

@@ -29,6 +29,8 @@ class ExecResult:
     exports: dict[str, str | bytes] = field(default_factory=dict)
     elapsed_s: float = 0.0
     stdout: str = ""
+    # The traced feature plan (protocol's feature plan shape) when the run asked for one.
+    feature_plan: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: bytes exports (STL) are base64 text; the protocol's ExecResult."""
@@ -57,6 +59,7 @@ class ExecResult:
             exports=exports,
             elapsed_s=float(data.get("elapsed_s", 0.0)),
             stdout=str(data.get("stdout", "")),
+            feature_plan=data["feature_plan"] if isinstance(data.get("feature_plan"), dict) else None,
         )
 
     def shape(self) -> cq.Shape:
