@@ -7,8 +7,8 @@ from pathlib import Path
 
 import FreeCADGui as Gui
 
-from . import session
-from .jobs import RequestError, image_size
+from . import placement, session
+from .jobs import RequestError, check_picture
 from .qt import QtCore, QtGui, QtWidgets, image_to_png
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp)"
@@ -19,26 +19,61 @@ class CaptureError(Exception):
 
 
 def capture_view(size: int) -> session.Picture:
-    """The active 3D view rendered at ``size``×``size`` on white, with its camera orientation."""
+    """The active 3D view rendered at ``size``×``size`` on white, with its camera orientation and the
+    bounding box of what is visible. The selection is cleared for the shot (its highlight would be
+    part of the picture) and restored after."""
     document = Gui.ActiveDocument
     view = getattr(document, "ActiveView", None) if document else None
     if view is None or not hasattr(view, "saveImage"):
         raise CaptureError("Open a document with a 3D view to capture it.")
     path = session.new_capture_path("view")
-    view.saveImage(str(path), size, size, "White")
+    selected = _take_selection()
+    try:
+        view.saveImage(str(path), size, size, "White")
+    finally:
+        _restore_selection(selected)
     if not path.is_file():
-        raise CaptureError("FreeCAD did not save the 3D view image.")
+        raise CaptureError("FreeCAD did not save the 3D view image; try again.")
     camera = ""
     if hasattr(view, "getCameraOrientation"):
         camera = str(view.getCameraOrientation().Q)
     return session.set_picture(session.Picture(png=path.read_bytes(), path=str(path), source="view",
-                                               camera=camera))
+                                               camera=camera, visible_box=visible_box(document.Document)))
+
+
+def visible_box(doc) -> placement.Box | None:
+    """The bounding box of every visible shape in ``doc``, or None when nothing with a shape shows."""
+    boxes = []
+    for obj in getattr(doc, "Objects", ()):
+        shape = getattr(obj, "Shape", None)
+        view_object = getattr(obj, "ViewObject", None)
+        if shape is None or shape.isNull() or view_object is None or not view_object.Visibility:
+            continue
+        box = shape.BoundBox
+        if box.isValid():
+            boxes.append((box.XMin, box.YMin, box.ZMin, box.XMax, box.YMax, box.ZMax))
+    return placement.union(boxes)
+
+
+def _take_selection() -> list[tuple[str, str, tuple[str, ...]]]:
+    selected = [(item.DocumentName, item.ObjectName, tuple(item.SubElementNames))
+                for item in Gui.Selection.getSelectionEx()]
+    Gui.Selection.clearSelection()
+    if hasattr(Gui.Selection, "clearPreselection"):  # the hover highlight would be captured too
+        Gui.Selection.clearPreselection()
+    return selected
+
+
+def _restore_selection(selected: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    for document, name, subs in selected:
+        for sub in subs or ("",):
+            Gui.Selection.addSelection(document, name, sub)
 
 
 def picture_from_image(image, kind: str) -> session.Picture:
     """Save a QImage as a capture PNG."""
     if image is None or image.isNull():
-        raise CaptureError("There is no image to use.")
+        raise CaptureError("There is no image to use; capture or copy a picture first.")
     path = session.new_capture_path(kind)
     png = image_to_png(image)
     path.write_bytes(png)
@@ -50,15 +85,19 @@ def open_image_file(path: str) -> session.Picture:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise CaptureError(f"Could not read {path}: {error.strerror}.") from None
+        why = error.strerror
+        raise CaptureError(f"{path} could not be opened ({why}); pick a file you can read.") from None
+    unreadable = CaptureError(f"{Path(path).name} cannot be read: the file is damaged or not a picture; "
+                              "open another file.")
     try:
-        image_size(data)  # PNG/JPEG header and completeness check
+        check_picture(data)  # PNG read through; JPEG header and completeness
         return session.set_picture(session.Picture(png=data, path=path, source="file"))
     except RequestError:
+        if data.startswith(b"\x89PNG"):
+            raise unreadable from None  # a damaged PNG: Qt would half-decode it into a wrong picture
         image = QtGui.QImage()
         if not image.loadFromData(QtCore.QByteArray(data)) or image.isNull():
-            raise CaptureError(f"{Path(path).name} is not an image FreeCAD can read, "
-                               "or it is corrupt.") from None
+            raise unreadable from None
         png = image_to_png(image)
         return session.set_picture(session.Picture(png=png, path=path, source="file"))
 
@@ -73,7 +112,7 @@ def paste_clipboard() -> session.Picture:
     clipboard = QtWidgets.QApplication.clipboard()
     image = clipboard.image()
     if image.isNull():
-        raise CaptureError("The clipboard holds no image. Copy a picture first.")
+        raise CaptureError("The clipboard holds no image; copy a picture first, then paste.")
     return picture_from_image(image, "clipboard")
 
 

@@ -33,11 +33,11 @@ def open_generate_panel(picture: session.Picture | None = None):
     """Show the Generate panel (replacing an open one); returns it."""
     from .task_panel import GeneratePanel
 
-    if Gui.Control.activeDialog():
-        Gui.Control.closeDialog()
     panel = GeneratePanel(picture)
+    session.panels.replace(panel)  # closes the previous panel: its job is cancelled on the runtime
+    if Gui.Control.activeDialog():
+        Gui.Control.closeDialog()  # another workbench's task dialog
     Gui.Control.showDialog(panel)
-    session.active_panel = panel
     return panel
 
 
@@ -171,6 +171,7 @@ def register() -> None:
     from .preferences_page import PreferencePage
     from .qt import QtWidgets
 
+    Gui.addIconPath(str(ICONS))  # the preference page's icon, preferences-cadsnap.svg
     for name, command in COMMANDS.items():
         Gui.addCommand(name, command())
     Gui.addPreferencePage(PreferencePage, "CadSnap")

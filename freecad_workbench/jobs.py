@@ -7,6 +7,7 @@ what the state says; the state never touches Qt, so plain pytest covers it.
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,48 @@ def image_size(data: bytes) -> tuple[int, int]:
     if data.startswith(_JPEG_MAGIC):
         return _jpeg_size(data)
     raise RequestError("The image is not a PNG or JPEG file.", protocol.ERROR_BAD_IMAGE)
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def check_picture(data: bytes) -> tuple[int, int]:
+    """Like :func:`image_size`, but a PNG is read to its last byte: every chunk's checksum and the
+    whole compressed pixel stream. A PNG whose header is fine and whose body is damaged fails here,
+    before Generate is offered. (JPEG bodies are left to Qt's decoder and the runtime.)"""
+    width, height = image_size(data)
+    if data.startswith(_PNG_MAGIC):
+        _check_png_body(data, width, height)
+    return width, height
+
+
+def _check_png_body(data: bytes, width: int, height: int) -> None:
+    corrupt = RequestError("The PNG image is truncated or corrupt.", protocol.ERROR_BAD_IMAGE)
+    position, pixels, header = 8, zlib.decompressobj(), b""
+    inflated = 0
+    while position + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[position:position + 4])
+        kind = data[position + 4:position + 8]
+        body = data[position + 8:position + 8 + length]
+        crc = data[position + 8 + length:position + 12 + length]
+        if len(body) != length or len(crc) != 4 or zlib.crc32(kind + body) != struct.unpack(">I", crc)[0]:
+            raise corrupt
+        if kind == b"IHDR":
+            header = body
+        elif kind == b"IDAT":
+            try:
+                inflated += len(pixels.decompress(body))
+            except zlib.error:
+                raise corrupt from None
+        elif kind == b"IEND":
+            break
+        position += 12 + length
+    if len(header) != 13 or not pixels.eof:
+        raise corrupt
+    depth, colour, interlace = header[8], header[9], header[12]
+    row = (width * depth * _PNG_CHANNELS.get(colour, 4) + 7) // 8
+    if interlace == 0 and inflated != height * (row + 1):
+        raise corrupt
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
@@ -121,7 +164,6 @@ class Candidate:
             line = error.get("line")
             text = str(error.get("message") or error.get("code") or "")
             error = f"line {line}: {text}" if line else text
-        result = data.get("result") if isinstance(data.get("result"), dict) else {}
         score = data.get("score")
         return cls(
             index=int(data.get("index", fallback_index)),
@@ -129,8 +171,7 @@ class Candidate:
             valid=data.get("valid"),
             score=float(score) if isinstance(score, (int, float)) else None,
             error=str(error) if error else None,
-            brep=data.get("brep") or result.get("brep"),
-            thumbnail_png=data.get("thumbnail_png") or data.get("thumbnail"),
+            thumbnail_png=data.get("thumbnail_png"),
         )
 
     def merge(self, other: Candidate) -> None:
@@ -175,15 +216,15 @@ class JobState:
             if isinstance(event.get("progress"), (int, float)):
                 self.progress = min(1.0, max(0.0, float(event["progress"])))
         elif kind == protocol.EVENT_TOKEN:
-            slot = self.candidate(int(event.get("candidate", event.get("index", 0))))
-            slot.code += str(event.get("text") or event.get("delta") or "")
+            slot = self.candidate(int(event.get("candidate") or 0))
+            slot.code += str(event.get("text") or "")
         elif kind == protocol.EVENT_CANDIDATE:
             incoming = Candidate.from_dict(event, fallback_index=len(self.candidates))
             self.candidate(incoming.index).merge(incoming)
         elif kind == protocol.EVENT_RESULT:
-            self.apply_job({"status": protocol.JOB_DONE, "result": event.get("result", event)})
+            self.apply_job({"status": protocol.JOB_DONE, "result": event.get("result")})
         elif kind == protocol.EVENT_ERROR:
-            self.apply_job({"status": protocol.JOB_FAILED, "error": event.get("error", event)})
+            self.apply_job({"status": protocol.JOB_FAILED, "error": event.get("error")})
         elif kind == protocol.EVENT_CANCELLED:
             self.status = protocol.JOB_CANCELLED
             self.error_code = protocol.ERROR_CANCELLED
@@ -221,12 +262,20 @@ class JobState:
 
     def fit_summary(self) -> str:
         """A sentence on how the runtime fitted the winner's dimensions to the picture, or ""."""
-        fit = (self.result or {}).get("refinement")
+        result = self.result or {}
+        fit = result.get("refinement")
         if not isinstance(fit, dict) or not fit.get("changed"):
             return ""
         changed = int(fit["changed"])
+        # The same numbers as the candidate captions: the winner's ranking score before fitting and the
+        # result's after (the refinement's own scores are at the search's smaller render size).
+        listed = [c for c in result.get("candidates") or [] if isinstance(c, dict)]
+        before = listed[0].get("score") if listed and listed[0].get("valid") else None
+        after = result.get("score")
+        before = float(before if isinstance(before, (int, float)) else fit.get("start_score", 0))
+        after = float(after if isinstance(after, (int, float)) else fit.get("score", 0))
         return (f"{changed} dimension{'s' if changed != 1 else ''} fitted to the picture "
-                f"(similarity {float(fit.get('start_score', 0)):.2f} → {float(fit.get('score', 0)):.2f}).")
+                f"(similarity {before:.2f} → {after:.2f}).")
 
     def ranked(self) -> list[Candidate]:
         """Valid candidates first, best score first; then the invalid ones by index."""
@@ -236,10 +285,8 @@ class JobState:
         return sorted(self.candidates.values(), key=key)
 
     def winner_index(self) -> int | None:
-        """The candidate the runtime chose: ``best_index``, else the first of its ranked list."""
+        """The candidate the runtime chose: the first of its ranked list, when that one is valid."""
         result = self.result or {}
-        if isinstance(result.get("best_index"), int):
-            return result["best_index"]
         ranked = [c for c in result.get("candidates") or [] if isinstance(c, dict)]
         if ranked and ranked[0].get("valid") and isinstance(ranked[0].get("index"), int):
             return ranked[0]["index"]
@@ -250,7 +297,7 @@ class JobState:
         BREP (the code may have been rescaled to the requested size); else the best valid candidate."""
         result = self.result or {}
         exec_result = result.get("result") if isinstance(result.get("result"), dict) else {}
-        brep = exec_result.get("brep") or result.get("brep")
+        brep = exec_result.get("brep")
         winner = self.winner_index()
         if brep and (winner is not None or not self.candidates):
             listed = self.candidates.get(winner) if winner is not None else None
@@ -260,24 +307,3 @@ class JobState:
                              score=float(score) if isinstance(score, (int, float)) else None, brep=brep,
                              thumbnail_png=listed.thumbnail_png if listed else None)
         return next((c for c in self.ranked() if c.valid), None)
-
-
-_ERROR_HINTS = {
-    protocol.ERROR_ALL_INVALID: "None of the candidates gave a valid solid. Try more candidates, an "
-                                "instruction, or a cleaner image.",
-    protocol.ERROR_BAD_IMAGE: "The image could not be read. Capture it again or open another file.",
-    protocol.ERROR_NO_BACKEND: "The runtime has no model. Set a model in Preferences > CadSnap, "
-                               "or run Set up runtime.",
-    protocol.ERROR_TIMEOUT: "The runtime ran out of time. Raise the timeouts in Preferences > CadSnap.",
-    protocol.ERROR_CANCELLED: "Cancelled; the document is unchanged.",
-    protocol.ERROR_UNAUTHORIZED: "The runtime refused the token. Restart the runtime.",
-}
-
-
-def describe_error(code: str | None, message: str | None) -> str:
-    """One paragraph for the panel: the runtime's sentence, plus what to do when it does not say."""
-    hint = _ERROR_HINTS.get(code or "")
-    message = (message or "").strip()
-    if hint and message and message not in hint:
-        return f"{message}\n{hint}"
-    return message or hint or "The job failed for an unknown reason."

@@ -10,6 +10,7 @@ from pathlib import Path
 from model_runtime import protocol
 
 from .launcher import RuntimeManager
+from .lifecycle import PanelSlot
 
 
 @dataclass
@@ -20,10 +21,14 @@ class Picture:
     path: str
     source: str  # "view", "region", "file", "clipboard"
     camera: str = ""
+    # A capture of the 3D view: the bounding box of what was visible (placement.Box, mm), whose largest
+    # dimension becomes the default overall size and beside which the new solid is placed.
+    visible_box: tuple[float, float, float, float, float, float] | None = None
 
 
 current_picture: Picture | None = None
 runtime = RuntimeManager()
+panels = PanelSlot()  # the one Generate panel (a new capture closes the old one and cancels its job)
 atexit.register(runtime.stop)  # FreeCAD's exit also runs the Qt aboutToQuit hook set in commands
 
 
@@ -50,7 +55,6 @@ def set_picture(picture: Picture) -> Picture:
 
 
 # Open windows are kept referenced here so Python does not collect them while Qt shows them.
-active_panel = None
 region_selector = None
 edit_dialog = None
 setup_dialog = None

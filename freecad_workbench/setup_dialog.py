@@ -16,6 +16,14 @@ class SetupDialog(QtWidgets.QDialog):
         self.setObjectName("CadSnapSetupDialog")
         self.resize(760, 480)
         layout = QtWidgets.QVBoxLayout(self)
+        about = QtWidgets.QLabel(
+            "CadSnap's model runs in its own Python, outside FreeCAD, so it can use libraries FreeCAD's "
+            "Python cannot, and a crash there never takes your drawing with it. This makes that Python "
+            "environment once: it creates a virtual environment in the folder below, installs the CadSnap "
+            "runtime into it, and builds llama.cpp for the built-in model (a few minutes, needs a C++ "
+            "compiler and CMake). Nothing outside that folder changes; Preferences remember the result.")
+        about.setWordWrap(True)
+        layout.addWidget(about)
         form = QtWidgets.QFormLayout()
         try:
             base = str(launcher.find_base_python())

@@ -75,7 +75,7 @@ def _error_body(exc: BaseException) -> dict[str, Any]:
                 return body["error"]
         except Exception:  # a broken to_dict must not lose the job's failure
             log.exception("error body of %r", exc)
-    return {"code": protocol.ERROR_INTERNAL, "message": f"the job failed unexpectedly: {exc}", "detail": {}}
+    return protocol.error_body(protocol.ERROR_INTERNAL, f"the job failed unexpectedly: {exc}")["error"]
 
 
 class JobManager:
@@ -113,10 +113,7 @@ class JobManager:
                 raise QueueFull(f"{waiting} jobs are already waiting; try again when one finishes")
             job = Job(id=secrets.token_hex(8), body=body)
             self._jobs[job.id] = job
-            self._record(
-                job,
-                {"type": protocol.EVENT_STATUS, "status": job.status, "stage": job.stage, "progress": 0.0},
-            )
+            self._record(job, protocol.status_event(job.stage, 0.0, job.status))
             self._forget_old()
         self._pending.put(job.id)
         return job
@@ -196,13 +193,13 @@ class JobManager:
         job.stage = status
         if status == protocol.JOB_DONE:
             job.result, job.progress = result, 1.0
-            self._record(job, {"type": protocol.EVENT_RESULT, "result": result})
+            self._record(job, protocol.result_event(result or {}))
         elif status == protocol.JOB_CANCELLED:
-            job.error = {"code": protocol.ERROR_CANCELLED, "message": "the job was cancelled", "detail": {}}
-            self._record(job, {"type": protocol.EVENT_CANCELLED, "error": job.error})
+            job.error = protocol.error_body(protocol.ERROR_CANCELLED, "the job was cancelled")["error"]
+            self._record(job, protocol.cancelled_event(job.error))
         else:
             job.error = error
-            self._record(job, {"type": protocol.EVENT_ERROR, "error": error})
+            self._record(job, protocol.error_event(error or {}))
 
     def _forget_old(self) -> None:  # with lock
         finished = [j.id for j in self._jobs.values() if j.terminal]
@@ -220,11 +217,7 @@ class JobManager:
                     if event.get("stage"):
                         job.stage = str(event["stage"])
                     event = {**event, "status": job.status}
-                elif event.get("type") in (
-                    protocol.EVENT_RESULT,
-                    protocol.EVENT_ERROR,
-                    protocol.EVENT_CANCELLED,
-                ):
+                elif event.get("type") in protocol.TERMINAL_EVENTS:
                     return  # the manager writes the terminal event itself, exactly once
                 self._record(job, event)
 
@@ -240,15 +233,7 @@ class JobManager:
                 if job is None or job.status != protocol.JOB_QUEUED:
                     continue  # cancelled while it waited
                 job.status, job.stage, job.started_at = protocol.JOB_RUNNING, "starting", time.time()
-                self._record(
-                    job,
-                    {
-                        "type": protocol.EVENT_STATUS,
-                        "status": job.status,
-                        "stage": job.stage,
-                        "progress": job.progress,
-                    },
-                )
+                self._record(job, protocol.status_event(job.stage, job.progress, job.status))
             try:
                 result = self.runner(job.body, self._emit_for(job), job.cancel)
             except BaseException as exc:  # noqa: BLE001 - every failure becomes the job's error

@@ -42,7 +42,7 @@ class PipelineError(RuntimeError):
         self.code, self.message, self.detail = code, message, dict(detail or {})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+        return protocol.error_body(self.code, self.message, self.detail)
 
 
 @dataclass
@@ -203,7 +203,7 @@ class Pipeline:
         timings: dict[str, float] = {}
 
         def status(stage: str, progress: float) -> None:
-            emit({"type": protocol.EVENT_STATUS, "stage": stage, "progress": round(progress, 4)})
+            emit(protocol.status_event(stage, round(progress, 4)))
 
         def check() -> None:
             if cancel.is_set():
@@ -256,16 +256,8 @@ class Pipeline:
         timings["rank_s"] = time.perf_counter() - t0
         ranked = sorted(valid, key=lambda c: (-c.score, c.index)) + [c for c in candidates if not c.valid]
         for candidate in valid:
-            emit(
-                {
-                    "type": protocol.EVENT_CANDIDATE,
-                    "index": candidate.index,
-                    "valid": True,
-                    "score": candidate.score,
-                    "error": None,
-                    "thumbnail_png": thumbnail_png(candidate.render) if candidate.render else None,
-                }
-            )
+            thumbnail = thumbnail_png(candidate.render) if candidate.render else None
+            emit(protocol.candidate_event(candidate.index, True, candidate.score, None, thumbnail))
 
         best = ranked[0]
         code, exec_result, score, scale, refinement = best.code, best.exec_result, best.score, None, None
@@ -307,7 +299,7 @@ class Pipeline:
         produced = [0]
 
         def on_token(index: int, text: str) -> None:
-            emit({"type": protocol.EVENT_TOKEN, "candidate": index, "text": text})
+            emit(protocol.token_event(index, text))
             produced[0] += 1
             if produced[0] % 16 == 0:
                 status("generate", 0.02 + 0.68 * min(produced[0] / budget, 1.0))
@@ -350,15 +342,7 @@ class Pipeline:
         with ThreadPoolExecutor(max_workers=workers) as executor:
             for done, candidate in enumerate(executor.map(run_one, candidates), start=1):
                 if not candidate.valid and candidate.error is not None:
-                    emit(
-                        {
-                            "type": protocol.EVENT_CANDIDATE,
-                            "index": candidate.index,
-                            "valid": False,
-                            "score": 0.0,
-                            "error": candidate.error,
-                        }
-                    )
+                    emit(protocol.candidate_event(candidate.index, False, 0.0, candidate.error))
                 status("execute", 0.7 + 0.2 * done / len(candidates))
 
     def _rank(self, reference: Silhouette, valid: list[Candidate], cancel: threading.Event) -> None:

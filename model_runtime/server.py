@@ -21,10 +21,11 @@ import logging
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,8 +98,7 @@ def ensure_token(path: Path | None = None) -> str:
     return protocol.read_token(path) or token
 
 
-def error_body(code: str, message: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "detail": detail or {}}}
+error_body = protocol.error_body
 
 
 def error_response(
@@ -271,7 +271,7 @@ def check_image(data_b64: str) -> dict[str, Any]:
                     f"the image is {width}x{height} pixels; the limit is {protocol.MAX_IMAGE_PIXELS} "
                     "pixels (downscale it)"
                 )
-            image.verify()
+            image.load()  # a full decode: a good header over a damaged body must fail here, not later
     except BadImage:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
@@ -336,7 +336,7 @@ class GenerateService:
     ) -> dict[str, Any]:
         from model_runtime.pipeline import GenerateRequest, PipelineError
 
-        emit({"type": protocol.EVENT_STATUS, "stage": "loading model", "progress": 0.0})
+        emit(protocol.status_event("loading model", 0.0))
         while not self._ready.wait(0.5):
             if cancel.is_set():
                 raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled")
@@ -344,6 +344,172 @@ class GenerateService:
             raise PipelineError(protocol.ERROR_NO_BACKEND, self.no_backend_message())
         request = GenerateRequest.from_json(body)
         return self.pipeline.run(request, on_event=emit, cancel=cancel).to_dict()
+
+
+# -- the routes: plain functions over the app's shared state ---------------------------------------
+
+
+@dataclass
+class AppState:
+    """What every route reads: the configuration, the sandbox pool, the job table and the model."""
+
+    config: ServerConfig
+    pool: Any
+    jobs: JobManager
+    service: GenerateService
+    job_runner: JobRunner | None = None  # replaces the model service (tests, benchmarks)
+    started: float = field(default_factory=time.time)
+
+    def backend_info(self) -> dict[str, Any]:
+        if self.job_runner is not None:
+            name = getattr(self.job_runner, "name", "custom")
+            return {"state": "ready", "backend": name, "model": None, "message": None}
+        return self.service.describe()
+
+    @property
+    def accepts_jobs(self) -> bool:
+        return self.job_runner is not None or self.service.accepting
+
+
+def _state(request: Request) -> AppState:
+    return request.app.state.runtime
+
+
+def health(request: Request) -> dict[str, Any]:
+    state = _state(request)
+    info = state.backend_info()
+    return {
+        "status": "ok",
+        "version": __version__,
+        "backend": info["backend"],
+        "model": info["model"],
+        "backend_state": info["state"],
+        "workers": state.pool.stats(),
+        "sandbox": state.pool.containment(),
+        "jobs": state.jobs.stats(),
+        "uptime_s": round(time.time() - state.started, 3),
+    }
+
+
+def info(request: Request) -> dict[str, Any]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    state = _state(request)
+    versions: dict[str, str | None] = {"cadsnap": __version__, "python": platform.python_version()}
+    for dist in ("cadquery", "fastapi", "uvicorn", "llama-cpp-python", "torch", "transformers"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            versions[dist] = None
+    try:
+        from model_runtime.backends import BACKENDS
+    except ImportError:
+        BACKENDS = ()  # noqa: N806
+    pool, config = state.pool, state.config
+    return {
+        "versions": versions,
+        "backends": list(BACKENDS),
+        "backend": state.backend_info(),
+        "limits": {
+            "max_request_bytes": config.max_request_bytes,
+            "max_image_pixels": protocol.MAX_IMAGE_PIXELS,
+            "max_code_chars": protocol.MAX_CODE_CHARS,
+            "max_candidates": protocol.MAX_CANDIDATES,
+            "max_exec_timeout_s": MAX_EXEC_TIMEOUT_S,
+        },
+        "sandbox": {
+            **pool.containment(),
+            "workers": pool.stats(),
+            "timeout_s": pool.timeout_s,
+            "memory_mb": pool.memory_mb,
+        },
+        "jobs": {"max_concurrent": config.max_concurrent_jobs, "max_queued": config.max_queued_jobs},
+    }
+
+
+def execute(body: ExecBody, request: Request):
+    from model_runtime.sandbox import SandboxError, SandboxUnavailable
+
+    try:
+        result = _state(request).pool.run(body.code, timeout_s=body.timeout_s, formats=tuple(body.formats))
+    except SandboxUnavailable as exc:
+        return error_response(503, protocol.ERROR_INTERNAL, exc.message)
+    except SandboxError as exc:
+        return JSONResponse(exc.to_dict(), status_code=422)
+    return {"result": result.to_dict()}
+
+
+def submit(body: JobBody, request: Request):
+    state = _state(request)
+    if not state.accepts_jobs:
+        return error_response(
+            503,
+            protocol.ERROR_NO_BACKEND,
+            state.service.no_backend_message(),
+            {"backend": state.service.describe()},
+        )
+    try:
+        image = check_image(body.image)
+    except BadImage as exc:
+        return error_response(400, protocol.ERROR_BAD_IMAGE, str(exc))
+    configured = state.backend_info()["backend"]
+    if body.backend not in (None, "", "auto") and configured and body.backend != configured:
+        return error_response(
+            400,
+            protocol.ERROR_BAD_REQUEST,
+            f"this runtime serves the '{configured}' backend, not '{body.backend}'; "
+            f"restart it with --backend {body.backend}",
+        )
+    try:
+        job = state.jobs.submit(body.model_dump(exclude_none=True))
+    except QueueFull as exc:
+        return error_response(429, protocol.ERROR_BAD_REQUEST, str(exc), headers={"Retry-After": "5"})
+    return JSONResponse({"job_id": job.id, "status": job.status, "image": image}, status_code=202)
+
+
+def job_status(job_id: str, request: Request):
+    try:
+        return _state(request).jobs.describe(job_id)
+    except KeyError:
+        return _no_job(job_id)
+
+
+def job_events(job_id: str, request: Request):
+    jobs = _state(request).jobs
+    try:
+        jobs.get(job_id)
+    except KeyError:
+        return _no_job(job_id)
+
+    def lines() -> Iterator[bytes]:
+        for event in jobs.events(job_id):
+            yield (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
+
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def cancel_job(job_id: str, request: Request):
+    try:
+        return _state(request).jobs.cancel(job_id)
+    except KeyError:
+        return _no_job(job_id)
+
+
+# (method, path under API_PREFIX, handler, success status)
+ROUTES: tuple[tuple[str, str, Callable[..., Any], int], ...] = (
+    ("GET", "/health", health, 200),
+    ("GET", "/info", info, 200),
+    ("POST", "/exec", execute, 200),
+    ("POST", "/jobs", submit, 202),
+    ("GET", "/jobs/{job_id}", job_status, 200),
+    ("GET", "/jobs/{job_id}/events", job_events, 200),
+    ("POST", "/jobs/{job_id}/cancel", cancel_job, 200),
+)
 
 
 # -- the app -----------------------------------------------------------------------------------------
@@ -371,8 +537,10 @@ def create_app(
             workers=config.sandbox_workers, timeout_s=config.exec_timeout_s, memory_mb=config.memory_mb
         )
     service = GenerateService(pipeline, loader)
-    runner = job_runner or service.run
-    jobs = JobManager(runner, concurrency=config.max_concurrent_jobs, max_queued=config.max_queued_jobs)
+    jobs = JobManager(
+        job_runner or service.run, concurrency=config.max_concurrent_jobs, max_queued=config.max_queued_jobs
+    )
+    state = AppState(config=config, pool=pool, jobs=jobs, service=service, job_runner=job_runner)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -391,133 +559,13 @@ def create_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.state.runtime = state
     app.state.config, app.state.pool, app.state.jobs, app.state.service = config, pool, jobs, service
     app.add_middleware(GuardMiddleware, token=token, max_bytes=config.max_request_bytes)
     _install_error_handlers(app)
-    started = time.time()
-    accepts_jobs = job_runner is not None
-
-    def backend_info() -> dict[str, Any]:
-        if job_runner is not None:
-            return {
-                "state": "ready",
-                "backend": getattr(job_runner, "name", "custom"),
-                "model": None,
-                "message": None,
-            }
-        return service.describe()
-
-    @app.get(f"{protocol.API_PREFIX}/health")
-    def health() -> dict[str, Any]:
-        info = backend_info()
-        return {
-            "status": "ok",
-            "version": __version__,
-            "backend": info["backend"],
-            "model": info["model"],
-            "backend_state": info["state"],
-            "workers": pool.stats(),
-            "jobs": jobs.stats(),
-            "uptime_s": round(time.time() - started, 3),
-        }
-
-    @app.get(f"{protocol.API_PREFIX}/info")
-    def info() -> dict[str, Any]:
-        import platform
-        from importlib.metadata import PackageNotFoundError, version
-
-        versions: dict[str, str | None] = {"cadsnap": __version__, "python": platform.python_version()}
-        for dist in ("cadquery", "fastapi", "uvicorn", "llama-cpp-python", "torch", "transformers"):
-            try:
-                versions[dist] = version(dist)
-            except PackageNotFoundError:
-                versions[dist] = None
-        try:
-            from model_runtime.backends import BACKENDS
-        except ImportError:
-            BACKENDS = ()  # noqa: N806
-        return {
-            "versions": versions,
-            "backends": list(BACKENDS),
-            "backend": backend_info(),
-            "limits": {
-                "max_request_bytes": config.max_request_bytes,
-                "max_image_pixels": protocol.MAX_IMAGE_PIXELS,
-                "max_code_chars": protocol.MAX_CODE_CHARS,
-                "max_candidates": protocol.MAX_CANDIDATES,
-                "max_exec_timeout_s": MAX_EXEC_TIMEOUT_S,
-            },
-            "sandbox": {"workers": pool.stats(), "timeout_s": pool.timeout_s, "memory_mb": pool.memory_mb},
-            "jobs": {"max_concurrent": config.max_concurrent_jobs, "max_queued": config.max_queued_jobs},
-        }
-
-    @app.post(f"{protocol.API_PREFIX}/exec")
-    def execute(body: ExecBody):
-        from model_runtime.sandbox import SandboxError, SandboxUnavailable
-
-        try:
-            result = pool.run(body.code, timeout_s=body.timeout_s, formats=tuple(body.formats))
-        except SandboxUnavailable as exc:
-            return error_response(503, protocol.ERROR_INTERNAL, exc.message)
-        except SandboxError as exc:
-            return JSONResponse(exc.to_dict(), status_code=422)
-        return {"result": result.to_dict()}
-
-    @app.post(f"{protocol.API_PREFIX}/jobs", status_code=202)
-    def submit(body: JobBody):
-        if not accepts_jobs and not service.accepting:
-            return error_response(
-                503, protocol.ERROR_NO_BACKEND, service.no_backend_message(), {"backend": service.describe()}
-            )
-        try:
-            image = check_image(body.image)
-        except BadImage as exc:
-            return error_response(400, protocol.ERROR_BAD_IMAGE, str(exc))
-        configured = backend_info()["backend"]
-        if body.backend not in (None, "", "auto") and configured and body.backend != configured:
-            return error_response(
-                400,
-                protocol.ERROR_BAD_REQUEST,
-                f"this runtime serves the '{configured}' backend, not '{body.backend}'; "
-                f"restart it with --backend {body.backend}",
-            )
-        try:
-            job = jobs.submit(body.model_dump(exclude_none=True))
-        except QueueFull as exc:
-            return error_response(429, protocol.ERROR_BAD_REQUEST, str(exc), headers={"Retry-After": "5"})
-        return JSONResponse({"job_id": job.id, "status": job.status, "image": image}, status_code=202)
-
-    @app.get(f"{protocol.API_PREFIX}/jobs/{{job_id}}")
-    def job_status(job_id: str):
-        try:
-            return jobs.describe(job_id)
-        except KeyError:
-            return _no_job(job_id)
-
-    @app.get(f"{protocol.API_PREFIX}/jobs/{{job_id}}/events")
-    def job_events(job_id: str):
-        try:
-            jobs.get(job_id)
-        except KeyError:
-            return _no_job(job_id)
-
-        def lines() -> Iterator[bytes]:
-            for event in jobs.events(job_id):
-                yield (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
-
-        return StreamingResponse(
-            lines(),
-            media_type="application/x-ndjson",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
-
-    @app.post(f"{protocol.API_PREFIX}/jobs/{{job_id}}/cancel")
-    def cancel(job_id: str):
-        try:
-            return jobs.cancel(job_id)
-        except KeyError:
-            return _no_job(job_id)
-
+    for method, path, handler, status in ROUTES:
+        route = f"{protocol.API_PREFIX}{path}"
+        app.add_api_route(route, handler, methods=[method], status_code=status, name=handler.__name__)
     return app
 
 
@@ -617,38 +665,6 @@ def build_loader(config: ServerConfig, pool: Any) -> Callable[[], Any] | None:
     return load
 
 
-class BackgroundServer:
-    """uvicorn in a thread (tests, benchmarks): ``with BackgroundServer(app) as srv: srv.url``."""
-
-    def __init__(self, app: FastAPI, host: str = protocol.DEFAULT_HOST, port: int = 0):
-        import uvicorn
-
-        check_loopback(host)
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2, lifespan="on"
-            )
-        )
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self.thread = threading.Thread(target=self.server.run, daemon=True, name="cadsnap-uvicorn")
-        self.url = ""
-
-    def __enter__(self) -> BackgroundServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 def serve(config: ServerConfig) -> int:
     """Run the server in this thread until interrupted; writes and removes server.json."""
     import uvicorn
@@ -660,6 +676,8 @@ def serve(config: ServerConfig) -> int:
     pool = SandboxPool(
         workers=config.sandbox_workers, timeout_s=config.exec_timeout_s, memory_mb=config.memory_mb
     )
+    if pool.containment()["contained"]:  # when it is not, the pool has already said so, with the fix
+        print(f"CadSnap sandbox: {pool.containment()['summary']}", file=sys.stderr, flush=True)
     app = create_app(config, pool=pool, loader=build_loader(config, pool), token=token)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=3)

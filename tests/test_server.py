@@ -21,7 +21,6 @@ from PIL import Image
 from model_runtime import protocol
 from model_runtime.sandbox import SandboxPool
 from model_runtime.server import (
-    BackgroundServer,
     NonLoopbackHost,
     ServerConfig,
     check_loopback,
@@ -30,6 +29,7 @@ from model_runtime.server import (
     remove_server_info,
     write_server_info,
 )
+from tests.server_thread import BackgroundServer
 
 LIMIT = 256 * 1024
 BOX = "import cadquery as cq\nresult = cq.Workplane().box({x}, 2, 3)\n"

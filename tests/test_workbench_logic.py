@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from freecad_workbench import jobs, launcher, naming
+from freecad_workbench import jobs, launcher, messages, naming
 from freecad_workbench.client import ClientError, RuntimeClient, RuntimeUnreachable
 from freecad_workbench.preferences import Preferences, PreferencesError
 from model_runtime import protocol
@@ -159,6 +159,11 @@ def test_the_done_message_says_when_dimensions_were_fitted():
     state.apply_job({"status": protocol.JOB_DONE, "result": {
         "candidates": [], "refinement": {"changed": 3, "start_score": 0.714, "score": 0.951}}})
     assert state.fit_summary() == "3 dimensions fitted to the picture (similarity 0.71 → 0.95)."
+    # With the ranked list and the result's score: the numbers the candidate captions show.
+    state.apply_job({"status": protocol.JOB_DONE, "result": {
+        "score": 0.97, "candidates": [{"index": 2, "valid": True, "score": 0.88}],
+        "refinement": {"changed": 1, "start_score": 0.714, "score": 0.951}}})
+    assert state.fit_summary() == "1 dimension fitted to the picture (similarity 0.88 → 0.97)."
 
 
 def test_request_limits():
@@ -222,10 +227,10 @@ def test_result_without_candidate_list_still_gives_a_solid():
 def test_best_prefers_higher_scores_and_skips_invalid():
     state = jobs.JobState()
     state.apply_job({"status": "done", "result": {"candidates": [
-        {"index": 0, "valid": True, "score": 0.2, "brep": "A"},
+        {"index": 0, "valid": True, "score": 0.2},
         {"index": 1, "valid": False, "score": 0.99},
-        {"index": 2, "valid": True, "score": 0.7, "brep": "C"}]}})
-    assert state.best().brep == "C"
+        {"index": 2, "valid": True, "score": 0.7}]}})
+    assert state.best().index == 2  # no geometry: the panel builds it through /v1/exec
 
 
 def test_failed_and_cancelled_jobs_explain_themselves():
@@ -236,13 +241,12 @@ def test_failed_and_cancelled_jobs_explain_themselves():
                                    "error": {"message": "no result"}}]}}})
     assert failed.finished and failed.best() is None
     assert failed.candidates[0].error == "no result"
-    text = jobs.describe_error(failed.error_code, failed.error_message)
-    assert text.startswith("All 4 candidates failed.") and "more candidates" in text
+    text = messages.explain_code(failed.error_code, failed.error_message, candidates=1).text
+    assert text.startswith("None of the 1 programs") and "more candidates" in text
 
     cancelled = jobs.JobState()
     cancelled.apply({"type": "cancelled", "job_id": "j"})
     assert cancelled.status == protocol.JOB_CANCELLED and "unchanged" in cancelled.error_message
-    assert jobs.describe_error(None, None) == "The job failed for an unknown reason."
 
 
 # --- launcher ------------------------------------------------------------------------------------
@@ -373,3 +377,20 @@ def test_manager_starts_reuses_restarts_on_new_settings_and_stops(tmp_path):
     assert manager.process is None
     with pytest.raises(RuntimeUnreachable):
         RuntimeClient(moved.runtime_url, timeout_s=1).health()
+
+
+# --- scale and placement from a 3D-view capture ---------------------------------------------------
+
+def test_a_capture_gives_its_size_and_a_place_beside_the_part():
+    from freecad_workbench import placement
+
+    part = (0.0, 0.0, 0.0, 60.0, 40.0, 10.0)
+    assert placement.union([]) is None and placement.target_size(None) is None
+    assert placement.union([part, (-5.0, 2.0, 0.0, 10.0, 50.0, 3.0)]) == (-5.0, 0.0, 0.0, 60.0, 50.0, 10.0)
+    assert placement.target_size(part) == 60.0
+    new = (-30.0, -20.0, -5.0, 30.0, 20.0, 5.0)  # a solid centred on the origin, inside the part
+    assert placement.overlaps(part, new)
+    dx, dy, dz = placement.beside(part, new)
+    moved = (new[0] + dx, new[1] + dy, new[2] + dz, new[3] + dx, new[4] + dy, new[5] + dz)
+    assert not placement.overlaps(part, moved)
+    assert moved[0] == 60.0 + 12.0 and moved[1] == 0.0 and moved[2] == 0.0  # a 20 % gap, fronts aligned

@@ -47,14 +47,28 @@ def main():
 
     doc = FreeCAD.newDocument("CadSnapGui")
     reference = doc.addObject("Part::Feature", "Reference")
-    reference.Shape = Part.makeBox(30, 20, 10).cut(Part.makeCylinder(3, 10, FreeCAD.Vector(15, 10, 0)))
+    x, y, z = CONFIG.get("reference_size", [30, 20, 10])
+    reference.Shape = Part.makeBox(x, y, z).cut(Part.makeCylinder(3, z, FreeCAD.Vector(x / 2, y / 2, 0)))
+    if CONFIG.get("reference") == "flange":  # model_runtime/examples/flange.py, built with Part
+        import math
+
+        flange = Part.makeCylinder(32.5, 12).fuse(Part.makeCylinder(14.5, 9, FreeCAD.Vector(0, 0, 12)))
+        for k in range(7):
+            angle = 2 * math.pi * k / 7
+            at = FreeCAD.Vector(23 * math.cos(angle), 23 * math.sin(angle), 0)
+            flange = flange.cut(Part.makeCylinder(2.25, 12, at))
+        reference.Shape = flange.cut(Part.makeCylinder(10.5, 21)).removeSplitter()
     doc.recompute()
+    if CONFIG.get("select_reference"):
+        Gui.Selection.addSelection(reference)  # its green highlight must not reach the picture
     Gui.ActiveDocument.ActiveView.viewIsometric()
     Gui.SendMsgToActiveView("ViewFit")
     widen_task_area()
     RESULT["presses"] = []
     if CONFIG.get("scenario") == "errors":
         return errors(doc)
+    if CONFIG.get("scenario") == "recapture":
+        return recapture(doc, CONFIG.get("recaptures", 20))
     press(doc, CONFIG.get("repeats", 1), cancel_first=CONFIG.get("cancel_first", False))
 
 
@@ -68,13 +82,16 @@ def press(doc, remaining, cancel_first=False):
     Gui.runCommand("CadSnap_CaptureView")
     from freecad_workbench import session
 
-    panel = session.active_panel
+    panel = session.panels.current
     if panel is None or session.current_picture is None:
         return fail("Capture 3D view did not open the Generate panel with a picture")
     timing = {"capture_s": time.monotonic() - pressed}
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
     objects_before = len(doc.Objects)
     panel.fit_dimensions.setChecked(CONFIG.get("fit_dimensions", True))
+    RESULT.setdefault("size_defaults", []).append(panel.size_mm.value())
+    if CONFIG.get("any_size"):
+        panel.view.size_clear.click()  # the user clears the capture's size: the model's own size
     panel.generate_button.click()
     if cancel_first:
         panel.cancel_button.click()
@@ -91,7 +108,8 @@ def press(doc, remaining, cancel_first=False):
             return
         if cancelling[0]:
             cancelling[0] = False
-            RESULT["cancelled"] = {"status": panel.state.status, "message": panel.message.text(),
+            RESULT["cancelled"] = {"status": panel.state.status, "message": panel.stage_label.text(),
+                                   "error_shown": panel.view.error_box.isVisible(),
                                    "objects_added": len(doc.Objects) - objects_before,
                                    "generate_enabled": panel.generate_button.isEnabled()}
             step("cancelled", **RESULT["cancelled"])
@@ -197,6 +215,107 @@ def accept_other(panel, doc, pressed, remaining, timing):
     RESULT["_poll"] = poll
 
 
+def recapture(doc, times):
+    """Capture 3D view again while the job is running, ``times`` times in a row: each capture must close
+    the old panel and cancel its job on the runtime. The last job then runs to the end and is inserted:
+    at the size of the captured part (the capture's default overall size), beside it."""
+    from freecad_workbench import session
+    from freecad_workbench.qt import QtCore
+
+    RESULT["recaptures"] = {"job_ids": [], "panels_alive": []}
+    facts = RESULT["recaptures"]
+    reference = doc.getObject("Reference")
+    panels = []
+    poll = QtCore.QTimer()
+    started = time.monotonic()
+    deadline = started + CONFIG.get("deadline_s", 80) + times * 3
+
+    def capture_and_generate():
+        Gui.runCommand("CadSnap_CaptureView")
+        panel = session.panels.current
+        if panels and panel is panels[-1]:
+            return fail("Capture 3D view did not replace the panel")
+        panels.append(panel)
+        picture = session.current_picture
+        facts.setdefault("size_default", panel.size_mm.value())
+        facts.setdefault("selection_after_capture", len(Gui.Selection.getSelection()))
+        facts.setdefault("capture_has_highlight", _has_green(picture.path))
+        panel.fit_dimensions.setChecked(False)
+        panel.generate_button.click()
+
+    def check():
+        if time.monotonic() > deadline:
+            poll.stop()
+            panel = panels[-1]
+            return fail(f"recapture stuck after {len(panels)} panels: {panel.stage_label.text()} / "
+                        f"{panel.message.text()} / {panel.runtime_label.text()}")
+        panel = panels[-1]
+        if len(panels) <= times:
+            if panel.controller.job_ids:  # the job is on the runtime: capture again, mid-job
+                facts["job_ids"].append(panel.controller.job_ids[0])
+                facts["states"] = facts.get("states", []) + [panel.state.status]
+                capture_and_generate()
+            return
+        if not panel.state.finished:
+            return
+        poll.stop()
+        facts["job_ids"].append(panel.controller.job_ids[0])
+        facts["panels_alive"] = [not p.closed for p in panels]
+        facts["final_status"] = panel.state.status
+        facts["final_message"] = panel.message.text() if panel.view.error_box.isVisible() else ""
+        facts["stage"] = panel.stage_label.text()
+        before = len(doc.Objects)
+        screenshot("panel")
+        panel.at_picked_point.setChecked(False)
+        accepted = panel.accept()
+        obj = panel.inserted
+        if not accepted or obj is None:
+            return fail(f"accept did not insert: {panel.message.text()}")
+        box, ref = obj.Shape.BoundBox, reference.Shape.BoundBox
+        facts.update(objects_added=len(doc.Objects) - before,
+                     largest=max(box.XLength, box.YLength, box.ZLength),
+                     inserted_box=[box.XMin, box.YMin, box.ZMin, box.XMax, box.YMax, box.ZMax],
+                     reference_box=[ref.XMin, ref.YMin, ref.ZMin, ref.XMax, ref.YMax, ref.ZMax],
+                     intersects=box.intersect(ref), source=obj.CadQuerySource,
+                     panel_closed=panel.closed, slot_empty=session.panels.current is None)
+        screenshot("final")
+        # Ask the runtime itself what became of each earlier job (the cancels are sent off the GUI thread).
+        client = session.runtime.client(session.panels.current.prefs if session.panels.current else
+                                        panel.prefs)
+        earlier = facts["job_ids"][:-1]
+        settle = time.monotonic() + 10
+        while True:
+            cancelled = [job_id for job_id in earlier if client.job(job_id)["status"] == "cancelled"]
+            if len(cancelled) == len(earlier) or time.monotonic() > settle:
+                break
+            time.sleep(0.2)
+        RESULT["cancelled_on_runtime"] = cancelled
+        RESULT["ok"] = True
+        finish()
+
+    # Control: the same view saved with the selection left in place does show the highlight.
+    control = Path(CONFIG["result"]).with_name("control.png")
+    Gui.ActiveDocument.ActiveView.saveImage(str(control), 256, 256, "White")
+    facts["control_has_highlight"] = _has_green(str(control))
+    capture_and_generate()
+    poll.timeout.connect(guarded(poll, check))
+    poll.start(50)
+    RESULT["_poll"] = poll
+
+
+def _has_green(path):
+    """Whether a capture holds FreeCAD's selection green (pure-ish green pixels)."""
+    from freecad_workbench.qt import QtGui
+
+    image = QtGui.QImage(path)
+    for y in range(0, image.height(), 2):
+        for x in range(0, image.width(), 2):
+            colour = QtGui.QColor(image.pixel(x, y))
+            if colour.green() > 140 and colour.green() - max(colour.red(), colour.blue()) > 80:
+                return True
+    return False
+
+
 def edit(obj, code):
     """Edit CadQuery on the inserted solid: new source -> runtime /v1/exec -> shape updated; then undo."""
     from freecad_workbench.editor import EditDialog
@@ -231,28 +350,28 @@ def edit(obj, code):
 
 
 def errors(doc):
-    """What a person sees when things go wrong: corrupt image, runtime down, runtime failing to start.
-    Each must end in a message in the panel and an untouched document."""
-    from freecad_workbench import capture, preferences, session
+    """What a person sees when things go wrong (CONFIG["error_cases"]: name, prefs, picture, press).
+    Each must end in one sentence with its fix, shown once, and an untouched document."""
+    from freecad_workbench import capture, commands, preferences, session
     from freecad_workbench.qt import QtCore
-    from freecad_workbench.task_panel import GeneratePanel
 
     before = len(doc.Objects)
-    corrupt = Path(CONFIG["result"]).with_name("corrupt.png")
-    corrupt.write_bytes(Path(capture.capture_view(128).path).read_bytes()[:300])
+    good = Path(capture.capture_view(128).path).read_bytes()
+    truncated = Path(CONFIG["result"]).with_name("truncated.png")
+    truncated.write_bytes(good[:300])
     try:
-        capture.open_image_file(str(corrupt))
+        capture.open_image_file(str(truncated))
         RESULT["corrupt_file"] = "no error"
     except capture.CaptureError as error:
         RESULT["corrupt_file"] = str(error)
+    damaged = bytearray(good)
+    damaged[len(good) // 2:len(good) // 2 + 64] = bytes(64)  # header whole, body broken
+    damaged_path = Path(CONFIG["result"]).with_name("damaged.png")
+    damaged_path.write_bytes(bytes(damaged))
 
-    RESULT["sources"] = picture_sources(corrupt.parent)
+    RESULT["sources"] = picture_sources(truncated.parent)
     RESULT["preferences_page"] = preference_page_round_trip()
-
-    cases = [("corrupt_image", CONFIG["prefs"], session.Picture(png=corrupt.read_bytes(), path=str(corrupt),
-                                                                  source="file")),
-             ("runtime_down", CONFIG["prefs"], None),
-             ("runtime_dies", CONFIG["dying_prefs"], None)]
+    cases = CONFIG["error_cases"]
     RESULT["errors"] = {}
 
     def run_case(index):
@@ -261,23 +380,41 @@ def errors(doc):
             RESULT["undo_count"] = doc.UndoCount
             RESULT["ok"] = True
             return finish()
-        name, prefs, picture = cases[index]
-        preferences.Preferences(**prefs).save(preferences.freecad_group())
+        case = cases[index]
+        preferences.Preferences(**case["prefs"]).save(preferences.freecad_group())
         session.runtime.stop()
-        panel = GeneratePanel(picture or capture.capture_view(128))
-        Gui.Control.showDialog(panel)
-        panel.generate_button.click()
+        if case.get("picture") == "damaged":
+            picture = session.Picture(png=damaged_path.read_bytes(), path=str(damaged_path), source="file")
+        else:
+            picture = capture.capture_view(128)
+        panel = commands.open_generate_panel(picture)
         started = time.monotonic()
+        pressed = [False]
         poll = QtCore.QTimer()
 
         def check():
-            done = panel.message.isVisible() and panel.generate_button.isEnabled()
-            if not done and time.monotonic() - started < 40:
+            shown = panel.view.error_box.isVisible()
+            if shown and case.get("press") and not pressed[0]:
+                pressed[0] = True  # the error came from the live status; Generate must not repeat it
+                panel.generate_button.click()
+                return
+            if (not shown or panel.running) and time.monotonic() - started < 40:
                 return
             poll.stop()
-            RESULT["errors"][name] = {"message": panel.message.text(), "runtime": panel.runtime_label.text(),
-                                      "seconds": round(time.monotonic() - started, 3)}
-            step(name, **RESULT["errors"][name])
+            buttons = [button.text() for button in panel.view.action_buttons.values() if button.isVisible()]
+            texts = [label.text() for label in panel.form.findChildren(type(panel.message))
+                     if label.isVisible()]
+            RESULT["errors"][case["name"]] = {
+                "message": panel.message.text(), "runtime": panel.runtime_label.text(), "buttons": buttons,
+                "generate_enabled": panel.generate_button.isEnabled(), "visible_texts": texts,
+                "seconds": round(time.monotonic() - started, 3)}
+            step(case["name"], **RESULT["errors"][case["name"]])
+            if CONFIG.get("screenshot_dir"):
+                shoot_panel(Path(CONFIG["screenshot_dir"]) / f"error-{case['name']}.png")
+            if index == len(cases) - 1 and "Open preferences…" in buttons:
+                open_preferences_from(panel)
+            if case["name"] == "runtime_not_installed":
+                setup_from(panel)
             panel.reject()
             QtCore.QTimer.singleShot(0, lambda: run_case(index + 1))
 
@@ -286,6 +423,51 @@ def errors(doc):
         RESULT["_poll"] = poll
 
     run_case(0)
+
+
+def open_preferences_from(panel):
+    """Press the error's "Open preferences…": FreeCAD's modal Preferences dialog opens on CadSnap's
+    page (with its icon); a timer closes it again."""
+    from freecad_workbench import messages
+    from freecad_workbench.qt import QtCore, QtWidgets
+
+    seen = {}
+
+    def close_modal():
+        dialog = QtWidgets.QApplication.activeModalWidget()
+        seen["title"] = dialog.windowTitle() if dialog is not None else None
+        if dialog is not None:
+            dialog.reject()
+
+    QtCore.QTimer.singleShot(1500, close_modal)
+    panel.view.action_buttons[messages.ACTION_PREFERENCES].click()  # returns when the dialog closes
+    RESULT["preferences_dialog"] = seen.get("title")
+
+
+def setup_from(panel):
+    """Press the error's "Set up runtime…": the set-up dialog opens and explains itself."""
+    from freecad_workbench import messages, session
+    from freecad_workbench.qt import QtWidgets
+
+    panel.view.action_buttons[messages.ACTION_SETUP].click()
+    dialog = session.setup_dialog
+    labels = [label.text() for label in dialog.findChildren(QtWidgets.QLabel) if label.wordWrap()]
+    RESULT["setup_dialog"] = {"shown": dialog.isVisible(), "explanation": labels[0] if labels else ""}
+    dialog.reject()
+
+
+def shoot_panel(path):
+    """The task area (combo view) as the user sees it, with the 3D view beside it cut off."""
+    from freecad_workbench.qt import QtWidgets
+
+    window = Gui.getMainWindow()
+    docks = [dock for dock in window.findChildren(QtWidgets.QDockWidget)
+             if dock.objectName() in ("Combo View", "ComboView")]
+    widget = docks[0] if docks else window
+    QtWidgets.QApplication.processEvents()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    widget.grab().save(str(path))
+    step("screenshot", path=str(path))
 
 
 def picture_sources(folder):
