@@ -8,8 +8,9 @@ until the program parses. ``import cadquery as cq`` is added when the code uses 
 
 from __future__ import annotations
 
-import ast
 import re
+
+from model_runtime.sandbox.policy import parse
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _SPECIAL = re.compile(r"</s>|<s>|<\|[a-z_]+\|>|<\|im_end\|>|<end_of_turn>")
@@ -53,8 +54,8 @@ def _trim_to_parse(code: str) -> str:
         if not candidate.strip():
             continue
         try:
-            ast.parse(candidate)
-        except SyntaxError:
+            parse(candidate)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         if end < len(lines) and "result" not in candidate:
             break  # cutting off the part that binds ``result`` is worse than a syntax error

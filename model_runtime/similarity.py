@@ -22,14 +22,27 @@ GRID = 64  # compare at 64x64: enough for shape, cheap
 class Similarity:
     silhouette_iou: float
     edge_f1: float
+    # Correlation of the two pictures' grey levels over the part (faces lit alike: a boss, a pocket,
+    # a plate's thickness change the shading where the outline barely moves); 0 when undefined.
+    shading: float = 0.0
 
     @property
     def score(self) -> float:
-        """The ranking score in [0, 1]: the mean of the two."""
-        return 0.5 * (self.silhouette_iou + self.edge_f1)
+        """The ranking score, at most 1: the mean of the three.
+
+        Shading joined silhouette and edges after measuring how close each rule's pick comes to the
+        best of 8 candidates (``model_runtime.bench.ranking``): mean IoU of the pick 0.362 -> 0.368
+        on 49 hand-written parts and 0.639 -> 0.652 on 46 in-family parts, FreeCAD renders both.
+        """
+        return (self.silhouette_iou + self.edge_f1 + self.shading) / 3.0
 
     def to_dict(self) -> dict[str, float]:
-        return {"score": self.score, "silhouette_iou": self.silhouette_iou, "edge_f1": self.edge_f1}
+        return {
+            "score": self.score,
+            "silhouette_iou": self.silhouette_iou,
+            "edge_f1": self.edge_f1,
+            "shading": self.shading,
+        }
 
 
 def _normalise(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,22 +89,32 @@ class Silhouette:
 
     mask: np.ndarray
     edges: np.ndarray
+    grey: np.ndarray
 
     @classmethod
     def of(cls, image: Image.Image) -> Silhouette:
         mask, grey = _normalise(image, foreground_mask(image))
-        return cls(mask, _edges(grey))
+        return cls(mask, _edges(grey), grey)
 
 
 def compare(reference: Image.Image | Silhouette, candidate: Image.Image | Silhouette) -> Similarity:
     """Similarity of ``candidate`` (a render) to ``reference`` (the input picture)."""
     a = reference if isinstance(reference, Silhouette) else Silhouette.of(reference)
     b = candidate if isinstance(candidate, Silhouette) else Silhouette.of(candidate)
-    union = np.logical_or(a.mask, b.mask).sum()
+    union_mask = np.logical_or(a.mask, b.mask)
+    union = union_mask.sum()
     iou = float(np.logical_and(a.mask, b.mask).sum() / union) if union else 0.0
+    shading = _correlation(a.grey[union_mask], b.grey[union_mask]) if union else 0.0
     if not a.edges.any() or not b.edges.any():
-        return Similarity(iou, 0.0)
+        return Similarity(iou, 0.0, shading)
     precision = float((b.edges & _dilate(a.edges)).sum() / b.edges.sum())
     recall = float((a.edges & _dilate(b.edges)).sum() / a.edges.sum())
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Similarity(iou, f1)
+    return Similarity(iou, f1, shading)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    sa, sb = float(a.std()), float(b.std())
+    if sa < 1e-6 or sb < 1e-6:
+        return 0.0
+    return float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))

@@ -167,6 +167,28 @@ def test_similarity_prefers_the_same_shape(renders):
     assert small.silhouette_iou > 0.9 and small.score > compare(renders["box"], renders["plate"]).score + 0.2
 
 
+def test_shading_sees_what_the_outline_hides():
+    # A boss or a pocket on a plate barely moves its outline; the lit faces tell them apart.
+    import cadquery as cq
+
+    from model_runtime.render import render
+
+    plate = cq.Workplane("XY").box(60, 40, 6)
+    parts = {
+        "plate": plate,
+        "boss": plate.faces(">Z").workplane().circle(8).extrude(4),
+        "pocket": plate.faces(">Z").workplane().rect(30, 20).cutBlind(-3),
+    }
+    pictures = {name: render(shape, size=160) for name, shape in parts.items()}
+    for name in ("boss", "pocket"):
+        same = compare(pictures[name], pictures[name])
+        assert same.shading > 0.99
+        for other in set(parts) - {name}:
+            different = compare(pictures[name], pictures[other])
+            assert different.shading < same.shading - 0.2
+            assert different.score < same.score - 0.05
+
+
 def test_a_prepared_reference_compares_like_the_picture(renders):
     # the pipeline prepares the input picture once and compares every candidate against that
     reference = Silhouette.of(renders["box"])

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 
 from model_runtime import protocol
 from model_runtime.sandbox.errors import CodeSyntaxError, PolicyViolation
 
 ALLOWED_MODULES = frozenset({"cadquery", "math"})
+_PARSE_LOCK = threading.Lock()
 
 # Builtins the executed code may use; everything else (open, exec, eval, getattr, vars, type, ...)
 # is absent at run time, and naming it is a policy violation here.
@@ -201,6 +203,16 @@ _FORBIDDEN_NODES: dict[type[ast.AST], str] = {
 }
 
 
+def parse(code: str) -> ast.Module:
+    """``ast.parse`` for generated code, one thread at a time.
+
+    CPython 3.11's AST constructor can raise "SystemError: AST constructor recursion depth mismatch"
+    when threads parse at once (seen here with candidates checked in parallel).
+    """
+    with _PARSE_LOCK:
+        return ast.parse(code, filename="<generated>", mode="exec")
+
+
 def check_policy(code: str) -> None:
     """Raise CodeSyntaxError or PolicyViolation (naming the construct and line) if ``code`` may not run."""
     if not isinstance(code, str):
@@ -213,7 +225,7 @@ def check_policy(code: str) -> None:
     if "\x00" in code:
         raise CodeSyntaxError("code contains a NUL character")
     try:
-        tree = ast.parse(code, filename="<generated>", mode="exec")
+        tree = parse(code)
     except SyntaxError as exc:
         raise CodeSyntaxError(f"invalid Python syntax: {exc.msg}", line=exc.lineno) from None
     except (ValueError, RecursionError, MemoryError) as exc:
