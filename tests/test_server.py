@@ -364,3 +364,20 @@ def test_generate_job_end_to_end_with_a_real_tiny_model(env, tmp_path_factory):
             assert "box(30, 20, 10)" in result["code"]
             health = c.get("/v1/health").json()
             assert health["backend"] == "hf" and health["backend_state"] == "ready"
+
+
+def test_exec_output_from_generated_code_is_always_carried(env):
+    # Lone surrogates and huge messages from the code: a JSON answer, never a 500.
+    client = env["client"]
+    printed = client.post("/v1/exec", json={"code": BOX.format(x=1) + "print(chr(0xD800))\n"})
+    assert printed.status_code == 200, printed.text
+    assert printed.json()["result"]["stdout"] == "\\ud800\n"
+    raised = client.post("/v1/exec", json={"code": "raise ValueError(chr(0xDFFF) * 100000)\n"})
+    error = assert_error(raised, 422, protocol.ERROR_RUNTIME)
+    assert len(error["message"]) < 5000 and "\\udfff" in error["message"]
+
+
+def test_health_says_how_generated_code_is_contained(env):
+    sandbox = env["client"].get("/v1/health").json()["sandbox"]
+    assert set(sandbox) == {"contained", "mechanism", "summary", "fix"}
+    assert isinstance(sandbox["contained"], bool) and sandbox["summary"]
