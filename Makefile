@@ -54,7 +54,7 @@ RUNS ?= runs
 SYNTH_WORKERS ?= 2
 BATCH_WORKERS ?= 7
 model: dev
-	$(PY) -m training.train_compact --synth 60000 --synth-workers $(SYNTH_WORKERS) --data data/synth-v2 \
+	$(PY) -m training.train_compact --synth 60000 --synth-family-share 1 --synth-workers $(SYNTH_WORKERS) --data data/synth-v2 \
 		--out $(RUNS)/compact-gpu --preset compact --batch-size 64 --workers $(BATCH_WORKERS) --lr 1e-3 \
 		--warmup-steps 300 --vision-lr-scale 0.3 --max-steps 6600 --eval-every 1100 --eval-samples 8 \
 		--export model_runtime/models
@@ -62,7 +62,7 @@ model: dev
 # The CPU recipe (about 2.5 h on 2 cores): the smaller preset on 24k samples in two cosine cycles, the
 # second warm-started from the first; it gives the previous built-in model (mean IoU 0.47, not 0.7).
 model-cpu: dev
-	$(PY) -m training.train_compact --synth 24000 --data data/synth-v1 --out $(RUNS)/compact \
+	$(PY) -m training.train_compact --synth 24000 --synth-family-share 1 --data data/synth-v1 --out $(RUNS)/compact \
 		--preset small --max-steps 3300 --warmup-steps 100
 	$(PY) -m training.train_compact --data data/synth-v1 --out $(RUNS)/compact-2 --init-from $(RUNS)/compact \
 		--preset small --lr 5e-4 --warmup-steps 50 --max-steps 3000 --eval-every 500 --eval-samples 8 \

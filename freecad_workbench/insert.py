@@ -116,3 +116,16 @@ def _write_info(obj, info: SolidInfo) -> None:
     obj.Score = float(info.score or 0.0)
     obj.Instruction = info.instruction
     obj.CaptureCamera = info.camera
+
+
+# --- CadSnap feature tree (issue 15): the one call the panel and headless documents use. ---
+def insert_part(doc, brep: str, info: SolidInfo, placement=None, plan: dict | None = None,
+                feature_tree: bool = True):
+    """(object, message): a PartDesign Body built from the runtime's feature ``plan`` when
+    ``feature_tree`` is on and the Body matches the solid, else the solid with source; the message
+    says why a tree fell back ("" when there was nothing to say)."""
+    if feature_tree:
+        from .feature_tree import insert_feature_tree
+
+        return insert_feature_tree(doc, plan, brep, info, placement)
+    return insert_solid(doc, brep, info, placement), ""

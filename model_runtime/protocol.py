@@ -225,6 +225,7 @@ PLAN_FEATURE_FIELDS: dict[str, tuple[str, ...]] = {
     "fillet": ("edges", "radius"),
     "chamfer": ("edges", "size"),
     "thickness": ("faces", "value", "inward", "join"),
+    "loft": ("sketch", "sections", "ruled"),  # through the sketch, then each section's one profile
     "polar_pattern": ("originals", "axis_origin", "axis_dir", "angle", "count"),
     "mirrored": ("originals", "origin", "normal"),
     "unmapped": ("reason",),

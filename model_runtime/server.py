@@ -432,7 +432,10 @@ def execute(body: ExecBody, request: Request):
     from model_runtime.sandbox import SandboxError, SandboxUnavailable
 
     try:
-        result = _state(request).pool.run(body.code, timeout_s=body.timeout_s, formats=tuple(body.formats))
+        # feature_plan: the traced feature plan comes back as result["feature_plan"] (issue 15).
+        result = _state(request).pool.run(
+            body.code, timeout_s=body.timeout_s, formats=tuple(body.formats), feature_plan=True
+        )
     except SandboxUnavailable as exc:
         return error_response(503, protocol.ERROR_INTERNAL, exc.message)
     except SandboxError as exc:

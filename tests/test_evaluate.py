@@ -183,3 +183,19 @@ def test_best_of_n_reports_every_candidate(eval_folder, box_model, tmp_path):
     assert payload["summary"]["oracle_iou_mean"] >= payload["summary"]["iou_mean"]
     markdown = (out / "report.md").read_text()
     assert "best-of-3" in markdown and "Oracle best-of-N" in markdown
+
+
+def test_bounding_box_baseline_is_one_for_a_box_and_lower_for_an_l_profile():
+    import cadquery as cq
+
+    from training.evaluate import bbox_baseline_iou
+
+    box = cq.Workplane("XY").box(30, 20, 10).translate((5, -7, 3)).val()
+    assert bbox_baseline_iou(box) == pytest.approx(1.0, abs=1e-6)
+    profile = [(0, 0), (40, 0), (40, 4), (4, 4), (4, 40), (0, 40)]
+    angle = cq.Workplane("XZ").polyline(profile).close().extrude(50).val()
+    # The L fills 4*(40+36) / 40^2 = 0.19 of its bounding box.
+    assert bbox_baseline_iou(angle) == pytest.approx(4 * 76 / 1600, abs=1e-3)
+    summary = summarize([SampleResult("a", valid=True, iou=0.5, bbox_iou=0.4),
+                         SampleResult("b", valid=False, bbox_iou=0.2)])
+    assert summary["bbox_iou_mean"] == pytest.approx(0.3)

@@ -197,7 +197,7 @@ def test_two_processes_under_torchrun_on_cpu(tiny, data, tmp_path):
 
 def test_scoring_counts_failures_as_zero_and_skips_broken_ground_truth():
     from model_runtime.sandbox import SandboxPool
-    from training.qlora import score_programs
+    from training.validation import score_programs
 
     cylinder = CORPUS[1]
     with SandboxPool(workers=1, timeout_s=30.0) as pool:
@@ -209,9 +209,9 @@ def test_scoring_counts_failures_as_zero_and_skips_broken_ground_truth():
     assert [s["valid"] for s in samples] == [True, False, True, False]
     assert samples[0]["iou"] == pytest.approx(1.0, abs=1e-6) and 0 < samples[2]["iou"] < 0.9
     assert "ground truth failed" in samples[3]["error"]  # excluded from the metrics below
-    assert metrics["val_vsr"] == pytest.approx(2 / 3)
-    assert metrics["val_iou"] == pytest.approx((1.0 + samples[2]["iou"]) / 3)
-    assert metrics["val_iou_valid"] == pytest.approx((1.0 + samples[2]["iou"]) / 2)
+    assert metrics["vsr"] == pytest.approx(2 / 3) and metrics["scored"] == 3
+    assert metrics["iou"] == pytest.approx((1.0 + samples[2]["iou"]) / 3)
+    assert metrics["iou_valid"] == pytest.approx((1.0 + samples[2]["iou"]) / 2)
 
 
 def test_column_mapping_and_bad_data_give_clear_errors(data, tmp_path):

@@ -194,6 +194,7 @@ def evaluate_sample(sample: EvalSample, pipeline, pool, request: dict[str, Any])
     except Exception as exc:
         raise EvaluationDataError(f"ground truth of {sample.name} does not build: {exc}") from exc
     image = sample.image if sample.image is not None else render_reference(truth, strict=True)
+    record.bbox_iou = bbox_baseline_iou(truth)
 
     record.n_candidates = request.get("n", 1)
     start = time.perf_counter()
@@ -225,6 +226,15 @@ def evaluate_sample(sample: EvalSample, pipeline, pool, request: dict[str, Any])
             + [_safe_iou(c.exec_result.shape(), truth) for c in result.candidates[1:] if c.valid]
         )
     return Outcome(record, image, candidate_brep=result.exec_result.brep, truth_brep=truth_brep)
+
+
+def bbox_baseline_iou(truth) -> float:
+    """IoU of a box of the true part's bounding box with the part: the floor a model must beat."""
+    import cadquery as cq
+
+    box = truth.BoundingBox()
+    envelope = cq.Solid.makeBox(box.xlen, box.ylen, box.zlen, cq.Vector(box.xmin, box.ymin, box.zmin))
+    return _safe_iou(envelope, truth)
 
 
 def _render_brep(brep: str | None) -> Image.Image | None:

@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from training.validation import decode_and_score, plot_curves
+
 log = logging.getLogger("training.qlora")
 
 # LoRA goes on every linear layer of the language model and nowhere else (FIELD_NOTES).
@@ -218,65 +220,6 @@ def build_model(config: QLoraConfig, dtype, device_map: Any = None):
 # -- validation: generate, run in the sandbox, score -----------------------------------------------
 
 
-def generate_code(model, processor, image, instruction: str | None, max_new_tokens: int) -> str:
-    """Greedy generation for one image; the extracted program."""
-    import torch
-
-    from model_runtime.extract import extract_code
-    from model_runtime.images import load_image
-    from model_runtime.prompt import build_prompt
-
-    inputs = processor(images=[load_image(image)], text=[build_prompt(instruction)], return_tensors="pt")
-    inputs = inputs.to(model.device)
-    vision_dtype = next(p.dtype for n, p in model.named_parameters() if "vision_tower" in n)
-    inputs["pixel_values"] = inputs["pixel_values"].to(vision_dtype)
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
-    text = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    return extract_code(text)
-
-
-def score_programs(pool, predicted: list[str], truth: list[str]) -> tuple[dict[str, float], list[dict]]:
-    """VSR and IoU (failures as 0, and over valid outputs only) of ``predicted`` against ``truth``.
-
-    Valid means what it means everywhere (``model_runtime.metrics``): the sandbox ran the code and
-    got one good solid back. A ground truth that does not run is a data error and is skipped.
-    """
-    from model_runtime.metrics import Score, iou, summarize
-    from model_runtime.sandbox import SandboxError
-
-    scores, samples = [], []
-    for code, reference in zip(predicted, truth, strict=True):
-        sample: dict[str, Any] = {"code": code, "valid": False, "iou": None, "error": None}
-        samples.append(sample)
-        try:
-            reference_shape = pool.run(reference).shape()
-        except SandboxError as exc:
-            sample["error"] = f"ground truth failed, sample skipped: {exc.code}: {exc.message}"
-            continue
-        try:
-            shape = pool.run(code).shape()
-        except SandboxError as exc:
-            sample["error"] = f"{exc.code}: {exc.message}"
-            scores.append(Score(valid=False))
-            continue
-        sample["valid"] = True
-        try:
-            sample["iou"] = float(iou(shape, reference_shape))
-        except Exception as exc:  # an OCC boolean failure: the output still counts as valid
-            sample["error"] = f"metric_error: {exc}"
-        scores.append(Score(valid=True, iou=sample["iou"]))
-    if not scores:
-        raise ValueError("no validation sample has a ground truth that runs")
-    summary = summarize(scores)
-    metrics = {
-        "val_vsr": summary["vsr"],
-        "val_iou": summary["iou_mean"],
-        "val_iou_valid": summary["iou_mean_valid"] or 0.0,
-    }
-    return metrics, samples
-
-
 def make_validation_callback(config: QLoraConfig, processor, val_rows):
     """A ``TrainerCallback`` that generates, executes and scores a few validation samples."""
     from transformers import TrainerCallback
@@ -289,25 +232,19 @@ def make_validation_callback(config: QLoraConfig, processor, val_rows):
             # Rank 0 only: the others wait at their next collective, as they do for checkpoints.
             if not state.is_world_process_zero or not config.val_generate:
                 return
-            from tqdm.auto import tqdm
-
             if self.pool is None:
                 from model_runtime.sandbox import SandboxPool
 
                 self.pool = SandboxPool(workers=1, timeout_s=30.0)
             rows = [val_rows[i] for i in range(min(config.val_generate, len(val_rows)))]
-            was_training = model.training
-            model.eval()
-            predicted = [
-                generate_code(model, processor, row["image"], config.instruction, config.max_new_tokens)
-                for row in tqdm(rows, desc="validation: generating", leave=False)
-            ]
-            model.train(was_training)
             try:
-                metrics, samples = score_programs(self.pool, predicted, [row["code"] for row in rows])
+                scored, samples = decode_and_score(model, processor, rows, self.pool, config.instruction,
+                                                   config.max_new_tokens, progress=True)
             except ValueError as exc:  # bad validation data must not end a long run
                 log.warning("step %d: validation skipped: %s", state.global_step, exc)
                 return
+            # The Trainer's log history mixes train and eval entries: validation keys carry val_.
+            metrics = {f"val_{key}": scored[key] for key in ("vsr", "iou", "iou_valid")}
             state.log_history.append({**metrics, "step": state.global_step})
             log.info("step %d: %s", state.global_step, metrics)
             with open(Path(args.output_dir) / "validation.jsonl", "a", encoding="utf-8") as f:
@@ -319,42 +256,6 @@ def make_validation_callback(config: QLoraConfig, processor, val_rows):
                 self.pool = None
 
     return GenerationValidation()
-
-
-# -- curves --------------------------------------------------------------------------------------
-
-
-def plot_curves(log_history: list[dict], path: Path) -> Path:
-    """Training/validation loss and validation VSR/IoU against step, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def series(key: str) -> tuple[list[int], list[float]]:
-        points = [(e["step"], e[key]) for e in log_history if key in e and "step" in e]
-        return [p[0] for p in points], [p[1] for p in points]
-
-    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("loss", "train loss"), ("eval_loss", "validation loss")):
-        steps, values = series(key)
-        if steps:
-            loss_ax.plot(steps, values, marker="." if len(steps) < 50 else None, label=label)
-    loss_ax.set(xlabel="step", ylabel="loss", title="loss")
-    metrics = (("val_vsr", "VSR"), ("val_iou", "IoU (failures = 0)"), ("val_iou_valid", "IoU (valid)"))
-    for key, label in metrics:
-        steps, values = series(key)
-        if steps:
-            metric_ax.plot(steps, values, marker="o", label=label)
-    metric_ax.set(xlabel="step", ylim=(0, 1.02), title="validation: generated code run in the sandbox")
-    for ax in (loss_ax, metric_ax):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 # -- the run -------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ class SampleResult:
     n_valid: int = 0
     oracle_iou: float | None = None  # best IoU among all valid candidates (uses the truth: an upper bound)
     model_iou: float | None = None  # the winner with the model's own numbers, before fitting them
+    bbox_iou: float | None = None  # the baseline: a box of the true part's bounding box, scored the same way
     error: str | None = None  # protocol ERROR_* code (or "metric_error") when something failed
     message: str = ""
     code: str = ""
@@ -89,6 +90,7 @@ def summarize(results: list[SampleResult]) -> dict[str, Any]:
             "iou_mean": _mean([r.score for r in rows]),
             "iou_mean_valid": _mean(fam_valid),
             "chamfer_median": _median([r.chamfer for r in rows if r.valid and r.chamfer is not None]),
+            "bbox_iou_mean": _mean([r.bbox_iou for r in rows if r.bbox_iou is not None]),
         }
 
     stage_names = sorted({name for r in results for name in r.stages})
@@ -123,6 +125,7 @@ def summarize(results: list[SampleResult]) -> dict[str, Any]:
         if any(r.oracle_iou is not None for r in results) else math.nan,
         "model_iou_mean": _mean([r.model_iou or 0.0 for r in results])
         if any(r.model_iou is not None for r in results) else math.nan,
+        "bbox_iou_mean": _mean([r.bbox_iou for r in results if r.bbox_iou is not None]),
         "candidates_valid_share": (
             sum(r.n_valid for r in results) / max(1, sum(r.n_candidates for r in results))
         ),
@@ -239,6 +242,10 @@ def render_markdown(summary: dict[str, Any], settings: dict[str, Any], images: d
         "",
         f"Valid candidates among all generated: {_pct(s['candidates_valid_share'])}.",
         "",
+        *([f"Bounding-box baseline (a box of the true part's bounding box, scored the same way; the floor "
+           f"to beat, since volume IoU rewards the envelope): mean IoU {_fmt(s['bbox_iou_mean'])}; "
+           f"the model is {s['iou_mean'] - s['bbox_iou_mean']:+.3f} above it.", ""]
+          if not math.isnan(s.get("bbox_iou_mean", math.nan)) else []),
         *([f"Mean IoU with the model's own numbers (before fitting the winner's dimensions to the "
            f"picture): {_fmt(s['model_iou_mean'])}.", ""]
           if not math.isnan(s.get("model_iou_mean", math.nan)) else []),
@@ -260,13 +267,13 @@ def render_markdown(summary: dict[str, Any], settings: dict[str, Any], images: d
     lines += [
         "## Per family",
         "",
-        "| family | samples | VSR | mean IoU | mean IoU (valid) | Chamfer median |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| family | samples | VSR | mean IoU | mean IoU (valid) | bounding-box baseline | Chamfer median |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     by_score = sorted(s["families"].items(), key=lambda kv: kv[1]["iou_mean"])
     lines += [
         f"| {name} | {f['n']} | {_pct(f['vsr'])} | {_fmt(f['iou_mean'])} | {_fmt(f['iou_mean_valid'])} "
-        f"| {_fmt(f['chamfer_median'], 2)} |"
+        f"| {_fmt(f.get('bbox_iou_mean', math.nan))} | {_fmt(f['chamfer_median'], 2)} |"
         for name, f in by_score
     ]
     lines.append("")

@@ -33,7 +33,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from model_runtime.prompt import build_prompt
+from training.synth.program import FAMILY_SHARE
+from training.validation import plot_curves
 
 
 @dataclass
@@ -74,6 +75,9 @@ class CompactTrainConfig:
     init_from: str = ""
     synth: int = 0  # > 0: first regenerate DATA with this many samples (python -m training.synth)
     synth_workers: int = 2
+    # Share of --synth seeds from the 20 named families (the rest from the part grammar). The shipped
+    # model's data (data/synth-v2) is families only: 1.0 resumes or regenerates exactly that.
+    synth_family_share: float = FAMILY_SHARE
     export: str = ""  # a folder: export the finished model to GGUF there (training.export_gguf)
     export_quant: str = "q8_0"
 
@@ -84,7 +88,7 @@ class CompactTrainConfig:
 def regenerate_data(cfg: CompactTrainConfig) -> None:
     """The data engine, as a subprocess (its own resumable CLI, progress and manifest)."""
     cmd = [sys.executable, "-m", "training.synth", "--n", str(cfg.synth), "--out", cfg.data,
-           "--workers", str(cfg.synth_workers)]
+           "--workers", str(cfg.synth_workers), "--family-share", str(cfg.synth_family_share)]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -277,13 +281,11 @@ def load_token_bag_head(run: Path, head) -> None:
 
 def validate(model, processor, collator, val, pool, cfg: CompactTrainConfig, device) -> dict[str, float]:
     """Validation loss on one batch, and VSR/IoU of greedy decoding on ``eval_samples`` val images
-    (none when ``pool`` is None: a machine without CadQuery, a GPU box)."""
+    (none when ``pool`` is None: a machine without CadQuery, a GPU box). Decoding and scoring are
+    ``training.validation``'s, shared with the QLoRA recipe."""
     import torch
 
-    from model_runtime.extract import extract_code
-    from model_runtime.images import load_image
-    from model_runtime.metrics import iou
-    from model_runtime.sandbox import SandboxError
+    from training.validation import decode_and_score
 
     model.eval()
     with torch.no_grad():
@@ -292,69 +294,17 @@ def validate(model, processor, collator, val, pool, cfg: CompactTrainConfig, dev
         val_loss = model(**batch).loss.item()
         # How much the answer depends on the picture: the loss with each row given another row's image.
         shuffled = model(**{**batch, "pixel_values": batch["pixel_values"].roll(1, dims=0)}).loss.item()
-        losses = {"val_loss": val_loss, "image_reliance": shuffled - val_loss}
-        if pool is None:
-            model.train()
-            return losses
-        valid, scores = 0, []
-        n = min(cfg.eval_samples, len(val))
-        for i in range(n):
-            row = val[i]
-            inputs = processor(images=[load_image(row["image"])], text=[build_prompt()], return_tensors="pt")
-            inputs = {k: v.to(device) for k, v in inputs.items()}
-            generated = model.generate(**inputs, max_new_tokens=cfg.max_new_tokens, do_sample=False)
-            answer = generated[0, inputs["input_ids"].shape[1]:]
-            text = processor.tokenizer.decode(answer, skip_special_tokens=True)
-            try:
-                shape = pool.run(extract_code(text)).shape()
-                truth = pool.run(row["code"]).shape()
-                scores.append(float(iou(shape, truth)))
-                valid += 1
-            except SandboxError:
-                scores.append(0.0)
-            except Exception:  # a metric failure on a valid solid: count the solid, score 0
-                scores.append(0.0)
-                valid += 1
     model.train()
-    return {**losses, "vsr": valid / max(1, n), "iou": sum(scores) / max(1, n)}
-
-
-# ------------------------------------------------------------------------------------------ curves
-
-
-def plot_curves(history: dict[str, list], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 3.6))
-    if history["train"]:
-        steps = [h["step"] for h in history["train"]]
-        ax_loss.plot(steps, [h["loss"] for h in history["train"]], lw=0.8, label="train loss")
-        if all("token_bag_loss" in h for h in history["train"]):
-            ax_loss.plot(steps, [h["token_bag_loss"] for h in history["train"]], lw=0.8,
-                         label="token-bag loss (image only)")
-    decoded = [h for h in history["val"] if "vsr" in h]  # none when validation decoded nothing
-    if history["val"]:
-        val_steps = [h["step"] for h in history["val"]]
-        ax_loss.plot(val_steps, [h["val_loss"] for h in history["val"]], "o-", label="val loss")
-        if decoded:
-            ax_val.plot([h["step"] for h in decoded], [h["vsr"] for h in decoded], "o-", label="VSR")
-            ax_val.plot([h["step"] for h in decoded], [h["iou"] for h in decoded], "s-",
-                        label="IoU (failures 0)")
-        if all("image_reliance" in h for h in history["val"]):
-            ax_val.plot(val_steps, [h["image_reliance"] for h in history["val"]], "^-",
-                        label="val loss increase with shuffled images")
-    ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
-    ax_val.set(xlabel="step", ylim=(0, 1), title="greedy validation" if decoded else "validation")
-    for ax in (ax_loss, ax_val):
-        if ax.lines:
-            ax.legend(loc="best")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    losses = {"val_loss": val_loss, "image_reliance": shuffled - val_loss}
+    if pool is None:
+        return losses
+    decoded = rows_at(val, list(range(min(cfg.eval_samples, len(val)))))
+    try:
+        metrics, _ = decode_and_score(model, processor, decoded, pool, max_new_tokens=cfg.max_new_tokens)
+    except ValueError as exc:  # no ground truth ran: bad validation data must not end a long run
+        print(f"validation decoding skipped: {exc}", flush=True)
+        return losses
+    return {**losses, "vsr": metrics["vsr"], "iou": metrics["iou"]}
 
 
 # -------------------------------------------------------------------------------------------- main
@@ -452,12 +402,12 @@ def train(cfg: CompactTrainConfig) -> Path:
             )
             if out_of_time:
                 save_checkpoint(out, model, processor, optimizer, scheduler, state, head)
-                plot_curves(state.history, out / "curves.png")
+                plot_curves(state.history["train"] + state.history["val"], out / "curves.png")
                 print(f"stopped at step {state.step} of {cfg.max_steps}; run the same command to continue")
                 return out / "checkpoint"
             if state.step % cfg.save_every == 0 or state.step == cfg.max_steps:
                 save_checkpoint(out, model, processor, optimizer, scheduler, state, head)
-                plot_curves(state.history, out / "curves.png")
+                plot_curves(state.history["train"] + state.history["val"], out / "curves.png")
             if state.step % cfg.eval_every == 0 or state.step % cfg.save_every == 0:
                 window_start = time.perf_counter() - 1e-9  # throughput excludes validation and saving
                 window_samples = 0
@@ -469,7 +419,7 @@ def train(cfg: CompactTrainConfig) -> Path:
     processor.save_pretrained(final)
     (final / "cadsnap_model.json").write_text(json.dumps(arch.to_dict(), indent=2))
     (out / "history.json").write_text(json.dumps(state.history, indent=1))
-    plot_curves(state.history, out / "curves.png")
+    plot_curves(state.history["train"] + state.history["val"], out / "curves.png")
     if cfg.export:
         cmd = [sys.executable, "-m", "training.export_gguf", str(final), "--out", cfg.export,
                "--quant", cfg.export_quant, "--name", "cadsnap-compact"]

@@ -31,7 +31,8 @@ from model_runtime import protocol
 ORDINARY = {
     "box": ("import cadquery as cq\nresult = cq.Workplane().box({a}, 2, 3)\n", lambda a: a * 6.0),
     "plate with hole": (
-        "import cadquery as cq\nresult = cq.Workplane().box({a} + 5, 10, 2).faces('>Z').workplane().hole(2)\n",
+        "import cadquery as cq\n"
+        "result = cq.Workplane().box({a} + 5, 10, 2).faces('>Z').workplane().hole(2)\n",
         None,
     ),
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("image", type=Path, help="PNG, JPEG, WebP or BMP picture of the part")
     parser.add_argument("-o", "--output", type=Path, help="write the solid: .step, .stl or .brep")
     parser.add_argument("--code-out", type=Path, help="write the program to this .py file")
+    parser.add_argument(
+        "--fcstd", type=Path, metavar="PATH",
+        help="write a FreeCAD document holding the part as a PartDesign Body (constrained sketches, "
+        "named dimensions), or as a solid with its source when a step has no feature; needs FreeCAD",
+    )
     parser.add_argument("--show-code", action="store_true", help="print the program")
     parser.add_argument(
         "--json", action="store_true", help="print the full result (candidates, scores) as JSON"
@@ -76,6 +82,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.image.is_file():
         print(f"error: no such image: {args.image}", file=sys.stderr)
         return 2
+    if args.fcstd is not None:  # feature tree (issue 15): say so before the model loads, not after
+        from model_runtime.feature_plan.freecad import find_freecadcmd
+
+        if find_freecadcmd() is None:
+            print("error: --fcstd needs FreeCAD, and no freecadcmd was found: install FreeCAD 0.20 or newer "
+                  "(e.g. apt-get install freecad) or set CADSNAP_FREECADCMD; -o writes STEP without it",
+                  file=sys.stderr)
+            return 2
     try:
         request = GenerateRequest(
             image=args.image, instruction=args.instruction, n=args.n, target_size_mm=args.target_size,
@@ -112,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with SandboxPool(workers=args.workers) as pool:
             result = Pipeline(backend, pool).run(request, on_event=on_event)
+            wants_source = args.fcstd is not None or args.code_out is not None or args.show_code
+            plan = _feature_plan(pool, result.code) if wants_source else None
     except PipelineError as exc:
         bar.close()
         print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
@@ -140,13 +156,37 @@ def run(args: argparse.Namespace) -> int:
         content = result.exec_result.exports[formats[-1]]
         args.output.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         print(f"wrote {args.output}", file=sys.stderr)
+    code = result.code
+    if plan is not None and plan.get("status") == protocol.PLAN_MAPPED:
+        from model_runtime.feature_plan import parameterise
+
+        code = parameterise(result.code, plan)  # the names the FreeCAD tree uses
+    if args.fcstd is not None:
+        from model_runtime.feature_plan.freecad import write_fcstd
+
+        try:
+            is_body, why = write_fcstd(args.fcstd, code, result.exec_result.brep, plan, str(args.image))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            print(f"error: FreeCAD could not write {args.fcstd}: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.fcstd}: " + ("a PartDesign Body with named dimensions" if is_body else why),
+              file=sys.stderr)
     if args.code_out is not None:
-        args.code_out.write_text(result.code, encoding="utf-8")
+        args.code_out.write_text(code, encoding="utf-8")
     if args.show_code:
-        print(result.code)
+        print(code)
     if args.json:
         data = result.to_dict()
         data["result"].pop("brep", None)
         data["result"].pop("exports", None)
         print(json.dumps(data, indent=2))
     return 0
+
+
+def _feature_plan(pool, code: str) -> dict | None:
+    """The winner's feature plan, traced inside the sandbox (generated code never runs here)."""
+    try:
+        exec_result = pool.run(code, feature_plan=True)
+    except Exception:  # noqa: BLE001 - no plan: the document gets the solid with source
+        return None
+    return getattr(exec_result, "feature_plan", None)

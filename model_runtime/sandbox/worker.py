@@ -257,7 +257,10 @@ class Runner:
             try:
                 out["feature_plan"] = recorder.plan(solid)
             except Exception as exc:  # the plan is an extra: never lose the solid over it
-                out["feature_plan"] = {"complete": False, "unmapped": [_short(f"tracer failed: {exc}")]}
+                reason = _short(f"tracer failed: {exc}")
+                out["feature_plan"] = {
+                    "version": 1, "status": "unmapped", "reasons": [reason], "parameters": [], "features": []
+                }
         return out
 
     def _one_solid(self, result: Any, max_solids: int) -> tuple[Any, int]:

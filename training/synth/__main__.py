@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from training.synth.gallery import write_coverage, write_gallery
+from training.synth.program import FAMILY_SHARE
 from training.synth.writer import DatasetConfigMismatch, WriterConfig, write_dataset
 
 
@@ -21,10 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--reference-share", type=float, default=0.25,
                         help="share of images in FreeCAD's reference look and isometric view (default 0.25)")
+    parser.add_argument("--family-share", type=float, default=FAMILY_SHARE,
+                        help="share of seeds from the 20 named families; the rest come from the part grammar "
+                             f"(default {FAMILY_SHARE}; 1 gives the family-only data of earlier versions)")
+    parser.add_argument("--scheduler", default="",
+                        help="a Dask scheduler address (tcp://host:8786): build shards on that cluster "
+                             "(pip install 'cadsnap[distributed]'); default: local processes")
     parser.add_argument("--no-gallery", action="store_true", help="skip gallery.png and coverage.png")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.family_share <= 1.0:
+        parser.error("--family-share must be between 0 and 1")
     config = WriterConfig(out=args.out, n=args.n, workers=args.workers, shard_size=args.shard_size,
-                          image_size=args.size, base_seed=args.seed, reference_share=args.reference_share)
+                          image_size=args.size, base_seed=args.seed, reference_share=args.reference_share,
+                          family_share=args.family_share, scheduler=args.scheduler)
     try:
         manifest = write_dataset(config)
     except (DatasetConfigMismatch, ValueError) as exc:

@@ -13,6 +13,7 @@ calls give the operations a program uses (for the manifest's coverage counts).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,8 +115,7 @@ def format_assignment(name: str, chain: Chain) -> str:
     return f"{name} = (\n{INDENT}{chain.root}\n{body}\n)"
 
 
-# Method name -> operation name in the manifest. Calls not listed count under their own name only
-# when they are in OPERATIONS' values.
+# Method name -> operation name in the manifest. Calls not listed are not counted.
 _METHOD_OPS = {
     "box": "box",
     "cylinder": "cylinder",
@@ -128,9 +128,8 @@ _METHOD_OPS = {
     "radiusArc": "arc",
     "tangentArcPoint": "arc",
     "sagittaArc": "arc",
-    "cutBlind": "cut_extrude",
+    "cutBlind": "pocket",
     "cutThruAll": "cut_extrude",
-    "hole": "hole",
     "cboreHole": "cbore_hole",
     "cskHole": "csk_hole",
     "fillet": "fillet",
@@ -142,12 +141,46 @@ _METHOD_OPS = {
     "mirrorY": "mirror",
     "rarray": "rect_pattern",
     "polarArray": "polar_pattern",
+    "pushPoints": "point_pattern",
+    "transformed": "angled_workplane",
     "union": "union",
     "cut": "boolean_cut",
     "intersect": "intersect",
     "loft": "loft",
     "sweep": "sweep",
 }
+# Inside a ``cq.Sketch`` (after ``.sketch()`` or from ``cq.Sketch()`` until ``.finalize()``) the same
+# names mean other things: ``polygon`` takes points, ``regularPolygon`` is the regular one.
+_SKETCH_OPS = {
+    "rect": "rect",
+    "circle": "circle",
+    "slot": "slot",
+    "regularPolygon": "polygon",
+    "polygon": "polyline",
+    "arc": "arc",
+    "fillet": "rounded_rect",
+}
+
+
+def _call_operations(call: Call, in_sketch: bool) -> list[str]:
+    """The operation names one call counts as (none, one, or a primitive plus ``sketch_subtract``)."""
+    if in_sketch:
+        op = _SKETCH_OPS.get(call.method)
+        if call.method == "assemble" or op is None:
+            return ["sketch_subtract"] if call.kwargs.get("mode") == "s" else []
+        return [op, "sketch_subtract"] if call.kwargs.get("mode") == "s" else [op]
+    if call.method == "extrude":
+        both = call.kwargs.get("both", False)
+        cut = call.kwargs.get("combine") == "cut" or (
+            bool(call.args) and isinstance(call.args[0], int | float) and call.args[0] < 0)
+        return ["extrude_both" if both else "cut_extrude" if cut else "extrude"]
+    if call.method == "hole":  # a depth makes it blind
+        return ["blind_hole" if len(call.args) > 1 or "depth" in call.kwargs else "hole"]
+    if call.method == "workplane" and ("offset" in call.kwargs or "origin" in call.kwargs):
+        return ["offset_workplane"]
+    if call.method == "placeSketch":
+        return ["sketch"]
+    return [_METHOD_OPS[call.method]] if call.method in _METHOD_OPS else []
 
 
 class Program:
@@ -155,6 +188,7 @@ class Program:
 
     def __init__(self) -> None:
         self.statements: list[tuple[str, Chain]] = []
+        self.tags: list[str] = []
 
     def workplane(self, plane: str = "XY", **kwargs: Any) -> Chain:
         args = ", ".join([fmt_value(plane)] + [f"{k}={fmt_value(v)}" for k, v in kwargs.items()])
@@ -196,22 +230,31 @@ class Program:
             visit(chain)
         return found
 
-    def operations(self) -> list[str]:
-        """Sorted operation names this program uses, for coverage counts."""
-        ops: set[str] = set()
+    def tag(self, operation: str) -> None:
+        """Count an operation the calls cannot show (a rib is an extruded rectangle, a gusset a triangle)."""
+        self.tags.append(operation)
+
+    def operation_counts(self) -> Counter:
+        """How often this program uses each operation, plus ``workplanes_N`` (base and face planes)."""
+        counts: Counter = Counter(self.tags)
         workplanes = 0
         for chain in self._all_chains():
+            in_sketch = chain.root.startswith("cq.Sketch(")
             if chain.root.startswith("cq.Workplane("):
                 workplanes += 1
+                if "origin=" in chain.root:
+                    counts["offset_workplane"] += 1
             for call in chain.calls:
                 if call.method == "workplane":
                     workplanes += 1
-                elif call.method == "extrude":
-                    both = call.kwargs.get("both", False)
-                    cut = call.kwargs.get("combine") == "cut" or (
-                        bool(call.args) and isinstance(call.args[0], int | float) and call.args[0] < 0)
-                    ops.add("extrude_both" if both else "cut_extrude" if cut else "extrude")
-                elif call.method in _METHOD_OPS:
-                    ops.add(_METHOD_OPS[call.method])
-        ops.add(f"workplanes_{workplanes}" if workplanes <= 3 else "workplanes_4+")
-        return sorted(ops)
+                if call.method == "sketch":
+                    in_sketch = True
+                elif call.method == "finalize":
+                    in_sketch = False
+                counts.update(_call_operations(call, in_sketch))
+        counts[f"workplanes_{workplanes}" if workplanes <= 3 else "workplanes_4+"] += 1
+        return counts
+
+    def operations(self) -> list[str]:
+        """Sorted operation names this program uses, for coverage counts."""
+        return sorted(self.operation_counts())

@@ -57,24 +57,42 @@ def contact_sheet(rows: list[dict[str, Any]], columns: int = 6, tile: int = 224)
 
 
 def coverage_chart(manifest: dict[str, Any], path: Path) -> None:
-    """Horizontal bars: samples per operation and per family, from the manifest."""
+    """Operations x uses per program (a heatmap of program counts), and samples per family.
+
+    Datasets written before per-program counts existed get one column: programs using each operation.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    ops = manifest["operations"]
+    histogram = manifest.get("operation_counts") or {
+        op: {"1": n} for op, n in manifest["operations"].items()}
     fams = manifest["families"]
     total = max(1, manifest["samples"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, max(5, 0.28 * max(len(ops), len(fams)))))
-    for ax, counts, title in ((axes[0], ops, "operation"), (axes[1], fams, "family")):
-        names = sorted(counts, key=counts.get)
-        ax.barh(names, [counts[n] for n in names], color="#5470a8")
-        for y, name in enumerate(names):
-            ax.text(counts[name], y, f" {100 * counts[name] / total:.0f}%", va="center", fontsize=7)
-        ax.set_title(f"samples per {title} (of {total})")
-        ax.tick_params(axis="y", labelsize=8)
-        ax.margins(x=0.15)
+    ops = sorted(histogram, key=lambda op: sum(histogram[op].values()))
+    columns = [str(n) for n in range(1, 7)]
+    grid = np.array([[histogram[op].get(c, 0) for c in columns] for op in ops], dtype=float)
+    fig, (ax_ops, ax_fam) = plt.subplots(1, 2, figsize=(14, max(5, 0.26 * max(len(ops), len(fams)))),
+                                         gridspec_kw={"width_ratios": [1.3, 1]})
+    image = ax_ops.imshow(np.log10(1 + grid), aspect="auto", cmap="Blues")
+    for y, x in zip(*np.nonzero(grid), strict=True):
+        value = int(grid[y, x])
+        ax_ops.text(x, y, f"{value}", ha="center", va="center", fontsize=6,
+                    color="white" if grid[y, x] > grid.max() / 8 else "black")
+    ax_ops.set_xticks(range(len(columns)), [*columns[:-1], "6+"])
+    ax_ops.set_yticks(range(len(ops)), [f"{op} ({100 * sum(histogram[op].values()) / total:.0f}%)"
+                                         for op in ops], fontsize=7)
+    ax_ops.set(xlabel="uses in one program", title=f"programs per operation and use count (of {total})")
+    fig.colorbar(image, ax=ax_ops, label="log10(1 + programs)", shrink=0.6)
+    names = sorted(fams, key=fams.get)
+    ax_fam.barh(names, [fams[n] for n in names], color="#5470a8")
+    for y, name in enumerate(names):
+        ax_fam.text(fams[name], y, f" {100 * fams[name] / total:.0f}%", va="center", fontsize=7)
+    ax_fam.set_title(f"samples per family (of {total})")
+    ax_fam.tick_params(axis="y", labelsize=8)
+    ax_fam.margins(x=0.15)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -107,9 +125,37 @@ def write_gallery(data_dir: str | Path, count: int = 24, seed: int = 0, columns:
     return target
 
 
-def write_coverage(data_dir: str | Path) -> Path:
+def write_coverage(data_dir: str | Path, out: str | Path | None = None) -> Path:
+    """``coverage.png`` beside the data (or at ``out``); a run still in progress is charted from its
+    finished shards."""
     data_dir = Path(data_dir)
-    manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
-    target = data_dir / "coverage.png"
+    manifest_path = data_dir / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    else:
+        from training.synth.writer import manifest_so_far
+
+        manifest = manifest_so_far(data_dir)
+    target = Path(out) if out else data_dir / "coverage.png"
     coverage_chart(manifest, target)
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m training.synth.gallery DIR [--out-dir D]: gallery and coverage of a dataset, also mid-run."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m training.synth.gallery", description=main.__doc__)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--out-dir", type=Path, default=None, help="where to write (default: beside it)")
+    parser.add_argument("--colors", type=int, default=None, help="reduce the gallery's palette (e.g. 256)")
+    args = parser.parse_args(argv)
+    folder = args.out_dir or args.data
+    folder.mkdir(parents=True, exist_ok=True)
+    print(write_gallery(args.data, out=folder / "gallery.png", colors=args.colors))
+    print(write_coverage(args.data, out=folder / "coverage.png"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

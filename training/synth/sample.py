@@ -21,7 +21,7 @@ from typing import Any
 
 from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, RenderStyle, View, render, view_for_seed
 from model_runtime.sandbox import SandboxError, check_policy
-from training.synth.program import MAX_CODE_CHARS, generate
+from training.synth.program import FAMILY_SHARE, MAX_CODE_CHARS, generate
 
 SPLITS = ("train", "val", "test")
 # Shares of seeds per split (per mille): 90 % train, 5 % val, 5 % test.
@@ -49,6 +49,7 @@ class Sample:
     split: str
     image_png: bytes
     timings: dict[str, float] = field(default_factory=dict)
+    operation_counts: dict[str, int] = field(default_factory=dict)  # for coverage; not a dataset column
 
     def row(self) -> dict[str, Any]:
         """The dataset row (the image as the ``datasets`` Image feature's bytes form)."""
@@ -149,11 +150,12 @@ def execute(code: str) -> Any:
     return single_solid(scope["result"])
 
 
-def make_sample(seed: int, size: int = 224, reference_share: float = 0.25) -> Sample:
+def make_sample(seed: int, size: int = 224, reference_share: float = 0.25,
+                family_share: float = FAMILY_SHARE) -> Sample:
     """Generate, check, execute, validate, render and encode the sample for ``seed``."""
     clock = time.process_time  # CPU time: the cost of a sample, whatever else shares the machine
     t0 = clock()
-    program = generate(seed)
+    program = generate(seed, family_share=family_share)
     t1 = clock()
     if len(program.code) > MAX_CODE_CHARS:
         raise SampleRejected("too_long", f"{len(program.code)} characters")
@@ -172,7 +174,7 @@ def make_sample(seed: int, size: int = 224, reference_share: float = 0.25) -> Sa
     return Sample(
         seed=seed, family=program.family, code=program.code, params=program.params_json(),
         camera=json.dumps(camera, sort_keys=True), operations=list(program.operations), signature=signature,
-        split=split_of(seed), image_png=buffer.getvalue(),
+        split=split_of(seed), image_png=buffer.getvalue(), operation_counts=program.operation_counts,
         timings={"generate": t1 - t0, "execute": t2 - t1, "signature": t_sig - t2, "render": t3 - t_sig,
                  "encode": t4 - t3},
     )

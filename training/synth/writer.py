@@ -11,6 +11,11 @@ Shard k holds seeds ``base_seed + k*shard_size ...``. Workers build whole shards
 them in shard order, drops any sample whose geometry signature it has already kept (so one part
 never lands in two splits) and writes the parquet files, so the result does not depend on the
 number of workers. A resumed run reloads finished shards' signatures and skips those shards.
+
+Geometry that duplicates a part of the hand-written out-of-family evaluation set
+(``training/eval_oof/signatures.json``) is refused like any duplicate: that set is never trained on.
+With ``scheduler`` set (a Dask scheduler address), shards are built by that cluster's workers instead
+of local processes; the parent still orders, de-duplicates and writes them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import os
 import pickle
+import resource
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -30,9 +36,16 @@ from typing import Any
 
 from tqdm import tqdm
 
+from training.synth.grammar import GRAMMAR_VERSION
+from training.synth.program import FAMILY_SHARE
 from training.synth.sample import SPLITS, Sample, SampleRejected, make_sample
 
 FORMAT_VERSION = 1
+# Signatures of the hand-written out-of-family evaluation parts (``python -m training.oof``).
+EVAL_SIGNATURES = Path(__file__).resolve().parents[1] / "eval_oof" / "signatures.json"
+# Address space of a shard process: a pathological boolean once grew past 20 GB on a shared machine;
+# beyond this it fails (a rejection, or a crash that skips the seed) instead.
+SHARD_MEMORY_BYTES = 8 << 30
 
 
 class DatasetConfigMismatch(ValueError):
@@ -48,12 +61,16 @@ class WriterConfig:
     image_size: int = 224
     base_seed: int = 0
     reference_share: float = 0.25  # share of images in FreeCAD's reference look and isometric view
+    family_share: float = FAMILY_SHARE  # share of seeds from the named families; the rest are composed
+    scheduler: str = ""  # a Dask scheduler address ("tcp://host:8786"): build shards on that cluster
+    checkpoint_every: int = 25  # seeds between saves of a shard in progress (a crash resumes there)
 
     def identity(self) -> dict[str, Any]:
         """The settings that decide the content; a resume must use the same."""
         return {"format_version": FORMAT_VERSION, "shard_size": self.shard_size,
                 "image_size": self.image_size, "base_seed": self.base_seed,
-                "reference_share": self.reference_share}
+                "reference_share": self.reference_share, "family_share": self.family_share,
+                "grammar_version": GRAMMAR_VERSION}
 
 
 @dataclass
@@ -72,34 +89,46 @@ def shard_seeds(config: WriterConfig, index: int) -> range:
 
 
 def build_shard(config: WriterConfig, index: int, crashed: frozenset[int] = frozenset(),
-                marker: Path | None = None) -> ShardResult:
+                marker: Path | None = None, progress: Path | None = None) -> ShardResult:
     """Every sample of one shard. Rejections are counted, not raised.
 
     ``crashed`` seeds killed a worker before (a native crash in OpenCascade) and are not run again;
     ``marker`` is a file that holds the seed being run, so the parent can name the one that crashed.
+    ``progress``: a file where the shard so far is saved every ``config.checkpoint_every`` seeds, and
+    resumed from, so a crash costs the seeds since the last save, not the whole shard.
     """
     from training.synth.program import generate
 
     started = time.perf_counter()
-    result = ShardResult(index=index, samples=[])
-    timings: Counter = Counter()
+    result, next_seed = ShardResult(index=index, samples=[]), shard_seeds(config, index).start
+    if progress is not None and progress.exists():
+        result, next_seed = pickle.loads(progress.read_bytes())
+    timings: Counter = Counter(result.timings)
     for seed in shard_seeds(config, index):
+        if seed < next_seed:
+            continue
+        family = generate(seed, family_share=config.family_share).family
         if seed in crashed:
             result.rejected["crashed"] += 1
-            result.rejected_by_family[generate(seed).family] += 1
-            continue
-        if marker is not None:
-            marker.write_text(str(seed), encoding="utf-8")
-        try:
-            sample = make_sample(seed, config.image_size, config.reference_share)
-        except SampleRejected as exc:
-            result.rejected[exc.reason] += 1
-            result.rejected_by_family[generate(seed).family] += 1
-            continue
-        timings.update(sample.timings)
-        result.samples.append(sample)
+            result.rejected_by_family[family] += 1
+        else:
+            if marker is not None:
+                marker.write_text(str(seed), encoding="utf-8")
+            try:
+                sample = make_sample(seed, config.image_size, config.reference_share, config.family_share)
+                timings.update(sample.timings)
+                result.samples.append(sample)
+            except SampleRejected as exc:
+                result.rejected[exc.reason] += 1
+                result.rejected_by_family[family] += 1
+        done = seed + 1 - shard_seeds(config, index).start
+        if progress is not None and done % config.checkpoint_every == 0 and done < config.shard_size:
+            result.timings = dict(timings)
+            partial = progress.with_suffix(".saving")
+            partial.write_bytes(pickle.dumps((result, seed + 1), protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(partial, progress)
     result.timings = dict(timings)
-    result.elapsed_s = time.perf_counter() - started
+    result.elapsed_s += time.perf_counter() - started
     return result
 
 
@@ -107,10 +136,20 @@ def _shard_process(
     config: WriterConfig, index: int, crashed: frozenset[int], marker: Path, target: Path
 ) -> None:
     """Child process body: build the shard and leave it as a pickle for the parent."""
-    result = build_shard(config, index, crashed, marker)
+    _limit_memory()
+    progress = target.with_suffix(".progress")
+    result = build_shard(config, index, crashed, marker, progress)
     partial = target.with_suffix(".partial")
     partial.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
     os.replace(partial, target)
+    progress.unlink(missing_ok=True)
+
+
+def _limit_memory() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY or soft > SHARD_MEMORY_BYTES:
+        limit = SHARD_MEMORY_BYTES if hard == resource.RLIM_INFINITY else min(hard, SHARD_MEMORY_BYTES)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 def _features() -> Any:
@@ -158,6 +197,8 @@ def _check_config(config: WriterConfig) -> None:
     path = config.out / "config.json"
     if path.exists():
         existing = json.loads(path.read_text(encoding="utf-8"))
+        existing.setdefault("family_share", 1.0)  # data made before the grammar: families only
+        existing.setdefault("grammar_version", 1)
         if existing != config.identity():
             raise DatasetConfigMismatch(
                 f"{config.out} holds data made with {existing}; this run asks for {config.identity()}. "
@@ -182,6 +223,21 @@ def _context() -> Any:
         context.set_forkserver_preload(["training.synth.sample"])
         return context
     return mp.get_context("spawn")
+
+
+def _run_shards_dask(config: WriterConfig, indices: list[int]) -> Iterator[ShardResult]:
+    """Shard results in shard order, built by the workers of the Dask cluster at ``config.scheduler``.
+
+    Each shard is one task; a worker lost to a native crash makes Dask retry the task elsewhere and
+    give up after its ``allowed-failures``, which ends the run (run it again to resume).
+    """
+    from distributed import Client
+
+    with Client(config.scheduler, timeout="30s") as client:
+        futures = client.map(build_shard, [config] * len(indices), indices, pure=False)
+        for future in futures:  # in shard order; later shards keep building meanwhile
+            yield future.result()
+            future.release()
 
 
 def _run_shards(config: WriterConfig, indices: list[int]) -> Iterator[ShardResult]:
@@ -220,6 +276,7 @@ def _run_shards(config: WriterConfig, indices: list[int]) -> Iterator[ShardResul
             if process.exitcode == 0 and target.exists():
                 ready[index] = pickle.loads(target.read_bytes())
                 target.unlink()
+                (work / f"{index}.seed").unlink(missing_ok=True)
                 continue
             marker = work / f"{index}.seed"
             if process.exitcode is not None and process.exitcode < 0 and marker.exists():
@@ -236,6 +293,21 @@ def _run_shards(config: WriterConfig, indices: list[int]) -> Iterator[ShardResul
             want = next(order, None)
 
 
+def excluded_signatures(path: Path | None = None) -> set[str]:
+    """Geometry signatures no sample may have: the out-of-family evaluation parts."""
+    path = path or EVAL_SIGNATURES
+    return set(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else set()
+
+
+def _operation_histogram(samples: list[Sample]) -> dict[str, dict[str, int]]:
+    """Per operation: how many programs use it once, twice, ... (``"6"`` counts 6 or more)."""
+    histogram: dict[str, Counter] = {}
+    for sample in samples:
+        for op, n in sample.operation_counts.items():
+            histogram.setdefault(op, Counter())[str(min(n, 6))] += 1
+    return {op: dict(counts) for op, counts in sorted(histogram.items())}
+
+
 def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]:
     """Write (or finish) the dataset in ``config.out``; returns the manifest."""
     if config.n < 1 or config.shard_size < 1 or config.workers < 1:
@@ -244,6 +316,7 @@ def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]
     _check_config(config)
     done = _finished(config.out)
     seen: set[str] = {sig for record in done.values() for sig in record["signatures"]}
+    seen |= excluded_signatures()
     kept = kept_before = sum(record["kept"] for record in done.values())
     started = time.perf_counter()
     bar = tqdm(total=config.n, initial=min(kept, config.n), unit="sample", disable=not progress,
@@ -259,7 +332,8 @@ def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]
             if next_index not in done:
                 todo.append(next_index)
             next_index += 1
-        for shard in _run_shards(config, todo):
+        shards = _run_shards_dask(config, todo) if config.scheduler else _run_shards(config, todo)
+        for shard in shards:
             fresh = []
             duplicates = 0
             for sample in shard.samples:
@@ -276,6 +350,7 @@ def write_dataset(config: WriterConfig, progress: bool = True) -> dict[str, Any]
                 "rejected": dict(shard.rejected), "rejected_by_family": dict(shard.rejected_by_family),
                 "families": dict(Counter(s.family for s in fresh)),
                 "operations": dict(Counter(op for s in fresh for op in s.operations)),
+                "operation_counts": _operation_histogram(fresh),
                 "code_chars": [len(s.code) for s in fresh], "timings": shard.timings,
                 "elapsed_s": shard.elapsed_s, "signatures": [s.signature for s in fresh],
             }
@@ -298,7 +373,10 @@ def build_manifest(
     timings: Counter = Counter()
     lengths: list[int] = []
     duplicates = 0
+    histogram: dict[str, Counter] = {}
     for record in done.values():
+        for op, counts in record.get("operation_counts", {}).items():
+            histogram.setdefault(op, Counter()).update(counts)
         for key in totals:
             totals[key].update(record[key])
         timings.update(record["timings"])
@@ -315,6 +393,7 @@ def build_manifest(
         "splits": dict(totals["splits"]),
         "families": dict(sorted(totals["families"].items())),
         "operations": dict(sorted(totals["operations"].items())),
+        "operation_counts": {op: dict(sorted(c.items())) for op, c in sorted(histogram.items())},
         "rejected": dict(totals["rejected"]),
         "rejected_by_family": dict(sorted(totals["rejected_by_family"].items())),
         "duplicates": duplicates,
@@ -327,4 +406,13 @@ def build_manifest(
     }
 
 
-__all__ = ["DatasetConfigMismatch", "WriterConfig", "build_shard", "write_dataset"]
+def manifest_so_far(out: Path) -> dict[str, Any]:
+    """The manifest of the shards finished so far (a run in progress writes its own only at the end)."""
+    saved = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    config = WriterConfig(out=out, n=1, shard_size=saved["shard_size"], image_size=saved["image_size"],
+                          base_seed=saved["base_seed"], reference_share=saved["reference_share"],
+                          family_share=saved.get("family_share", 1.0))
+    return build_manifest(config, _finished(out), 0.0, 0)
+
+
+__all__ = ["DatasetConfigMismatch", "WriterConfig", "build_shard", "manifest_so_far", "write_dataset"]

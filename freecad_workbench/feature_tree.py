@@ -1,0 +1,583 @@
+"""A feature plan built as a native PartDesign Body: constrained sketches, named dimensions, features.
+
+The runtime traces the winning CadQuery program into a plan (``model_runtime.protocol``, "Feature
+plan"); this module turns it into a Body whose sketches are fully constrained, with every dimension
+the program named kept in a "Parameters" spreadsheet and bound by expression to the sketch
+constraints (named the same) and feature properties that use it. Change ``Parameters.length`` and
+the Body recomputes in FreeCAD alone; the saved document needs nothing from CadSnap.
+
+After building, the Body is compared with the CadQuery solid (volume and IoU >= ``MIN_IOU``). A plan
+with an unmapped step, a feature that fails, or a Body that does not match falls back to today's
+solid with source (``insert.insert_solid``), and the message says which step could not become a
+feature. Needs FreeCAD, Part and Sketcher; no GUI.
+"""
+
+from __future__ import annotations
+
+import math
+
+import FreeCAD
+import Part
+import Sketcher
+
+from model_runtime import protocol
+
+from . import insert
+from .naming import object_label, object_name
+
+MIN_IOU = 0.999
+MAX_VOLUME_ERROR = 1e-3  # relative
+SHEET_NAME = "Parameters"
+_ORIGIN_PLANES = {(0, 0, 1): "XY_Plane", (0, 1, 0): "XZ_Plane", (1, 0, 0): "YZ_Plane"}
+
+
+class BuildError(Exception):
+    """A plan step that could not become a working feature; ``step`` is its 1-based index or 0."""
+
+    def __init__(self, message: str, step: int = 0) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+def _v(xyz) -> FreeCAD.Vector:
+    return FreeCAD.Vector(float(xyz[0]), float(xyz[1]), float(xyz[2]))
+
+
+def _placement(plane: dict) -> FreeCAD.Placement:
+    z = _v(plane["normal"]).normalize()
+    x = _v(plane["x_dir"]).normalize()
+    y = z.cross(x)
+    matrix = FreeCAD.Matrix(x.x, y.x, z.x, 0, x.y, y.y, z.y, 0, x.z, y.z, z.z, 0, 0, 0, 0, 1)
+    return FreeCAD.Placement(_v(plane["origin"]), FreeCAD.Rotation(matrix))
+
+
+def _symmetric(obj, on: bool) -> None:
+    """Pad/Pocket symmetric to the sketch plane: ``Midplane`` up to 1.0, ``SideType`` where it replaced it."""
+    if hasattr(obj, "Midplane"):
+        obj.Midplane = on
+        return
+    choices = obj.getEnumerationsOfProperty("SideType")
+    obj.SideType = next(c for c in choices if "ymmetric" in c) if on else choices[0]
+
+
+def _step_name(index: int, feature: dict) -> str:
+    return f"step {index} ({feature.get('method', feature['kind'])}() at line {feature.get('line', '?')})"
+
+
+class _Dims:
+    """Named dimensions: one spreadsheet cell per parameter; expressions that read it."""
+
+    def __init__(self, doc, parameters: list[dict]) -> None:
+        self.sheet = None
+        self.names = {p["name"] for p in parameters}
+        if parameters:
+            self.sheet = doc.addObject("Spreadsheet::Sheet", SHEET_NAME)
+            self.sheet.set("A1", "Parameter")
+            self.sheet.set("B1", "Value")
+            for row, parameter in enumerate(parameters, start=2):
+                self.sheet.set(f"A{row}", parameter["name"])
+                self.sheet.set(f"B{row}", repr(float(parameter["value"])))
+                self.sheet.setAlias(f"B{row}", parameter["name"])
+
+    def expr(self, dim: dict | None, factor: float = 1.0) -> str | None:
+        """The expression for ``factor`` x the dimension, or None when it is not named."""
+        if not dim or dim.get("param") not in self.names or self.sheet is None:
+            return None
+        scale = float(dim.get("scale", 1.0)) * factor
+        ref = f"{self.sheet.Name}.{dim['param']}"
+        return ref if abs(scale - 1.0) < 1e-12 else f"{ref} * {scale!r}"
+
+    def bind(self, obj, prop: str, dim: dict | None, factor: float = 1.0) -> None:
+        value = float(dim["value"]) * factor
+        # Counts are integer properties: FreeCAD refuses a float there.
+        setattr(obj, prop, int(round(value)) if isinstance(getattr(obj, prop), int) else value)
+        expression = self.expr(dim, factor)
+        if expression:
+            obj.setExpression(prop, expression)
+
+
+class _SketchBuilder:
+    """Geometry and constraints of one sketch; every point fixed once, dimensions named."""
+
+    def __init__(self, sketch, dims: _Dims) -> None:
+        self.sketch = sketch
+        self.dims = dims
+        self.geometry: list = []
+        self.construction: list[bool] = []
+        self.constraints: list = []
+        self.named: list[tuple[int, str, str | None]] = []  # (constraint index, name, expression)
+        self.used_names: set[str] = set()
+
+    def _geo(self, geometry, construction: bool = False) -> int:
+        self.geometry.append(geometry)
+        self.construction.append(construction)
+        return len(self.geometry) - 1
+
+    def _add(self, constraint, dim: dict | None = None, expression: str | None = None) -> int:
+        self.constraints.append(constraint)
+        index = len(self.constraints) - 1
+        if dim is not None and dim.get("param") in self.dims.names:
+            name, n = dim["param"], 1
+            while name in self.used_names:
+                n += 1
+                name = f"{dim['param']}_{n}"
+            self.used_names.add(name)
+            self.named.append((index, name, expression))
+        elif expression:
+            self.named.append((index, "", expression))
+        return index
+
+    def fix(
+        self, geo: int, pos: int, x: float, y: float, x_expr: str | None = None, y_expr: str | None = None
+    ) -> None:
+        """Pin a point: on an axis when its coordinate is zero, else a distance from the origin."""
+        if abs(x) < 1e-9 and not x_expr:
+            self._add(Sketcher.Constraint("PointOnObject", geo, pos, -2))
+        else:
+            self._add(Sketcher.Constraint("DistanceX", -1, 1, geo, pos, float(x)), expression=x_expr)
+        if abs(y) < 1e-9 and not y_expr:
+            self._add(Sketcher.Constraint("PointOnObject", geo, pos, -1))
+        else:
+            self._add(Sketcher.Constraint("DistanceY", -1, 1, geo, pos, float(y)), expression=y_expr)
+
+    def circle(self, profile: dict) -> None:
+        cx, cy = profile["center"]
+        radius = profile["radius"]
+        geo = self._geo(
+            Part.Circle(FreeCAD.Vector(cx, cy, 0), FreeCAD.Vector(0, 0, 1), float(radius["value"]))
+        )
+        self.fix(geo, 3, cx, cy)
+        if float(radius.get("scale", 1.0)) == 0.5:  # named as a diameter (holes)
+            self._add(
+                Sketcher.Constraint("Diameter", geo, 2 * float(radius["value"])),
+                radius,
+                self.dims.expr(radius, 2.0),
+            )
+        else:
+            self._add(
+                Sketcher.Constraint("Radius", geo, float(radius["value"])), radius, self.dims.expr(radius)
+            )
+
+    def rect(self, profile: dict) -> None:
+        width, height = profile["width"], profile["height"]
+        w, h = float(width["value"]), float(height["value"])
+        ax, ay = profile["at"]
+        x0 = ax - w / 2 if profile["anchor"][0] == "center" else ax
+        y0 = ay - h / 2 if profile["anchor"][1] == "center" else ay
+        corners = [(x0, y0), (x0 + w, y0), (x0 + w, y0 + h), (x0, y0 + h)]
+        lines = [
+            self._geo(
+                Part.LineSegment(FreeCAD.Vector(*corners[i], 0), FreeCAD.Vector(*corners[(i + 1) % 4], 0))
+            )
+            for i in range(4)
+        ]
+        for i in range(4):
+            self._add(Sketcher.Constraint("Coincident", lines[i], 2, lines[(i + 1) % 4], 1))
+        self._add(Sketcher.Constraint("Horizontal", lines[0]))
+        self._add(Sketcher.Constraint("Horizontal", lines[2]))
+        self._add(Sketcher.Constraint("Vertical", lines[1]))
+        self._add(Sketcher.Constraint("Vertical", lines[3]))
+        self._add(Sketcher.Constraint("DistanceX", lines[0], 1, lines[0], 2, w), width, self.dims.expr(width))
+        self._add(
+            Sketcher.Constraint("DistanceY", lines[1], 1, lines[1], 2, h), height, self.dims.expr(height)
+        )
+        # The anchor keeps a centred rectangle centred when its size changes, as in CadQuery.
+        w_expr, h_expr = self.dims.expr(width), self.dims.expr(height)
+        x_expr = f"{ax!r} - ({w_expr}) / 2" if profile["anchor"][0] == "center" and w_expr else None
+        y_expr = f"{ay!r} - ({h_expr}) / 2" if profile["anchor"][1] == "center" and h_expr else None
+        self.fix(lines[0], 1, x0, y0, x_expr, y_expr)
+
+    def wire(self, profile: dict) -> None:
+        ends: list[tuple[int, int, float, float]] = []
+        arcs: dict[int, tuple[float, float]] = {}  # arc geometry -> its centre
+        for edge in profile["edges"]:
+            if edge["kind"] == "line":
+                (x0, y0), (x1, y1) = edge["start"], edge["end"]
+                geo = self._geo(Part.LineSegment(FreeCAD.Vector(x0, y0, 0), FreeCAD.Vector(x1, y1, 0)))
+            else:
+                cx, cy = edge["center"]
+                (x0, y0), (x1, y1) = edge["start"], edge["end"]
+                a0 = math.atan2(y0 - cy, x0 - cx)
+                a1 = math.atan2(y1 - cy, x1 - cx)
+                while a1 <= a0:
+                    a1 += 2 * math.pi
+                circle = Part.Circle(
+                    FreeCAD.Vector(cx, cy, 0), FreeCAD.Vector(0, 0, 1), float(edge["radius"])
+                )
+                geo = self._geo(Part.ArcOfCircle(circle, a0, a1))
+                # Centre and radius, not the chord: a semicircle's ends alone make the radius redundant.
+                self.fix(geo, 3, cx, cy)
+                self._add(Sketcher.Constraint("Radius", geo, float(edge["radius"])))
+                arcs[geo] = (cx, cy)
+            ends += [(geo, 1, x0, y0), (geo, 2, x1, y1)]
+        groups: list[list[tuple[int, int, float, float]]] = []
+        for end in ends:
+            for group in groups:
+                if math.hypot(group[0][2] - end[2], group[0][3] - end[3]) < 1e-6:
+                    group.append(end)
+                    break
+            else:
+                groups.append([end])
+        for group in groups:
+            first = group[0]
+            for other in group[1:]:
+                self._add(Sketcher.Constraint("Coincident", first[0], first[1], other[0], other[1]))
+            on_arcs = [arcs[g] for g, _, _, _ in group if g in arcs]
+            if not on_arcs:
+                self.fix(first[0], first[1], first[2], first[3])
+            elif len(on_arcs) == 1:
+                # The point slides on its arc: pin the coordinate that moves most along it.
+                cx, cy = on_arcs[0]
+                angle = math.atan2(first[3] - cy, first[2] - cx)
+                if abs(math.sin(angle)) >= abs(math.cos(angle)):
+                    self._fix_one(first[0], first[1], "x", first[2])
+                else:
+                    self._fix_one(first[0], first[1], "y", first[3])
+            # Where two arcs meet, their circles already fix the point.
+
+    def _fix_one(self, geo: int, pos: int, axis: str, value: float) -> None:
+        if abs(value) < 1e-9:
+            self._add(Sketcher.Constraint("PointOnObject", geo, pos, -2 if axis == "x" else -1))
+        else:
+            kind = "DistanceX" if axis == "x" else "DistanceY"
+            self._add(Sketcher.Constraint(kind, -1, 1, geo, pos, float(value)))
+
+    def axis_line(self, axis: dict) -> int:
+        (x0, y0), (x1, y1) = axis["start"], axis["end"]
+        geo = self._geo(
+            Part.LineSegment(FreeCAD.Vector(x0, y0, 0), FreeCAD.Vector(x1, y1, 0)), construction=True
+        )
+        self.fix(geo, 1, x0, y0)
+        self.fix(geo, 2, x1, y1)
+        return geo
+
+    def commit(self) -> None:
+        sketch = self.sketch
+        for geometry, construction in zip(self.geometry, self.construction, strict=True):
+            sketch.addGeometry(geometry, construction)
+        sketch.addConstraint(self.constraints)
+        for index, name, expression in self.named:
+            if name:
+                sketch.renameConstraint(index, name)
+            if expression:
+                sketch.setExpression(
+                    f".Constraints[{index}]" if not name else f".Constraints.{name}", expression
+                )
+
+
+class _BodyBuilder:
+    def __init__(self, doc, plan: dict, name: str) -> None:
+        self.doc = doc
+        self.plan = plan
+        self.body = doc.addObject("PartDesign::Body", name)
+        self.dims = _Dims(doc, plan.get("parameters") or [])
+        self.features: list = []  # one FreeCAD feature per plan step (None for steps without one)
+        self.loose_sketches: list[str] = []
+
+    def origin_plane(self, role: str):
+        return next(f for f in self.body.Origin.OriginFeatures if f.Role == role)
+
+    def sketch(self, plan_sketch: dict, index: int, axis: dict | None = None):
+        sketch = self.body.newObject("Sketcher::SketchObject", f"Sketch{index:03d}")
+        # FreeCAD 1.0 renamed Support to AttachmentSupport; 0.20 has only Support.
+        support = "AttachmentSupport" if hasattr(sketch, "AttachmentSupport") else "Support"
+        setattr(sketch, support, (self.origin_plane("XY_Plane"), [""]))
+        sketch.MapMode = "FlatFace"
+        sketch.AttachmentOffset = _placement(plan_sketch["plane"])
+        builder = _SketchBuilder(sketch, self.dims)
+        for profile in plan_sketch["profiles"]:
+            getattr(builder, profile["kind"])(profile)
+        axis_geo = builder.axis_line(axis) if axis is not None else None
+        builder.commit()
+        self.doc.recompute()
+        if getattr(sketch, "FullyConstrained", True) is False:
+            self.loose_sketches.append(sketch.Label)
+        return sketch, axis_geo
+
+    def build(self) -> None:
+        for index, feature in enumerate(self.plan["features"], start=1):
+            kind = feature["kind"]
+            if kind == "unmapped":
+                raise BuildError(f"{_step_name(index, feature)}: {feature['reason']}", index)
+            try:
+                obj = getattr(self, f"_{kind}")(feature, index)
+            except BuildError as error:
+                raise BuildError(f"{_step_name(index, feature)}: {error}", index) from None
+            except Exception as error:  # noqa: BLE001 - FreeCAD raises bare exceptions for bad input
+                raise BuildError(f"{_step_name(index, feature)}: {kind} failed ({error})", index) from None
+            if obj is not None and self.body.Tip is not obj:
+                self.body.Tip = obj  # newObject leaves the Tip on the previous feature for patterns
+            self.doc.recompute()
+            if obj is not None and ("Invalid" in obj.State or obj.Shape.isNull() or not obj.Shape.isValid()):
+                raise BuildError(f"{_step_name(index, feature)}: the {kind} did not compute", index)
+            self.features.append(obj)
+
+    # ----------------------------------------------------------------- features
+    def _profiled(self, type_name: str, feature: dict, index: int, axis: dict | None = None):
+        sketch, axis_geo = self.sketch(feature["sketch"], index, axis)
+        obj = self.body.newObject(type_name, f"{type_name.split('::')[1]}{index:03d}")
+        obj.Profile = sketch
+        if hasattr(obj, "Refine"):
+            obj.Refine = True  # CadQuery cleans every result: same faces, so later edge matches hold
+        return obj, sketch, axis_geo
+
+    def _pad(self, feature: dict, index: int):
+        obj, _, _ = self._profiled("PartDesign::Pad", feature, index)
+        self.dims.bind(obj, "Length", feature["length"])
+        _symmetric(obj, bool(feature["midplane"]))
+        obj.Reversed = bool(feature["reversed"])
+        return obj
+
+    def _pocket(self, feature: dict, index: int):
+        obj, _, _ = self._profiled("PartDesign::Pocket", feature, index)
+        if feature["through_all"]:
+            obj.Type = "ThroughAll"
+        else:
+            obj.Type = "Length"
+            self.dims.bind(obj, "Length", feature["length"])
+        _symmetric(obj, bool(feature["midplane"]))
+        obj.Reversed = bool(feature["reversed"])
+        return obj
+
+    def _hole(self, feature: dict, index: int):
+        sketch, _ = self.sketch(feature["sketch"], index)
+        obj = self.body.newObject("PartDesign::Hole", f"Hole{index:03d}")
+        obj.Profile = sketch  # after the sketch computed: the Hole reads it as soon as it is set
+        obj.Refine = True
+        obj.Threaded = False
+        obj.DrillPoint = "Flat"
+        self.dims.bind(obj, "Diameter", feature["diameter"])
+        if feature["depth"] is None:
+            obj.DepthType = "ThroughAll"
+        else:
+            obj.DepthType = "Dimension"
+            self.dims.bind(obj, "Depth", feature["depth"])
+        cut = feature["cut"]
+        if cut == "counterbore":
+            obj.HoleCutType = "Counterbore"
+            self.dims.bind(obj, "HoleCutDiameter", feature["cut_diameter"])
+            self.dims.bind(obj, "HoleCutDepth", feature["cut_depth"])
+        elif cut == "countersink":
+            obj.HoleCutType = "Countersink"
+            self.dims.bind(obj, "HoleCutDiameter", feature["cut_diameter"])
+            self.dims.bind(obj, "HoleCutCountersinkAngle", feature["cut_angle"])
+        return obj
+
+    def _revolved(self, type_name: str, feature: dict, index: int):
+        obj, sketch, axis_geo = self._profiled(type_name, feature, index, axis=feature["axis"])
+        obj.ReferenceAxis = (sketch, ["Axis0"])
+        self.dims.bind(obj, "Angle", feature["angle"])
+        return obj
+
+    def _revolution(self, feature: dict, index: int):
+        return self._revolved("PartDesign::Revolution", feature, index)
+
+    def _groove(self, feature: dict, index: int):
+        return self._revolved("PartDesign::Groove", feature, index)
+
+    def _base(self):
+        tip = self.body.Tip
+        if tip is None or tip.Shape.isNull():
+            raise BuildError("there is no solid yet")
+        return tip
+
+    def _edge_names(self, shape, edges: list[dict]) -> list[str]:
+        """Sub-element names of the recorded edges: same centre of mass, length and end points."""
+        size = max(shape.BoundBox.DiagonalLength, 1.0)
+        names = []
+        for record in edges:
+            center, length = _v(record["center"]), float(record["length"])
+            ends = (_v(record["start"]), _v(record["end"]))
+            for i, edge in enumerate(shape.Edges, start=1):
+                if (
+                    abs(edge.Length - length) > 1e-6 * size
+                    or (edge.CenterOfMass - center).Length > 1e-5 * size
+                ):
+                    continue
+                got = (edge.Vertexes[0].Point, edge.Vertexes[-1].Point)
+                if (
+                    min(
+                        (got[0] - ends[0]).Length + (got[1] - ends[1]).Length,
+                        (got[0] - ends[1]).Length + (got[1] - ends[0]).Length,
+                    )
+                    > 1e-5 * size
+                    and (ends[0] - ends[1]).Length > 1e-9
+                ):  # a closed edge's seam may sit anywhere
+                    continue
+                names.append(f"Edge{i}")
+                break
+            else:
+                raise BuildError(
+                    f"edge at {tuple(round(c, 3) for c in record['center'])} not found in the Body"
+                )
+        return names
+
+    def _dressup(self, type_name: str, feature: dict, index: int):
+        base = self._base()
+        names = self._edge_names(base.Shape, [e for e in feature["edges"] if not e.get("seam")])
+        obj = self.body.newObject(type_name, f"{type_name.split('::')[1]}{index:03d}")
+        obj.Base = (base, names)
+        return obj
+
+    def _fillet(self, feature: dict, index: int):
+        obj = self._dressup("PartDesign::Fillet", feature, index)
+        self.dims.bind(obj, "Radius", feature["radius"])
+        return obj
+
+    def _chamfer(self, feature: dict, index: int):
+        obj = self._dressup("PartDesign::Chamfer", feature, index)
+        obj.ChamferType = "Equal distance"
+        self.dims.bind(obj, "Size", feature["size"])
+        return obj
+
+    def _thickness(self, feature: dict, index: int):
+        base = self._base()
+        shape = base.Shape
+        size = max(shape.BoundBox.DiagonalLength, 1.0)
+        names = []
+        for record in feature["faces"]:
+            center, area = _v(record["center"]), float(record["area"])
+            for i, face in enumerate(shape.Faces, start=1):
+                if (
+                    abs(face.Area - area) <= 1e-6 * size * size
+                    and (face.CenterOfMass - center).Length <= 1e-5 * size
+                ):
+                    names.append(f"Face{i}")
+                    break
+            else:
+                raise BuildError(
+                    f"face at {tuple(round(c, 3) for c in record['center'])} not found in the Body"
+                )
+        obj = self.body.newObject("PartDesign::Thickness", f"Thickness{index:03d}")
+        obj.Base = (base, names)
+        self.dims.bind(obj, "Value", feature["value"])
+        obj.Reversed = bool(feature["inward"])  # FreeCAD's "make thickness inwards"
+        obj.Join = "Intersection" if feature["join"] == "intersection" else "Arc"
+        obj.Mode = "Skin"
+        obj.Intersection = True  # as CadQuery's shell asks OpenCascade
+        return obj
+
+    def _loft(self, feature: dict, index: int):
+        profile, _ = self.sketch(feature["sketch"], index)
+        sections = [self.sketch(section, index)[0] for section in feature["sections"]]
+        obj = self.body.newObject("PartDesign::AdditiveLoft", f"Loft{index:03d}")
+        obj.Profile = profile
+        obj.Sections = sections
+        obj.Ruled = bool(feature["ruled"])
+        obj.Refine = True
+        return obj
+
+    def _polar_pattern(self, feature: dict, index: int):
+        originals = [self.features[i] for i in feature["originals"]]
+        sketch = originals[0].Profile[0]
+        # The tracer emits patterns about their sketch's own origin and normal: its N_Axis.
+        if (sketch.Placement.Base - _v(feature["axis_origin"])).Length > 1e-6:
+            raise BuildError("a polar pattern about another axis than its sketch's normal")
+        obj = self.body.newObject("PartDesign::PolarPattern", f"PolarPattern{index:03d}")
+        obj.Originals = originals
+        obj.Axis = (sketch, ["N_Axis"])
+        self.dims.bind(obj, "Angle", feature["angle"])
+        self.dims.bind(obj, "Occurrences", feature["count"])
+        return obj
+
+    def _mirrored(self, feature: dict, index: int):
+        key = tuple(int(round(c)) for c in feature["normal"])
+        role = _ORIGIN_PLANES.get(tuple(abs(c) for c in key))
+        if role is None or any(abs(c) > 1e-9 for c in feature["origin"]):
+            raise BuildError("a mirror plane other than the origin's planes")
+        originals = [self.features[i] for i in feature["originals"] if self.features[i] is not None]
+        obj = self.body.newObject("PartDesign::Mirrored", f"Mirrored{index:03d}")
+        obj.Originals = originals
+        obj.MirrorPlane = (self.origin_plane(role), [""])
+        return obj
+
+
+def build_body(doc, plan: dict, name: str = "Body"):
+    """(Body, spreadsheet or None, loose sketch labels) for ``plan``; BuildError names the failing step.
+
+    Objects made before a failure are removed again, so the document is as it was.
+    """
+    try:
+        protocol.check_feature_plan(plan)
+    except ValueError as error:
+        raise BuildError(f"the feature plan is malformed ({error})") from None
+    if not plan["features"]:
+        raise BuildError("; ".join(plan["reasons"]) or "the feature plan has no steps")
+    before = {o.Name for o in doc.Objects}
+    builder = _BodyBuilder(doc, plan, name)
+    try:
+        builder.build()
+    except Exception:
+        remove_new_objects(doc, before)
+        raise
+    return builder.body, builder.dims.sheet, builder.loose_sketches
+
+
+def remove_new_objects(doc, before: set[str]) -> None:
+    for obj in list(doc.Objects)[::-1]:
+        if obj.Name not in before and doc.getObject(obj.Name) is not None:
+            doc.removeObject(obj.Name)
+
+
+def compare(shape, reference) -> tuple[float, float]:
+    """(IoU, relative volume error) of two solids in the same coordinates."""
+    common = shape.common(reference).Volume
+    union = shape.Volume + reference.Volume - common
+    iou = common / union if union > 0 else 0.0
+    error = abs(shape.Volume - reference.Volume) / max(reference.Volume, 1e-12)
+    return iou, error
+
+
+def check_body(body, brep: str) -> tuple[bool, float, float]:
+    """(matches, IoU, relative volume error) of the Body against the CadQuery solid's BREP text."""
+    reference = insert.shape_from_brep(brep)
+    shape = body.Shape
+    if shape.isNull() or not shape.Solids:
+        return False, 0.0, 1.0
+    iou, error = compare(shape, reference)
+    return iou >= MIN_IOU and error <= MAX_VOLUME_ERROR, iou, error
+
+
+def insert_feature_tree(doc, plan: dict | None, brep: str, info: insert.SolidInfo, placement=None):
+    """The Body for ``plan`` when it builds and matches the solid, else ``insert.insert_solid``.
+
+    Returns (object, message): the message is empty for a Body and says which step could not become a
+    feature for the fallback. One transaction either way.
+    """
+    reason = ""
+    if not plan:
+        reason = "the runtime sent no feature plan"
+    elif plan.get("status") != protocol.PLAN_MAPPED:
+        reason = "; ".join(plan.get("reasons") or ["the plan has unmapped steps"])
+    if not reason:
+        before = {o.Name for o in doc.Objects}
+        doc.openTransaction(f"CadSnap: insert {info.image_path or 'part'} as a feature tree")
+        try:
+            body, sheet, _loose = build_body(doc, plan, object_name(info.image_path) or "Body")
+            ok, iou, error = check_body(body, brep)
+            if ok:
+                body.Label = object_label(info.image_path)
+                if sheet is not None:
+                    sheet.Label = f"{body.Label} parameters"
+                for type_name, prop, tooltip in insert.PROPERTIES:
+                    body.addProperty(type_name, prop, insert.GROUP, tooltip)
+                insert._write_info(body, info)  # the same properties as a solid, one definition
+                if placement is not None:
+                    body.Placement = (
+                        placement
+                        if isinstance(placement, FreeCAD.Placement)
+                        else FreeCAD.Placement(placement, FreeCAD.Rotation())
+                    )
+                doc.recompute()
+                doc.commitTransaction()
+                return body, ""
+            remove_new_objects(doc, before)
+            reason = f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
+        except BuildError as error:
+            reason = str(error)
+        except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
+            remove_new_objects(doc, before)
+            reason = f"the feature tree failed ({error})"
+        doc.abortTransaction()
+    obj = insert.insert_solid(doc, brep, info, placement)
+    return obj, f"Inserted as a solid with source: {reason}"
