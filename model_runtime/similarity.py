@@ -31,7 +31,7 @@ class Similarity:
         """The ranking score, at most 1: the mean of the three.
 
         Shading joined silhouette and edges after measuring how close each rule's pick comes to the
-        best of 8 candidates (``model_runtime.bench.ranking``): mean IoU of the pick 0.362 -> 0.368
+        best of 8 candidates (``training.bench_ranking``): mean IoU of the pick 0.362 -> 0.368
         on 49 hand-written parts and 0.639 -> 0.652 on 46 in-family parts, FreeCAD renders both.
         """
         return (self.silhouette_iou + self.edge_f1 + self.shading) / 3.0

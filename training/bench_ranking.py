@@ -1,6 +1,6 @@
 """How close the ranking's pick comes to the best of N: the oracle gap, per scoring rule.
 
-    python -m model_runtime.bench.ranking --data training/eval_oof --n 8 --out out/bench
+    python -m training.bench_ranking --data training/eval_oof --n 8 --out out/bench
 
 For every picture in ``--data`` (``NAME.png`` beside ``NAME.py`` or ``NAME.step``) the pipeline
 draws N candidates with fitting off; each valid candidate's volume IoU against the true part is
@@ -35,15 +35,6 @@ RULES: dict[str, Callable[[dict[str, float]], float]] = {
 }
 
 
-def truth_shape(pool: Any, picture: Path) -> Any:
-    import cadquery as cq
-
-    step = picture.with_suffix(".step")
-    if step.exists():
-        return cq.importers.importStep(str(step)).val()
-    return pool.run(picture.with_suffix(".py").read_text(), timeout_s=60).shape()
-
-
 def collect(data: Path, n: int, limit: int | None, refine: bool = False) -> list[dict[str, Any]]:
     """Every part's candidates: their similarity parts and their IoU against the truth.
 
@@ -53,21 +44,19 @@ def collect(data: Path, n: int, limit: int | None, refine: bool = False) -> list
     from model_runtime.metrics import iou
     from model_runtime.pipeline import GenerateRequest, Pipeline
     from model_runtime.sandbox import SandboxPool
+    from training.evaluate import folder_samples, truth_shape
 
-    pictures = sorted(
-        p for p in data.glob("*.png") if p.with_suffix(".py").exists() or p.with_suffix(".step").exists()
-    )
     parts = []
     with SandboxPool(workers=2, timeout_s=20) as pool:
         pipeline = Pipeline(load_backend("auto"), pool)
-        for picture in tqdm(pictures[:limit], desc="parts"):
-            truth = truth_shape(pool, picture)
-            request = GenerateRequest(image=picture.read_bytes(), n=n, refine=False)
+        for sample in tqdm(folder_samples(data)[:limit], desc="parts"):
+            truth, _ = truth_shape(sample, pool)
+            request = GenerateRequest(image=sample.image, n=n, refine=False)
             started = time.perf_counter()
             try:
                 result = pipeline.run(request)
             except Exception as exc:  # all candidates invalid: the part scores 0 under every rule
-                parts.append({"name": picture.stem, "candidates": [], "error": str(exc)})
+                parts.append({"name": sample.name, "candidates": [], "error": str(exc)})
                 continue
             candidates = []
             for c in result.candidates:
@@ -77,7 +66,7 @@ def collect(data: Path, n: int, limit: int | None, refine: bool = False) -> list
                 candidates.append(
                     {"index": c.index, **parts_of_score, "iou": iou(c.exec_result.shape(), truth)}
                 )
-            part = {"name": picture.stem, "candidates": candidates, "seconds": time.perf_counter() - started}
+            part = {"name": sample.name, "candidates": candidates, "seconds": time.perf_counter() - started}
             if refine:
                 started = time.perf_counter()
                 fitted = pipeline.run(dataclasses.replace(request, refine=True))
