@@ -27,8 +27,10 @@ from PIL import Image
 from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
+from model_runtime.feature_plan.parameterise import parameterise
 from model_runtime.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
 from model_runtime.refine import Refinement, refine
+from model_runtime.scaling import is_scaled_copy, scale_literals, scale_wrapper
 from model_runtime.similarity import Silhouette, Similarity, compare
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -161,19 +163,6 @@ class GenerateResult:
         }
 
 
-def scale_code(code: str, factor: float, target_mm: float) -> str:
-    """The program with a final step that scales ``result`` about the origin by ``factor``.
-
-    We rewrite the code rather than scale the solid behind its back, so the program the user
-    edits still builds exactly the solid they got.
-    """
-    return (
-        code.rstrip()
-        + f"\n\n# CadSnap: scaled so the largest overall dimension is {target_mm:g} mm.\n"
-        + f'result = cq.Workplane("XY").add(cq.Workplane("XY").add(result).val().scale({factor!r}))\n'
-    )
-
-
 class Pipeline:
     """Ties a backend to a sandbox pool; ``run`` may be called from several threads."""
 
@@ -269,11 +258,12 @@ class Pipeline:
             if fitted is not None:
                 refinement, exec_result, score = fitted
                 code = refinement.code
+        status("finish", 0.97)
         if request.target_size_mm is not None:
-            status("scale", 0.97)
             scale, code, exec_result = self._scale(code, exec_result, request)
-        elif tuple(request.formats) != ("brep",):
-            exec_result = self.pool.run(code, formats=request.formats)
+        else:  # once more, traced, for the feature plan (and any export asked for)
+            exec_result = self._final_run(code, request)
+        code, exec_result = self._parameterise(code, exec_result, request)
         timings["total_s"] = sum(
             v
             for k, v in timings.items()
@@ -419,7 +409,35 @@ class Pipeline:
             return None
         return result, checked[1], checked[0]
 
+    def _final_run(self, code: str, request: GenerateRequest, doing: str = "building the result"):
+        from model_runtime.sandbox import SandboxError
+
+        try:
+            return self.pool.run(code, formats=request.formats, feature_plan=True)
+        except SandboxError as exc:
+            raise PipelineError(exc.code, f"{doing} failed: {exc.message}") from exc
+
+    def _parameterise(self, code: str, exec_result: Any, request: GenerateRequest):
+        """The program opening with the feature plan's named dimensions (the names the FreeCAD tree
+        shows), traced again so the plan describes the code sent; unchanged when nothing maps."""
+        from model_runtime.sandbox import SandboxError
+
+        plan = exec_result.feature_plan
+        if not plan or plan.get("status") != protocol.PLAN_MAPPED:
+            return code, exec_result
+        named = parameterise(code, plan)
+        if named == code:
+            return code, exec_result
+        try:
+            again = self.pool.run(named, formats=request.formats, feature_plan=True)
+        except SandboxError:
+            return code, exec_result
+        same = abs(again.volume - exec_result.volume) <= 1e-6 * max(exec_result.volume, 1.0)
+        return (named, again) if same and again.n_faces == exec_result.n_faces else (code, exec_result)
+
     def _scale(self, code: str, exec_result: Any, request: GenerateRequest):
+        """(factor, code, result) for the target size: the lengths rewritten when that gives exactly
+        the scaled solid (the feature tree survives), else a final scaling step."""
         from model_runtime.sandbox import SandboxError
 
         box = exec_result.bbox
@@ -427,8 +445,13 @@ class Pipeline:
         if largest <= 0:
             raise PipelineError(protocol.ERROR_INVALID_SOLID, "the best solid has no extent to scale")
         factor = request.target_size_mm / largest
-        code = scale_code(code, factor, request.target_size_mm)
-        try:
-            return factor, code, self.pool.run(code, formats=request.formats)
-        except SandboxError as exc:
-            raise PipelineError(exc.code, f"scaling the result failed: {exc.message}") from exc
+        rewritten = scale_literals(code, factor, request.target_size_mm)
+        if rewritten is not None:
+            try:
+                scaled = self.pool.run(rewritten, formats=request.formats, feature_plan=True)
+            except SandboxError:
+                scaled = None
+            if scaled is not None and is_scaled_copy(exec_result, scaled, factor):
+                return factor, rewritten, scaled
+        code = scale_wrapper(code, factor, request.target_size_mm)
+        return factor, code, self._final_run(code, request, "scaling the result")

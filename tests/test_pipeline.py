@@ -263,7 +263,8 @@ def test_ranking_valid_first_then_by_similarity(pool, renders):
     assert result.candidates[-1].error["code"] in (protocol.ERROR_RUNTIME, protocol.ERROR_SYNTAX)
     scores = [c.score for c in result.candidates if c.valid]
     assert scores == sorted(scores, reverse=True) and scores[0] > 0.8
-    assert result.code.strip() == BOX.strip()
+    assert result.best.code.strip() == BOX.strip()
+    assert_named_dimensions(result)  # the winner's program, its numbers named as in the FreeCAD tree
     assert result.exec_result.volume == pytest.approx(6000, rel=1e-6)
     assert backend.seen_image.size[0] == backend.seen_image.size[1]
     kinds = {e["type"] for e in events}
@@ -336,7 +337,8 @@ def test_the_winner_is_fitted_to_the_picture_unless_asked_not_to(pool):
     pipeline = Pipeline(ScriptedBackend([BOX]), pool, render_size=160)  # the model says 30 x 20 x 10
 
     as_written = pipeline.run(GenerateRequest(image=picture, n=1, refine=False))
-    assert as_written.code == BOX and as_written.refinement is None
+    assert as_written.best.code == BOX and as_written.refinement is None
+    assert as_written.exec_result.volume == pytest.approx(6000, rel=1e-6)
 
     events: list[dict] = []
     fitted = pipeline.run(GenerateRequest(image=picture, n=1), on_event=events.append)
@@ -391,7 +393,36 @@ def test_target_size_rewrites_the_code(pool, renders):
     box = result.exec_result.bbox
     assert max(box[3] - box[0], box[4] - box[1], box[5] - box[2]) == pytest.approx(75.0, rel=1e-6)
     assert result.scale == pytest.approx(2.5)
-    assert "scale(2.5)" in result.code and "step" in result.exec_result.exports
+    # the lengths are rewritten (the feature tree survives), not the solid scaled behind the program
+    assert "scale(" not in result.code and "= 75\n" in result.code and "= 25\n" in result.code
+    assert_named_dimensions(result) and "step" in result.exec_result.exports
+
+
+def test_target_size_falls_back_to_scaling_the_solid_when_the_lengths_cannot_be_told(pool, renders):
+    # ``i * 6`` is a length times a count: read as a ratio, so rewriting the literals gives a
+    # different part, which the pipeline notices and scales the solid instead.
+    row = (
+        "import cadquery as cq\n\nresult = cq.Workplane('XY').box(8, 8, 8)\n"
+        "for i in range(1, 3):\n"
+        "    result = result.union(cq.Workplane('XY').box(8, 8, 8).translate((i * 6, 0, 0)))\n"
+    )
+    result = Pipeline(ScriptedBackend([row]), pool).run(
+        GenerateRequest(image=_png(renders["box"]), n=1, target_size_mm=40.0, refine=False)
+    )
+    box = result.exec_result.bbox
+    assert max(box[3] - box[0], box[4] - box[1], box[5] - box[2]) == pytest.approx(40.0, rel=1e-6)
+    assert ".scale(2.0)" in result.code
+    assert result.exec_result.volume == pytest.approx(20 * 8 * 8 * 8, rel=1e-6)
+
+
+def assert_named_dimensions(result) -> bool:
+    """The result's program declares each of its feature plan's parameters, and the plan maps."""
+    plan = result.exec_result.feature_plan
+    assert plan is not None and plan["status"] == protocol.PLAN_MAPPED, plan
+    assert plan["parameters"]
+    for parameter in plan["parameters"]:
+        assert f"\n{parameter['name']} = " in result.code, (parameter, result.code)
+    return True
 
 
 @pytest.mark.parametrize(

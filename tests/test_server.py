@@ -361,7 +361,11 @@ def test_generate_job_end_to_end_with_a_real_tiny_model(env, tmp_path_factory):
             result = events[-1]["result"]
             assert result["backend"] == "hf"
             assert result["result"]["volume"] == pytest.approx(30 * 20 * 10)
-            assert "box(30, 20, 10)" in result["code"]
+            assert "box(30, 20, 10)" in result["candidates"][0]["code"]  # as the model wrote it
+            plan = result["result"]["feature_plan"]  # the winner's, for the workbench's feature tree
+            protocol.check_feature_plan(plan)
+            assert plan["status"] == protocol.PLAN_MAPPED
+            assert all(f"\n{p['name']} = " in result["code"] for p in plan["parameters"])
             health = c.get("/v1/health").json()
             assert health["backend"] == "hf" and health["backend_state"] == "ready"
 

@@ -126,8 +126,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         with SandboxPool(workers=args.workers) as pool:
             result = Pipeline(backend, pool).run(request, on_event=on_event)
-            wants_source = args.fcstd is not None or args.code_out is not None or args.show_code
-            plan = _feature_plan(pool, result.code) if wants_source else None
     except PipelineError as exc:
         bar.close()
         print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
@@ -156,11 +154,8 @@ def run(args: argparse.Namespace) -> int:
         content = result.exec_result.exports[formats[-1]]
         args.output.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         print(f"wrote {args.output}", file=sys.stderr)
-    code = result.code
-    if plan is not None and plan.get("status") == protocol.PLAN_MAPPED:
-        from model_runtime.feature_plan import parameterise
-
-        code = parameterise(result.code, plan)  # the names the FreeCAD tree uses
+    code = result.code  # opens with the named dimensions the FreeCAD tree uses, when the plan maps
+    plan = result.exec_result.feature_plan  # traced in the sandbox by the pipeline's final run
     if args.fcstd is not None:
         from model_runtime.feature_plan.freecad import write_fcstd
 
@@ -181,12 +176,3 @@ def run(args: argparse.Namespace) -> int:
         data["result"].pop("exports", None)
         print(json.dumps(data, indent=2))
     return 0
-
-
-def _feature_plan(pool, code: str) -> dict | None:
-    """The winner's feature plan, traced inside the sandbox (generated code never runs here)."""
-    try:
-        exec_result = pool.run(code, feature_plan=True)
-    except Exception:  # noqa: BLE001 - no plan: the document gets the solid with source
-        return None
-    return getattr(exec_result, "feature_plan", None)
