@@ -29,6 +29,18 @@ def _report(error: Exception) -> None:
     QtWidgets.QMessageBox.warning(Gui.getMainWindow(), "CadSnap", str(error))
 
 
+def tell(text: str, short: str = "") -> None:
+    """Say something once where it outlives a closing dialog: ``text`` in the Report view, ``short`` in
+    the status bar. FreeCAD echoes a warning to the status bar itself, cut off in the middle when long,
+    through the event queue: ``short`` is shown after that, so it is what stays."""
+    from .qt import QtCore
+
+    FreeCAD.Console.PrintWarning(f"CadSnap: {text}\n")
+    window = Gui.getMainWindow()
+    if window is not None and short:
+        QtCore.QTimer.singleShot(0, lambda: window.statusBar().showMessage(f"CadSnap: {short}", 30_000))
+
+
 def open_generate_panel(picture: session.Picture | None = None):
     """Show the Generate panel (replacing an open one); returns it."""
     from .task_panel import GeneratePanel
@@ -115,14 +127,15 @@ class Generate(_Command):
 
 class EditCode(_Command):
     icon, menu = "EditCode", "Edit CadQuery…"
-    tip = "Edit the selected CadSnap solid's CadQuery source and re-run it"
+    tip = "Edit the selected CadSnap solid's or Body's CadQuery source and re-run it"
 
     @staticmethod
     def _selected():
-        from .insert import is_cadsnap_object
+        from .insert import cadsnap_owner
 
         selection = Gui.Selection.getSelection()
-        return selection[0] if len(selection) == 1 and is_cadsnap_object(selection[0]) else None
+        # A click on a CadSnap Body's face selects its feature: edit the Body it belongs to.
+        return cadsnap_owner(selection[0]) if len(selection) == 1 else None
 
     def IsActive(self):  # noqa: N802
         return self._selected() is not None

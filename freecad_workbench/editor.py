@@ -1,10 +1,13 @@
-"""Edit CadQuery: change an inserted solid's source, re-run it in the runtime, update the solid."""
+"""Edit CadQuery: change an inserted solid's or Body's source, re-run it in the runtime, update it.
+
+A solid gets the new shape; a CadSnap Body is rebuilt from the run's feature plan (``insert.update_part``),
+or becomes a solid with source when the new program does not map, and the dialog says why."""
 
 from __future__ import annotations
 
 import FreeCAD
 
-from . import insert, session
+from . import commands, insert, messages, session
 from .background import Background
 from .client import ClientError
 from .launcher import LauncherError
@@ -13,8 +16,9 @@ from .qt import QtGui, QtWidgets
 
 
 class EditDialog(QtWidgets.QDialog):
-    """Source editor for one CadSnap object. "Run and update" replaces its shape in one transaction;
-    a failing program leaves the solid as it was and shows the runtime's message (with its line)."""
+    """Source editor for one CadSnap object. "Run and update" replaces its shape (a Body: the whole Body)
+    in one transaction; a failing program leaves the document as it was and shows the runtime's message
+    (with its line)."""
 
     def __init__(self, obj, parent=None) -> None:
         super().__init__(parent)
@@ -42,6 +46,20 @@ class EditDialog(QtWidgets.QDialog):
         layout.addLayout(buttons)
         self.background = Background(self._on_message)
         self.updated = False
+        self.message = ""  # why the last update fell back from a feature tree to a solid
+
+    @property
+    def obj(self):
+        """The object being edited, looked up by name: an edit of a Body replaces the object, and an undo
+        brings the old one back under the same name; None when it is gone from the document."""
+        try:
+            return self._doc.getObject(self._name)
+        except Exception:  # noqa: BLE001 - the document was closed
+            return None
+
+    @obj.setter
+    def obj(self, obj) -> None:
+        self._doc, self._name = obj.Document, obj.Name
 
     def run(self) -> None:
         code = self.editor.toPlainText()
@@ -72,16 +90,28 @@ class EditDialog(QtWidgets.QDialog):
         self.run_button.setEnabled(True)
         if kind == "done":
             code, result = payload
+            plan = result.get("feature_plan")
+            target = self.obj
+            if target is None or not insert.is_cadsnap_object(target):
+                self._say("The part this editor opened on is no longer in the document; close the editor and "
+                          "select the part again.", error=True)
+                return
             try:
-                insert.update_solid(self.obj, result.get("brep", ""), code)
+                self.obj, message = insert.update_part(target, result.get("brep", ""), code,
+                                                       plan if isinstance(plan, dict) else None)
             except insert.InsertError as error:
-                self._say(f"{error} The solid is unchanged.", error=True)
+                self._say(f"{error} The document is unchanged.", error=True)
                 return
             self.updated = True
             volume = result.get("volume")
-            self._say(f"Updated {self.obj.Label}" + (f": volume {volume:.1f} mm³." if volume else "."))
+            done = f"Updated {self.obj.Label}" + (f": volume {volume:.1f} mm³." if volume else ".")
+            if message:
+                self.message = messages.tree_fallback(self.obj.Label, message, edited=True)
+                commands.tell(self.message, messages.tree_fallback_short(self.obj.Label, edited=True))
+                done = f"{done} {self.message}"
+            self._say(done)
         elif kind in ("failed", "crash"):
-            self._say(f"{payload}\nThe solid is unchanged.", error=True)
+            self._say(f"{payload}\nThe document is unchanged.", error=True)
             if kind == "crash":
                 FreeCAD.Console.PrintError(f"CadSnap: {payload}\n")
 

@@ -11,9 +11,13 @@ from dataclasses import dataclass
 import FreeCAD
 import Part
 
+from model_runtime import protocol
+
+from .messages import TREE_FALLBACK_PREFIX
 from .naming import object_label, object_name
 
 GROUP = "CadSnap"
+BODY_TYPE = "PartDesign::Body"
 
 
 class InsertError(Exception):
@@ -67,21 +71,32 @@ def insert_solid(doc, brep: str, info: SolidInfo, placement=None):
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
     doc.openTransaction(f"CadSnap: insert {object_label(info.image_path)}")
     try:
-        obj = doc.addObject("Part::Feature", object_name(info.image_path))
-        obj.Label = object_label(info.image_path)
-        for type_name, name, tooltip in PROPERTIES:
-            obj.addProperty(type_name, name, GROUP, tooltip)
-        _write_info(obj, info)
-        obj.Shape = shape
-        if placement is not None:
-            obj.Placement = placement if isinstance(placement, FreeCAD.Placement) else FreeCAD.Placement(
-                placement, FreeCAD.Rotation())
+        obj = _add_solid(doc, shape, info, placement)
         doc.recompute()
     except Exception:
         doc.abortTransaction()
         raise
     doc.commitTransaction()
     return obj
+
+
+def _add_solid(doc, shape, info: SolidInfo, placement=None, name: str = "", label: str = ""):
+    """The ``Part::Feature`` with its CadSnap properties, inside the caller's transaction."""
+    obj = doc.addObject("Part::Feature", name or object_name(info.image_path))
+    obj.Label = label or object_label(info.image_path)
+    for type_name, prop, tooltip in PROPERTIES:
+        obj.addProperty(type_name, prop, GROUP, tooltip)
+    _write_info(obj, info)
+    obj.Shape = shape
+    if placement is not None:
+        obj.Placement = _as_placement(placement)
+    return obj
+
+
+def _as_placement(placement):
+    """A Placement from a Placement or a Vector (a picked point, an offset beside the captured part)."""
+    return placement if isinstance(placement, FreeCAD.Placement) else FreeCAD.Placement(
+        placement, FreeCAD.Rotation())
 
 
 def update_solid(obj, brep: str, source: str):
@@ -108,6 +123,27 @@ def is_cadsnap_object(obj) -> bool:
     return obj is not None and "CadQuerySource" in getattr(obj, "PropertiesList", ())
 
 
+def is_body(obj) -> bool:
+    return getattr(obj, "TypeId", "") == BODY_TYPE
+
+
+def cadsnap_owner(obj):
+    """The CadSnap object a selection stands for: the object itself, or the CadSnap Body a selected
+    feature or sketch belongs to (a click on a Body's face selects its Tip feature, not the Body)."""
+    if is_cadsnap_object(obj):
+        return obj
+    for parent in getattr(obj, "InList", ()):
+        if is_body(parent) and obj in parent.Group and is_cadsnap_object(parent):
+            return parent
+    return None
+
+
+def read_info(obj) -> SolidInfo:
+    """The SolidInfo a CadSnap object carries (what a replacement must keep)."""
+    return SolidInfo(source=obj.CadQuerySource, image_path=obj.InputImage, backend=obj.Backend,
+                     model=obj.Model, score=obj.Score, instruction=obj.Instruction, camera=obj.CaptureCamera)
+
+
 def _write_info(obj, info: SolidInfo) -> None:
     obj.CadQuerySource = info.source
     obj.InputImage = info.image_path
@@ -129,3 +165,102 @@ def insert_part(doc, brep: str, info: SolidInfo, placement=None, plan: dict | No
 
         return insert_feature_tree(doc, plan, brep, info, placement)
     return insert_solid(doc, brep, info, placement), ""
+
+
+def update_part(obj, brep: str, source: str, plan: dict | None = None):
+    """(object, message) after Edit CadQuery: a CadSnap Body is rebuilt from the edited program's
+    ``plan`` (:func:`replace_body`), a solid gets the new shape (:func:`update_solid`). One transaction
+    either way; InsertError (document untouched) when the geometry is bad."""
+    if is_body(obj):
+        return replace_body(obj, brep, source, plan)
+    return update_solid(obj, brep, source), ""
+
+
+def replace_body(body, brep: str, source: str, plan: dict | None):
+    """Replace a CadSnap Body by one built from ``plan`` in one undoable transaction; (object, message).
+
+    The new object keeps the Body's name where it can, its Label, Placement, parent group and CadSnap
+    properties (with the new source); the old Body goes with its features, sketches and the Parameters
+    spreadsheet only it used. When the plan cannot become a Body that matches ``brep``, a solid with
+    source takes its place and the message says which step could not become a feature. Undo brings the
+    old Body back whole."""
+    from .feature_tree import BuildError, build_body, check_body, remove_new_objects
+
+    shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
+    if not is_cadsnap_object(body):
+        raise InsertError(f"{body.Label} was not made by CadSnap: it has no CadQuery source.")
+    doc = body.Document
+    name, label, placement = body.Name, body.Label, body.Placement
+    info = read_info(body)
+    info.source = source
+    parent = _parent_group(body)
+    reason = plan_problem(plan)
+    doc.openTransaction(f"CadSnap: edit {label}")
+    try:
+        _remove_body(body)
+        new, sheet = None, None
+        if not reason:
+            before = {o.Name for o in doc.Objects}
+            try:
+                new, sheet, _loose = build_body(doc, plan, name)
+                ok, iou, error = check_body(new, brep)
+                if not ok:
+                    remove_new_objects(doc, before)
+                    new = None
+                    reason = (f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by "
+                              f"{error:.2%})")
+            except BuildError as error:  # build_body has removed what it made
+                reason = str(error)
+            except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
+                remove_new_objects(doc, before)
+                new, reason = None, f"the feature tree failed ({error})"
+        if new is None:
+            new = _add_solid(doc, shape, info, placement, name=name, label=label)
+        else:
+            new.Label = label
+            if sheet is not None:
+                sheet.Label = f"{label} parameters"
+            for type_name, prop, tooltip in PROPERTIES:
+                new.addProperty(type_name, prop, GROUP, tooltip)
+            _write_info(new, info)
+            new.Placement = placement
+        if parent is not None:
+            parent.addObject(new)
+        doc.recompute()
+    except Exception:
+        doc.abortTransaction()
+        raise
+    doc.commitTransaction()
+    return new, (TREE_FALLBACK_PREFIX + reason) if reason else ""
+
+
+def plan_problem(plan: dict | None) -> str:
+    """Why ``plan`` cannot become a feature tree before anything is built, or "" when it may."""
+    if not plan:
+        return "the runtime sent no feature plan"
+    if plan.get("status") != protocol.PLAN_MAPPED:
+        return "; ".join(plan.get("reasons") or ["the plan has unmapped steps"])
+    return ""
+
+
+def _parent_group(obj):
+    """The group (folder or App::Part) holding ``obj``, or None."""
+    getter = getattr(obj, "getParentGroup", None)
+    return getter() if getter is not None else None
+
+
+def _remove_body(body) -> None:
+    """Remove a Body, its features and sketches (last first) and the spreadsheets only they read; its
+    Origin goes with the Body. The spreadsheets go first: undo restores objects in the order they were
+    removed, and a feature restored before its spreadsheet keeps expressions that no longer drive it."""
+    doc = body.Document
+    members = list(body.Group)
+    owned = {o.Name for o in members} | {body.Name}
+    sheets = {o.Name: o for member in [body, *members] for o in member.OutList
+              if o.TypeId == "Spreadsheet::Sheet"}
+    sheets = [s for s in sheets.values() if {o.Name for o in s.InList} <= owned]
+    for sheet in sheets:
+        doc.removeObject(sheet.Name)
+    for member in reversed(members):
+        doc.removeObject(member.Name)
+    doc.removeObject(body.Name)

@@ -156,6 +156,9 @@ class Candidate:
     error: str | None = None
     brep: str | None = None
     thumbnail_png: str | None = None  # base64, when the runtime renders one
+    # The runtime's trace of the program (protocol.FeaturePlan), built as a PartDesign Body on insert;
+    # only the winner's comes with the result, another candidate's comes back from /v1/exec.
+    feature_plan: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], fallback_index: int = 0) -> Candidate:
@@ -175,7 +178,7 @@ class Candidate:
         )
 
     def merge(self, other: Candidate) -> None:
-        for name in ("code", "valid", "score", "error", "brep", "thumbnail_png"):
+        for name in ("code", "valid", "score", "error", "brep", "thumbnail_png", "feature_plan"):
             value = getattr(other, name)
             if value not in (None, ""):
                 setattr(self, name, value)
@@ -298,6 +301,7 @@ class JobState:
         result = self.result or {}
         exec_result = result.get("result") if isinstance(result.get("result"), dict) else {}
         brep = exec_result.get("brep")
+        plan = exec_result.get("feature_plan")
         winner = self.winner_index()
         if brep and (winner is not None or not self.candidates):
             listed = self.candidates.get(winner) if winner is not None else None
@@ -305,5 +309,6 @@ class JobState:
             return Candidate(index=winner if winner is not None else -1,
                              code=str(result.get("code") or (listed.code if listed else "")), valid=True,
                              score=float(score) if isinstance(score, (int, float)) else None, brep=brep,
-                             thumbnail_png=listed.thumbnail_png if listed else None)
+                             thumbnail_png=listed.thumbnail_png if listed else None,
+                             feature_plan=plan if isinstance(plan, dict) else None)
         return next((c for c in self.ranked() if c.valid), None)

@@ -289,10 +289,18 @@ class PanelController:
         self._stop.set()
         self.inbox.close()
 
+    @staticmethod
+    def needs_build(candidate: Candidate, feature_tree: bool) -> bool:
+        """Whether inserting ``candidate`` first needs a /v1/exec run: it came without geometry, or a
+        feature tree is wanted and it came without a plan (a runtime whose jobs do not trace; /v1/exec
+        always does)."""
+        return not candidate.brep or (feature_tree and candidate.feature_plan is None)
+
     def build(self, candidate: Candidate) -> None:
-        """Run a candidate's code through /v1/exec (it came without geometry); ``built`` gets it."""
+        """Run a candidate's code through /v1/exec (geometry and feature plan); ``built`` gets it."""
         client, timeout = self.client or self.runtime.client(self.prefs), self.prefs.exec_timeout_s
-        self.stage_line = f"Building candidate #{candidate.index + 1}…"
+        number = f" #{candidate.index + 1}" if candidate.index >= 0 else ""
+        self.stage_line = f"Building candidate{number}…"
         generation = self.generation
 
         def work() -> None:
@@ -301,8 +309,10 @@ class PanelController:
             except ClientError as error:
                 self.inbox.post("build_failed", (generation, error))
                 return
+            plan = result.get("feature_plan")
             built = Candidate(index=candidate.index, code=candidate.code, valid=True, score=candidate.score,
-                              brep=result.get("brep"))
+                              brep=result.get("brep"), thumbnail_png=candidate.thumbnail_png,
+                              feature_plan=plan if isinstance(plan, dict) else None)
             self.inbox.post("built", (generation, built))
 
         self.spawn(work, "cadsnap-exec")

@@ -116,6 +116,28 @@ def explain_code(code: str | None, message: str | None = None, *, runtime_url: s
                      "runtime's log.", (ACTION_RETRY,), code or protocol.ERROR_INTERNAL)
 
 
+# How insert_part's message starts when a feature tree fell back to the solid (feature_tree.py writes it).
+TREE_FALLBACK_PREFIX = "Inserted as a solid with source: "
+
+
+def tree_fallback(label: str, message: str, edited: bool = False) -> str:
+    """The one sentence (Report view, status bar) when a feature tree was asked for and a solid with
+    source went in instead; ``message`` is ``insert.insert_part``'s ("Inserted as a solid with source:
+    <which step could not become a feature, or why the Body was not kept>")."""
+    why = message.strip()
+    if why.startswith(TREE_FALLBACK_PREFIX.strip()):
+        why = why[len(TREE_FALLBACK_PREFIX.strip()):].strip()
+    done = "updated" if edited else "inserted"
+    return (f"{label} was {done} as a solid with its CadQuery source, not as a feature tree: "
+            f"{why.rstrip('.') or 'the program could not be mapped to features'}.")
+
+
+def tree_fallback_short(label: str, edited: bool = False) -> str:
+    """The status bar's version of :func:`tree_fallback`: short enough not to be cut off there."""
+    done = "updated" if edited else "inserted"
+    return f"{label} was {done} as a solid, not as a feature tree; the Report view says which step."
+
+
 def _log_hint(text: str) -> str:
     return text.rsplit("Its log:", 1)[-1].strip() if "Its log:" in text else "runtime.log"
 

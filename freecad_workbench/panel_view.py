@@ -10,6 +10,7 @@ from model_runtime import protocol
 
 from .lifecycle import CandidateCard, PanelModel
 from .messages import ACTION_LABELS
+from .preferences import INSERT_AS
 from .qt import QtCore, QtGui, QtWidgets, png_to_pixmap
 
 THUMB = 96  # px: the runtime renders 96 px thumbnails (model_runtime.pipeline.THUMBNAIL_SIZE)
@@ -84,6 +85,13 @@ class PanelView:
         self.fit_dimensions.setToolTip("Adjust the best program's numbers until its render matches the "
                                        "picture (about 1-2 s). Off: the model's numbers as written.")
         options.addRow("", self.fit_dimensions)
+        self.insert_as = QtWidgets.QComboBox()
+        self.insert_as.addItems(list(INSERT_AS))
+        self.insert_as.setToolTip("Feature tree: a PartDesign Body with sketches, features and a Parameters "
+                                  "spreadsheet, when every step of the program maps to a feature (else the "
+                                  "solid, and the Report view says why). Solid: one shape carrying its "
+                                  "CadQuery source.")
+        options.addRow("Insert as", self.insert_as)
         layout.addLayout(options)
 
         self.runtime_label = QtWidgets.QLabel("Runtime: checking…")
@@ -198,6 +206,15 @@ class PanelView:
         if self.candidate_list.currentItem() is None and model.code != self.code_view.toPlainText():
             self.code_view.setPlainText(model.code)
             self.code_view.moveCursor(QtGui.QTextCursor.End)
+
+    @property
+    def feature_tree(self) -> bool:
+        """The "Insert as" choice: True for the feature tree."""
+        return self.insert_as.currentIndex() == 0
+
+    @feature_tree.setter
+    def feature_tree(self, on: bool) -> None:
+        self.insert_as.setCurrentIndex(0 if on else 1)
 
     def show_code(self, text: str) -> None:
         self.code_view.setPlainText(text)

@@ -15,6 +15,9 @@ from model_runtime import protocol
 
 PARAM_PATH = "User parameter:BaseApp/Preferences/Mod/CadSnap"
 BACKENDS = ("auto", "gguf", "hf", "remote")  # what `model_runtime serve --backend` takes
+# What OK puts in the document, as the panel and the preference page list it: index 0 is the feature
+# tree (``Preferences.feature_tree`` on), index 1 the solid carrying its CadQuery source.
+INSERT_AS = ("Feature tree (PartDesign Body)", "Solid with source")
 
 
 class PreferencesError(ValueError):
@@ -39,6 +42,9 @@ class Preferences:
     startup_timeout_s: float = 180.0
     job_timeout_s: float = 900.0
     exec_timeout_s: float = 30.0
+    # Insert as a PartDesign Body built from the traced plan (else the solid with source); the panel's
+    # "Insert as" starts here, so a person who prefers solids sets it once.
+    feature_tree: bool = True
 
     def validated(self) -> Preferences:
         """A copy with whitespace trimmed; PreferencesError names the first bad setting."""

@@ -38,6 +38,10 @@ class PreferencePage:
         self.candidates = QtWidgets.QSpinBox()
         self.candidates.setRange(1, 16)
         layout.addRow("Candidates", self.candidates)
+        self.insert_as = QtWidgets.QComboBox()
+        self.insert_as.addItems(list(preferences.INSERT_AS))
+        self.insert_as.setToolTip("What OK in the Generate panel inserts unless you choose otherwise there")
+        layout.addRow("Insert as", self.insert_as)
         self.capture_size = QtWidgets.QSpinBox()
         self.capture_size.setRange(64, 2048)
         self.capture_size.setSuffix(" px")
@@ -64,6 +68,7 @@ class PreferencePage:
         self.remote_url.setText(prefs.remote_url)
         self.candidates.setValue(prefs.candidates)
         self.capture_size.setValue(prefs.capture_size)
+        self.insert_as.setCurrentIndex(0 if prefs.feature_tree else 1)
         for name, box in self.timeouts.items():
             box.setValue(getattr(prefs, name))
 
@@ -74,7 +79,7 @@ class PreferencePage:
             model_path=self.model_path.text(), mmproj_path=self.mmproj_path.text(),
             adapter_path=self.adapter_path.text(),
             remote_url=self.remote_url.text(), candidates=self.candidates.value(),
-            capture_size=self.capture_size.value(),
+            capture_size=self.capture_size.value(), feature_tree=self.insert_as.currentIndex() == 0,
             **{name: box.value() for name, box in self.timeouts.items()})
         try:
             prefs.save(preferences.freecad_group())

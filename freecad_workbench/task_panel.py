@@ -10,7 +10,7 @@ from __future__ import annotations
 import FreeCAD
 import FreeCADGui as Gui
 
-from . import capture, insert, jobs, messages, placement, session
+from . import capture, commands, insert, jobs, messages, placement, session
 from .lifecycle import PanelController
 from .panel_view import PanelView, standard_buttons
 from .preferences import current as current_preferences
@@ -29,10 +29,12 @@ class GeneratePanel:
         self.view = PanelView(self._run_action)
         self.form = self.view.form
         self.inserted = None  # the object accept() made, for callers and tests
+        self.insert_message = ""  # why a feature tree fell back to the solid, as the user was told
         self._closed = False
         self._selector = None
         view = self.view
         view.candidates.setValue(self.prefs.candidates)
+        view.feature_tree = self.prefs.feature_tree
         view.view_button.clicked.connect(lambda _checked=False: self.use_view())
         view.region_button.clicked.connect(lambda _checked=False: self.use_region())
         view.open_button.clicked.connect(lambda _checked=False: self.use_file())
@@ -88,6 +90,10 @@ class GeneratePanel:
     @property
     def size_mm(self):
         return self.view.size_mm
+
+    @property
+    def insert_as(self):
+        return self.view.insert_as
 
     @property
     def state(self) -> jobs.JobState:
@@ -223,8 +229,8 @@ class GeneratePanel:
                                                        "first, or pick a valid candidate.")
             self._draw()
             return False
-        if not candidate.brep:
-            self.controller.build(candidate)  # its geometry comes back through _tick, then inserted
+        if self.controller.needs_build(candidate, self.view.feature_tree):
+            self.controller.build(candidate)  # its geometry and plan come back through _tick, then inserted
             self._draw()
             return False
         if self.insert(candidate):
@@ -240,14 +246,19 @@ class GeneratePanel:
             score=candidate.score or 0.0, instruction=self.view.instruction.text().strip(),
             camera=self.picture.camera if self.picture else "")
         try:
-            self.inserted = insert.insert_solid(document, candidate.brep, info,
-                                                placement=self._placement(candidate.brep))
+            self.inserted, message = insert.insert_part(
+                document, candidate.brep, info, placement=self._placement(candidate.brep),
+                plan=candidate.feature_plan, feature_tree=self.view.feature_tree)
         except insert.InsertError as error:
             self.controller.error = messages.UserError(
                 f"{str(error).rstrip('.')}; the document is unchanged, so pick another candidate or "
                 "generate again.")
             self._draw()
             return False
+        if message:
+            # The panel closes on OK: say it where it stays, once.
+            self.insert_message = messages.tree_fallback(self.inserted.Label, message)
+            commands.tell(self.insert_message, messages.tree_fallback_short(self.inserted.Label))
         if Gui.ActiveDocument is not None:
             Gui.ActiveDocument.ActiveView.fitAll()
         return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -45,9 +46,10 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
              "model_path": str(box_model), "candidates": 3, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
     edited = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 40, 40)\n'
     # Fitting unticked: the inserted solid is then exactly the box the tiny model was trained on.
+    # First press: "Insert as" left at its default (a feature tree); second press: "Solid with source".
     result, output = run_gui_flow(tmp_path, prefs, repeats=2, edit_code=edited, cancel_first=True,
                                   accept_other_first=True, pick_point=[12, 8, 10], fit_dimensions=False,
-                                  any_size=True)
+                                  any_size=True, insert_as=[None, "solid"])
 
     assert "Traceback" not in output, output
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
@@ -59,18 +61,26 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     other = result["other_candidate"]
     assert other["index"] != other["winner"] and not other["accepted_at_once"], other
     assert other["inserted"] and other["valid"] and other["source_is_candidate"], other
-    # Second press: the winner.
+    # Each panel opens on the preference's default: a PartDesign Body from the candidate's traced
+    # feature plan (its /v1/exec run traced it), with the Parameters spreadsheet of its dimensions.
+    assert result["insert_as_defaults"] == ["Feature tree (PartDesign Body)"] * 2
+    assert other["type"] == "PartDesign::Body", other
+    assert other["tree"]["sheet"] and len(other["tree"]["parameters"]) == 3, other
+    assert "PartDesign::Pad" in other["tree"]["features"]
+    # Second press: the winner, as "Solid with source".
     assert len(result["presses"]) == 2
     # Every valid candidate in the list shows the runtime's render of it, not a placeholder card.
     assert result["thumbnails"]["valid"] >= 1
     assert result["thumbnails"]["rendered"] == result["thumbnails"]["valid"]
-    assert result["objects_added"] == 1 and result["type"] == "Part::Feature"
+    assert result["objects_added"] == 1 and result["type"] == "Part::Feature" and result["tree"] is None
+    assert not result["insert_message"]  # no tree asked for: nothing to explain
     assert result["valid"] and result["solids"] == 1
     # Each capture offered the visible parts' size (the second sees the first solid beside the part);
     # "Any size" cleared it, so the solid is the 30×20×10 box the tiny model was trained on.
     assert result["size_defaults"][0] == 30.0 and result["size_defaults"][1] > 30.0
     assert abs(result["volume"] - 6000.0) < 1e-6
-    assert "box(30, 20, 10)" in result["source"]
+    # The tiny model's box, as written or with its dimensions named (the runtime may parameterise it).
+    assert re.search(r"box\(30, 20, 10\)|= 30\n.*= 20\n.*= 10\n", result["source"], re.S), result["source"]
     assert result["placement"] == [12, 8, 10]  # "Place at the picked point" with a point clicked
     assert result["backend"] == "hf" and result["model"]
     assert Path(result["image"]).is_file() and result["image"].endswith(".png")
@@ -92,6 +102,64 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
 
 @pytest.mark.gui
 @pytest.mark.slow
+def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path, box_model):
+    prefs = {"runtime_url": f"http://127.0.0.1:{free_port()}", "interpreter": sys.executable, "backend": "hf",
+             "model_path": str(box_model), "candidates": 2, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
+    longer = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 20, 10)\n'
+    sphere = 'import cadquery as cq\n\nresult = cq.Workplane("XY").sphere(10)\n'  # no PartDesign feature
+    result, output = run_gui_flow(tmp_path, prefs, fit_dimensions=False, any_size=True,
+                                  pick_point=[12, 8, 10], edit_code=[longer, sphere], fallback_insert=sphere)
+
+    assert "Traceback" not in output, output[-5000:]
+    assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
+    # OK on the panel as it opens: a PartDesign Body with its Parameters spreadsheet, at the picked point.
+    assert result["insert_as_defaults"] == ["Feature tree (PartDesign Body)"]
+    assert result["type"] == "PartDesign::Body" and result["parts_added"] == 1, result
+    assert not result["insert_message"]
+    tree = result["tree"]
+    assert tree["sheet"] == f"{result['label']} parameters"
+    assert len(tree["parameters"]) == 3  # the box's three named dimensions (the tracer names them)
+    assert "PartDesign::Pad" in tree["features"]
+    assert abs(result["volume"] - 6000.0) < 1e-6 and result["placement"] == [12, 8, 10]
+    assert result["edit_active"] in (True, None)  # Edit CadQuery is offered for the Body
+
+    # Edit CadQuery, a dimension changed: the Body is rebuilt from the new plan (name, label, placement
+    # and spreadsheet kept); one undo brings the old Body back.
+    longer_edit, sphere_edit = result["edits"]
+    assert longer_edit["updated"] and longer_edit["type"] == "PartDesign::Body", longer_edit
+    assert abs(longer_edit["volume"] - 8000.0) < 1e-6 and longer_edit["source"] == longer
+    assert (longer_edit["name"], longer_edit["label"]) == (result["name"], result["label"])
+    assert longer_edit["placement"] == [12, 8, 10] and longer_edit["tree"]["sheet"] == tree["sheet"]
+    assert not longer_edit["message"]
+    assert longer_edit["type_after_undo"] == "PartDesign::Body" and longer_edit["tree_after_undo"] == tree
+    assert abs(longer_edit["volume_after_undo"] - 6000.0) < 1e-6
+    assert longer_edit["source_after_undo"] == result["source"]
+
+    # An edit with a step PartDesign has no feature for: a solid with source, and the user is told once
+    # which step, in the dialog, the status bar and the Report view; undo brings the Body back.
+    assert sphere_edit["updated"] and sphere_edit["type"] == "Part::Feature", sphere_edit
+    assert "not as a feature tree: line 3: sphere()" in sphere_edit["message"], sphere_edit
+    assert sphere_edit["message"] in sphere_edit["status"]
+    assert sphere_edit["status_bar"].count(f"CadSnap: {result['label']} was updated as a solid, not as a "
+                                           "feature tree; the Report view says which step.") == 1, sphere_edit
+    assert sphere_edit["report_count"] == 1, sphere_edit
+    assert abs(sphere_edit["volume"] - 4188.790204786) < 1e-3 and sphere_edit["placement"] == [12, 8, 10]
+    assert sphere_edit["type_after_undo"] == "PartDesign::Body" and sphere_edit["tree_after_undo"] == tree
+
+    # OK on such a program with a feature tree asked for: the solid goes in, and the panel, which closes,
+    # leaves the sentence in the status bar and the Report view, once.
+    fallback = result["fallback_insert"]
+    assert fallback["inserted"] and fallback["type"] == "Part::Feature" and fallback["parts_added"] == 1
+    assert fallback["plan_status"] == "unmapped"
+    assert "was inserted as a solid with its CadQuery source, not as a feature tree: line 3: sphere()" \
+        in fallback["message"], fallback
+    said = [text for text in fallback["status_bar"] if "inserted as a solid, not as a feature tree" in text]
+    assert len(said) == 1, fallback
+    assert fallback["report_count"] == 1, fallback
+
+
+@pytest.mark.gui
+@pytest.mark.slow
 @pytest.mark.llama
 def test_the_builtin_model_in_freecad_for_the_readme(tmp_path):
     """Capture a flange in FreeCAD and generate with the built-in model (gguf, model_runtime/models): the
@@ -103,7 +171,7 @@ def test_the_builtin_model_in_freecad_for_the_readme(tmp_path):
     assert "Traceback" not in output, output[-5000:]
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
     assert result["backend"] == "gguf" and "cadsnap-compact" in result["model"], result
-    assert result["valid"] and result["solids"] == 1 and result["objects_added"] == 1
+    assert result["valid"] and result["solids"] == 1 and result["parts_added"] == 1
     assert "import cadquery as cq" in result["source"]
     if os.environ.get("CADSNAP_UPDATE_SCREENSHOT"):
         _save_small_png(tmp_path / "panel.png", README_SCREENSHOT)
@@ -147,7 +215,9 @@ def test_recapturing_mid_job_twenty_times_then_a_real_size_solid_beside_the_part
     assert abs(facts["largest"] - 60.0) <= 0.02 * 60.0, facts
     assert not facts["intersects"], facts
     assert facts["inserted_box"][0] > facts["reference_box"][3]
-    assert facts["objects_added"] == 1 and facts["panel_closed"] and facts["slot_empty"]
+    assert facts["parts_added"] == 1 and facts["panel_closed"] and facts["slot_empty"]
+    # Inserted as the default feature tree: the Body itself is placed beside the captured part.
+    assert facts["type"] == "PartDesign::Body" and facts["tree"]["sheet"], facts
     # Each old job was cancelled on the runtime (it was still running: FreeCAD quit and stopped it,
     # so ask the runtime's own record, which the workbench log keeps).
     cancelled = result.get("cancelled_on_runtime")
@@ -242,4 +312,5 @@ def test_failures_show_one_plain_sentence_with_a_fix_and_leave_the_document_alon
     assert sources["region_file"] and sources["bmp_size"] == [120, 80]
     assert sources["bmp_path"].endswith("part.bmp")  # the inserted object will point at the user's file
     assert result["preferences_page"] == {"candidates": 9, "model_path": "/models/part.gguf",
-                                          "job_timeout_s": 123.0, "reloaded_candidates": 9}
+                                          "job_timeout_s": 123.0, "reloaded_candidates": 9,
+                                          "feature_tree": False, "reloaded_insert_as": "Solid with source"}

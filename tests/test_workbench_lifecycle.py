@@ -282,3 +282,28 @@ def test_the_winner_caption_shows_the_score_the_status_line_shows(config_dir):
     view = controller.view()
     assert [card.caption for card in view.cards] == ["#2 0.97", "#1 0.50"]
     assert "(similarity 0.88 → 0.97). Press OK to insert." in view.stage_line and view.select_index == 1
+
+
+BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
+
+
+def test_building_a_candidate_through_exec_keeps_its_feature_plan(pool, config_dir):
+    """A candidate picked without geometry (or without a plan, when a tree is wanted) goes through the
+    runtime's /v1/exec, which traces: the built candidate carries the brep and the plan to insert."""
+    from freecad_workbench.jobs import Candidate
+
+    app = create_app(ServerConfig(token_path=config_dir / "token"), pool=pool)
+    with BackgroundServer(app) as server:
+        controller = lifecycle.PanelController(prefs_for(server.url), RuntimeManager())
+        picked = Candidate(index=2, code=BOX, valid=True, score=0.5, thumbnail_png="iVBOR")
+        assert controller.needs_build(picked, feature_tree=False)
+        controller.build(picked)
+        assert controller.stage_line == "Building candidate #3…"
+        assert pump_until(controller, lambda: controller.built is not None, 30)
+        controller.close()
+    built = controller.built
+    assert (built.index, built.code, built.score, built.thumbnail_png) == (2, BOX, 0.5, "iVBOR")
+    assert built.brep and built.feature_plan["status"] == protocol.PLAN_MAPPED
+    protocol.check_feature_plan(built.feature_plan)
+    assert [f["kind"] for f in built.feature_plan["features"]] == ["pad"]
+    assert not controller.needs_build(built, feature_tree=True)

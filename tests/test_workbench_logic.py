@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from freecad_workbench import jobs, launcher, messages, naming
+from freecad_workbench import jobs, launcher, lifecycle, messages, naming
 from freecad_workbench.client import ClientError, RuntimeClient, RuntimeUnreachable
 from freecad_workbench.preferences import Preferences, PreferencesError
 from model_runtime import protocol
@@ -231,6 +231,68 @@ def test_best_prefers_higher_scores_and_skips_invalid():
         {"index": 1, "valid": False, "score": 0.99},
         {"index": 2, "valid": True, "score": 0.7}]}})
     assert state.best().index == 2  # no geometry: the panel builds it through /v1/exec
+
+
+PLAN = {"version": 1, "status": protocol.PLAN_MAPPED, "reasons": [], "parameters": [], "features": [],
+        "volume": 6000.0}
+
+
+def test_the_winner_carries_the_feature_plan_of_the_result():
+    state = jobs.JobState()
+    state.apply({"type": "candidate", "job_id": "j", "index": 0, "valid": True, "score": 0.9})
+    assert state.best().feature_plan is None  # no result yet
+    state.apply({"type": "result", "job_id": "j", "result": {
+        "code": "c", "score": 0.9, "result": {"brep": "B", "volume": 6000.0, "feature_plan": PLAN},
+        "candidates": [{"index": 0, "code": "c", "valid": True, "score": 0.9},
+                       {"index": 1, "code": "d", "valid": True, "score": 0.4}]}})
+    best = state.best()
+    assert (best.index, best.brep, best.feature_plan) == (0, "B", PLAN)
+    # Only the winner's plan comes with the result; another candidate gets its own from /v1/exec.
+    assert state.candidates[1].feature_plan is None
+    lifecycle_needs = lifecycle.PanelController.needs_build
+    assert not lifecycle_needs(best, feature_tree=True)
+    assert lifecycle_needs(state.candidates[1], feature_tree=False)  # no geometry either way
+
+
+@pytest.mark.parametrize("plan", [None, "not a plan", []])
+def test_a_result_without_a_plan_gives_none(plan):
+    state = jobs.JobState()
+    exec_result = {"brep": "B"} if plan is None else {"brep": "B", "feature_plan": plan}
+    state.apply_job({"status": "done", "result": {"code": "c", "result": exec_result}})
+    best = state.best()
+    assert best.brep == "B" and best.feature_plan is None
+    # A tree wanted but no plan: the panel asks /v1/exec (which always traces) before inserting.
+    assert lifecycle.PanelController.needs_build(best, feature_tree=True)
+    assert not lifecycle.PanelController.needs_build(best, feature_tree=False)
+
+
+def test_merge_carries_the_feature_plan():
+    slot = jobs.Candidate(index=0, code="c", valid=True)
+    slot.merge(jobs.Candidate(index=0, brep="B", feature_plan=PLAN))
+    assert (slot.code, slot.brep, slot.feature_plan) == ("c", "B", PLAN)
+    slot.merge(jobs.Candidate(index=0, score=0.5))  # a later event without a plan keeps it
+    assert slot.feature_plan == PLAN and slot.score == 0.5
+
+
+def test_the_fallback_sentence_names_the_step():
+    message = ("Inserted as a solid with source: line 2: sphere(): sphere() has no PartDesign feature in "
+               "CadSnap's mapping")
+    text = messages.tree_fallback("plate", message)
+    assert text == ("plate was inserted as a solid with its CadQuery source, not as a feature tree: line 2: "
+                    "sphere(): sphere() has no PartDesign feature in CadSnap's mapping.")
+    assert messages.tree_fallback("plate", message, edited=True).startswith("plate was updated as a solid")
+    assert messages.tree_fallback("p", "the runtime sent no feature plan.").endswith(
+        "not as a feature tree: the runtime sent no feature plan.")
+    assert message.startswith(messages.TREE_FALLBACK_PREFIX)
+
+
+def test_insert_as_defaults_to_the_feature_tree_and_is_remembered():
+    assert Preferences().feature_tree is True
+    group = ParamGroup()
+    Preferences(feature_tree=False).save(group)
+    assert group.values["b", "feature_tree"] is False
+    assert Preferences.load(group).feature_tree is False
+    assert Preferences.load(ParamGroup()).feature_tree is True
 
 
 def test_failed_and_cancelled_jobs_explain_themselves():

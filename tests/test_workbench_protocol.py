@@ -5,6 +5,7 @@ runtime never sends."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import re
@@ -21,6 +22,7 @@ from model_runtime.backends.base import GenerationCancelled, GenerationSettings,
 from model_runtime.jobs import Job
 from model_runtime.pipeline import Pipeline
 from model_runtime.sandbox import SandboxPool
+from model_runtime.sandbox.result import ExecResult
 from model_runtime.server import ServerConfig, create_app
 from tests.server_thread import BackgroundServer
 
@@ -133,7 +135,7 @@ def _fields_read(source: str) -> set[str]:
 
 def test_the_workbench_reads_only_fields_the_runtime_sends():
     job_fields = set(Job(id="j", body={}).to_dict())
-    exec_fields = {"volume", "bbox", "n_faces", "n_solids", "brep", "exports", "elapsed_s", "stdout"}
+    exec_fields = {spec.name for spec in dataclasses.fields(ExecResult)}  # feature_plan among them
     error_fields = {"code", "message", "detail", "line", "candidates"}
     refinement_fields = {"score", "start_score", "evaluations", "changed", "seconds"}
     health_fields = {"status", "version", "backend", "model", "backend_state", "workers", "jobs", "uptime_s",

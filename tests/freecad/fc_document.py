@@ -13,7 +13,7 @@ from pathlib import Path
 import FreeCAD
 import Part
 
-from freecad_workbench import insert, preferences
+from freecad_workbench import insert, messages, preferences
 from freecad_workbench.launcher import addon_root
 
 FIXTURES = Path(os.environ.get("CADSNAP_FC_FIXTURES", "."))
@@ -128,6 +128,130 @@ class InsertTest(unittest.TestCase):
         self.assertEqual(again.getGroupOfProperty("CadQuerySource"), "CadSnap")
         self.assertTrue(again.Shape.isValid())
         self.assertAlmostEqual(again.Shape.Volume, self.expected["volume"], places=6)
+
+
+class FeatureTreeInsertTest(unittest.TestCase):
+    """insert_part and Edit CadQuery on a Body, with plans the runtime's sandbox traced (plans.json)."""
+
+    def setUp(self):
+        self.doc = FreeCAD.newDocument("CadSnapTree")
+        self.doc.UndoMode = 1
+        self.parts = json.loads(_fixture("plans.json"))
+        box = self.parts["box"]
+        self.info = insert.SolidInfo(source=box["code"], image_path=str(FIXTURES / "flange plate.png"),
+                                     backend="hf", model="tiny-llava", score=0.5, instruction="a block",
+                                     camera="Rotation(0,0,0,1)")
+
+    def tearDown(self):
+        FreeCAD.closeDocument(self.doc.Name)
+
+    def _insert_body(self, placement=None):
+        box = self.parts["box"]
+        body, message = insert.insert_part(self.doc, box["brep"], self.info, placement=placement,
+                                           plan=box["plan"])
+        self.assertEqual((body.TypeId, message), ("PartDesign::Body", ""))
+        return body
+
+    def _length(self):
+        """The alias of the box's 30 mm side in the Parameters spreadsheet (the tracer names it)."""
+        return next(p["name"] for p in self.parts["box"]["plan"]["parameters"] if p["value"] == 30)
+
+    def test_a_mapped_plan_becomes_a_body_with_its_parameters_beside_the_part(self):
+        body = self._insert_body(FreeCAD.Vector(50, 0, 0))
+        self.assertEqual((body.Name, body.Label), ("flange_plate", "flange plate"))
+        self.assertEqual(body.Placement.Base, FreeCAD.Vector(50, 0, 0))
+        self.assertAlmostEqual(body.Shape.BoundBox.XMin, 35.0, places=6)  # the box is centred at 0
+        self.assertAlmostEqual(body.Shape.Volume, 6000.0, places=6)
+        sheet = self.doc.getObject("Parameters")
+        self.assertEqual(sheet.Label, "flange plate parameters")
+        self.assertEqual(sheet.getContents(self._length()), "30")
+        self.assertEqual((body.CadQuerySource, body.Backend, body.Score), (self.info.source, "hf", 0.5))
+        self.assertEqual(self.doc.UndoCount, 1)
+        self.doc.undo()
+        self.assertEqual(self.doc.Objects, [])
+
+    def test_solid_with_source_when_asked(self):
+        box = self.parts["box"]
+        obj, message = insert.insert_part(self.doc, box["brep"], self.info, plan=box["plan"],
+                                          feature_tree=False)
+        self.assertEqual((obj.TypeId, message), ("Part::Feature", ""))
+        self.assertEqual([o.Name for o in self.doc.Objects], [obj.Name])
+
+    def test_an_unmappable_plan_falls_back_and_says_which_step(self):
+        sphere = self.parts["sphere"]
+        obj, message = insert.insert_part(self.doc, sphere["brep"], self.info, plan=sphere["plan"],
+                                          placement=FreeCAD.Vector(0, 30, 0))
+        self.assertEqual(obj.TypeId, "Part::Feature")
+        self.assertEqual([o.Name for o in self.doc.Objects], [obj.Name])
+        self.assertEqual(obj.Placement.Base, FreeCAD.Vector(0, 30, 0))
+        self.assertTrue(message.startswith(messages.TREE_FALLBACK_PREFIX), message)
+        text = messages.tree_fallback(obj.Label, message)
+        self.assertTrue(text.startswith("flange plate was inserted as a solid with its CadQuery source, "
+                                        "not as a feature tree: line 3: sphere()"), text)
+
+    def test_edit_rebuilds_the_body_in_one_undoable_step(self):
+        folder = self.doc.addObject("App::DocumentObjectGroup", "Parts")
+        body = self._insert_body(FreeCAD.Vector(50, 0, 0))
+        folder.addObject(body)
+        names = sorted(o.Name for o in self.doc.Objects)
+        undo_count = self.doc.UndoCount
+        longer = self.parts["longer"]
+        new, message = insert.update_part(body, longer["brep"], longer["code"], longer["plan"])
+        self.assertEqual((new.TypeId, message), ("PartDesign::Body", ""))
+        self.assertAlmostEqual(new.Shape.Volume, 8000.0, places=6)
+        self.assertEqual((new.Name, new.Label, new.Placement.Base), ("flange_plate", "flange plate",
+                                                                     FreeCAD.Vector(50, 0, 0)))
+        self.assertEqual(new.CadQuerySource, longer["code"])
+        self.assertEqual((new.InputImage, new.Backend, new.Model, new.Instruction, new.CaptureCamera),
+                         (self.info.image_path, "hf", "tiny-llava", "a block", "Rotation(0,0,0,1)"))
+        self.assertIn(new, folder.Group)
+        # The old Body went whole: its features, sketch, origin and spreadsheet.
+        self.assertEqual(sorted(o.Name for o in self.doc.Objects), names)
+        self.assertEqual(self.doc.getObject("Parameters").getContents(self._length()), "40")
+        self.assertEqual(self.doc.UndoCount, undo_count + 1)
+
+        self.doc.undo()
+        old = self.doc.getObject("flange_plate")
+        self.assertEqual(sorted(o.Name for o in self.doc.Objects), names)
+        self.assertAlmostEqual(old.Shape.Volume, 6000.0, places=6)
+        self.assertEqual(old.CadQuerySource, self.info.source)
+        # The restored Body is still driven by its restored spreadsheet.
+        self.doc.getObject("Parameters").set(self._length(), "50")
+        self.doc.recompute()
+        self.assertAlmostEqual(old.Shape.Volume, 10000.0, places=6)
+
+    def test_edit_to_a_program_that_does_not_map_becomes_a_solid_and_says_why(self):
+        body = self._insert_body(FreeCAD.Vector(0, 0, 5))
+        sphere = self.parts["sphere"]
+        new, message = insert.update_part(body, sphere["brep"], sphere["code"], sphere["plan"])
+        self.assertEqual(new.TypeId, "Part::Feature")
+        self.assertEqual([o.Name for o in self.doc.Objects], [new.Name])
+        self.assertEqual((new.Label, new.Placement.Base), ("flange plate", FreeCAD.Vector(0, 0, 5)))
+        self.assertEqual(new.CadQuerySource, sphere["code"])
+        self.assertIn("sphere()", messages.tree_fallback(new.Label, message, edited=True))
+        self.doc.undo()
+        self.assertEqual(self.doc.getObject("flange_plate").TypeId, "PartDesign::Body")
+        self.assertAlmostEqual(self.doc.getObject("flange_plate").Shape.Volume, 6000.0, places=6)
+
+    def test_a_failing_edit_leaves_the_body_untouched(self):
+        body = self._insert_body()
+        names, undo_count = sorted(o.Name for o in self.doc.Objects), self.doc.UndoCount
+        longer = self.parts["longer"]
+        for bad in ("", "not a brep"):
+            with self.assertRaises(insert.InsertError):
+                insert.update_part(body, bad, longer["code"], longer["plan"])
+        self.assertEqual(sorted(o.Name for o in self.doc.Objects), names)
+        self.assertEqual(self.doc.UndoCount, undo_count)
+        self.assertEqual(body.CadQuerySource, self.info.source)
+
+    def test_a_selected_feature_stands_for_its_body(self):
+        body = self._insert_body()
+        pad = next(o for o in body.Group if o.TypeId == "PartDesign::Pad")
+        self.assertIs(insert.cadsnap_owner(pad), body)
+        self.assertIs(insert.cadsnap_owner(body), body)
+        self.assertIsNone(insert.cadsnap_owner(self.doc.addObject("Part::Box", "Box")))
+        other = self.doc.addObject("PartDesign::Body", "Other")
+        self.assertIsNone(insert.cadsnap_owner(other.newObject("PartDesign::AdditiveBox", "Cube")))
 
 
 class PreferencesTreeTest(unittest.TestCase):

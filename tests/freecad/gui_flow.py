@@ -23,6 +23,7 @@ import FreeCADGui as Gui  # noqa: E402
 
 CONFIG = json.loads(Path(os.environ["CADSNAP_GUI_CONFIG"]).read_text(encoding="utf-8"))
 RESULT = {"steps": [], "ok": False}
+STATUS_BAR = []  # every message the main window's status bar showed (FreeCAD clears it at will)
 T0 = time.monotonic()
 
 
@@ -42,6 +43,7 @@ def main():
 
     preferences.Preferences(**CONFIG["prefs"]).save(preferences.freecad_group())
     Gui.activateWorkbench("CadSnapWorkbench")
+    Gui.getMainWindow().statusBar().messageChanged.connect(STATUS_BAR.append)
     step("workbench", active=Gui.activeWorkbench().name())
     import Part
 
@@ -89,6 +91,12 @@ def press(doc, remaining, cancel_first=False):
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
     objects_before = len(doc.Objects)
     panel.fit_dimensions.setChecked(CONFIG.get("fit_dimensions", True))
+    # "Insert as" for this press: None keeps the panel's default (the preference: a feature tree).
+    RESULT.setdefault("insert_as_defaults", []).append(panel.insert_as.currentText())
+    choices = CONFIG.get("insert_as") or []
+    choice = choices[len(RESULT["presses"])] if len(RESULT["presses"]) < len(choices) else None
+    if choice is not None:
+        panel.view.feature_tree = choice == "tree"
     RESULT.setdefault("size_defaults", []).append(panel.size_mm.value())
     if CONFIG.get("any_size"):
         panel.view.size_clear.click()  # the user clears the capture's size: the model's own size
@@ -143,34 +151,88 @@ def accept(panel, doc, pressed, remaining, timing):
             Gui.Selection.addSelection(doc.Name, "Reference", "Face1", *CONFIG["pick_point"])
         inserting = time.monotonic()
         accepted = panel.accept()
-        elapsed = time.monotonic() - pressed
-        timing.update(insert_s=time.monotonic() - inserting, total_s=elapsed)
-        RESULT["presses"].append({key: round(value, 3) for key, value in timing.items()})
-        obj = panel.inserted
-        if not accepted or obj is None:
-            return fail(f"accept did not insert: {panel.message.text()}")
-        Gui.Selection.clearSelection()
-        Gui.Selection.addSelection(obj)
-        step("inserted", seconds=round(elapsed, 3), name=obj.Name)
-        if remaining > 1:
-            from freecad_workbench.qt import QtCore
-
-            QtCore.QTimer.singleShot(0, lambda: press(doc, remaining - 1))
-            return
-        RESULT.update(
-            ok=True, objects_added=len(doc.Objects) - before,
-            name=obj.Name, label=obj.Label, type=obj.TypeId, valid=obj.Shape.isValid(),
-            solids=len(obj.Shape.Solids), volume=obj.Shape.Volume, source=obj.CadQuerySource,
-            image=obj.InputImage, backend=obj.Backend, model=obj.Model, score=obj.Score,
-            camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3], placement=list(obj.Placement.Base),
-            edit_active=Gui.Command.get("CadSnap_EditCode").isActive() if hasattr(Gui, "Command") else None)
-        screenshot("final")
-        if CONFIG.get("edit_code"):
-            return edit(obj, CONFIG["edit_code"])
     except Exception:
         RESULT["traceback"] = traceback.format_exc()
         traceback.print_exc()
-    finish()
+        return finish()
+
+    def inserted():
+        try:
+            elapsed = time.monotonic() - pressed
+            timing.update(insert_s=time.monotonic() - inserting, total_s=elapsed)
+            RESULT["presses"].append({key: round(value, 3) for key, value in timing.items()})
+            obj = panel.inserted
+            if obj is None:
+                return fail(f"accept did not insert: {panel.message.text()}")
+            Gui.Selection.clearSelection()
+            Gui.Selection.addSelection(obj)
+            step("inserted", seconds=round(elapsed, 3), name=obj.Name, type=obj.TypeId, accepted=accepted)
+            if remaining > 1:
+                from freecad_workbench.qt import QtCore
+
+                QtCore.QTimer.singleShot(0, lambda: press(doc, remaining - 1))
+                return
+            RESULT.update(
+                ok=True, objects_added=len(doc.Objects) - before, parts_added=parts_added(doc, before),
+                name=obj.Name, label=obj.Label, type=obj.TypeId, valid=obj.Shape.isValid(),
+                solids=len(obj.Shape.Solids), volume=obj.Shape.Volume, source=obj.CadQuerySource,
+                image=obj.InputImage, backend=obj.Backend, model=obj.Model, score=obj.Score,
+                camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3], placement=list(obj.Placement.Base),
+                tree=tree_facts(doc, obj), insert_message=panel.insert_message, edit_active=edit_active())
+            screenshot("final")
+            if CONFIG.get("edit_code"):
+                codes = CONFIG["edit_code"]
+                return edit(obj, [codes] if isinstance(codes, str) else list(codes))
+        except Exception:
+            RESULT["traceback"] = traceback.format_exc()
+            traceback.print_exc()
+        finish()
+
+    after_insert(panel, inserted)
+
+
+def edit_active():
+    """Whether Edit CadQuery is offered for the selection (None where FreeCAD cannot say)."""
+    return Gui.Command.get("CadSnap_EditCode").isActive() if hasattr(Gui, "Command") else None
+
+
+def after_insert(panel, then, timeout_s=30):
+    """Call ``then`` once OK has inserted (at once, or after the panel ran the code through /v1/exec
+    for its geometry or feature plan) or has shown why not."""
+    from freecad_workbench.qt import QtCore
+
+    started = time.monotonic()
+    poll = QtCore.QTimer()
+
+    def check():
+        # Once inserted the panel is closed and its widgets are gone: read them only before.
+        waiting = time.monotonic() - started < timeout_s
+        if panel.inserted is None and not panel.message.isVisible() and waiting:
+            return
+        poll.stop()
+        then()
+
+    poll.timeout.connect(guarded(poll, check))
+    poll.start(50)
+    RESULT["_insert_poll"] = poll
+
+
+def parts_added(doc, before):
+    """How many CadSnap parts (a solid with source or a Body) the document gained."""
+    return sum(1 for obj in doc.Objects[before:] if "CadQuerySource" in obj.PropertiesList)
+
+
+def tree_facts(doc, obj):
+    """A Body's features and its Parameters spreadsheet's names, as the tests check them; else None."""
+    if obj.TypeId != "PartDesign::Body":
+        return None
+    sheet = next((o for o in doc.Objects if o.TypeId == "Spreadsheet::Sheet"
+                  and o.Label == f"{obj.Label} parameters"), None)
+    names = []
+    while sheet is not None and sheet.getContents(f"A{len(names) + 2}"):
+        names.append(sheet.getContents(f"A{len(names) + 2}"))
+    return {"features": [o.TypeId for o in obj.Group], "sheet": sheet.Label if sheet else None,
+            "parameters": names}
 
 
 def accept_other(panel, doc, pressed, remaining, timing):
@@ -201,7 +263,8 @@ def accept_other(panel, doc, pressed, remaining, timing):
             "index": picked.index, "winner": winner, "accepted_at_once": accepted_at_once,
             "inserted": obj is not None, "message": message,
             "valid": bool(obj and obj.Shape.isValid()),
-            "source_is_candidate": bool(obj and obj.CadQuerySource == picked.code)}
+            "source_is_candidate": bool(obj and obj.CadQuerySource == picked.code),
+            "type": obj.TypeId if obj else None, "tree": tree_facts(doc, obj) if obj else None}
         step("other_candidate", **RESULT["other_candidate"])
         timing.update(insert_s=time.monotonic() - started, total_s=time.monotonic() - pressed)
         RESULT["presses"].append({key: round(value, 3) for key, value in timing.items()})
@@ -267,12 +330,16 @@ def recapture(doc, times):
         before = len(doc.Objects)
         screenshot("panel")
         panel.at_picked_point.setChecked(False)
-        accepted = panel.accept()
+        panel.accept()
+        after_insert(panel, lambda: inserted(panel, before))
+
+    def inserted(panel, before):
         obj = panel.inserted
-        if not accepted or obj is None:
+        if obj is None:
             return fail(f"accept did not insert: {panel.message.text()}")
         box, ref = obj.Shape.BoundBox, reference.Shape.BoundBox
-        facts.update(objects_added=len(doc.Objects) - before,
+        facts.update(objects_added=len(doc.Objects) - before, parts_added=parts_added(doc, before),
+                     type=obj.TypeId, tree=tree_facts(doc, obj),
                      largest=max(box.XLength, box.YLength, box.ZLength),
                      inserted_box=[box.XMin, box.YMin, box.ZMin, box.XMax, box.YMax, box.ZMax],
                      reference_box=[ref.XMin, ref.YMin, ref.ZMin, ref.XMax, ref.YMax, ref.ZMax],
@@ -316,37 +383,102 @@ def _has_green(path):
     return False
 
 
-def edit(obj, code):
-    """Edit CadQuery on the inserted solid: new source -> runtime /v1/exec -> shape updated; then undo."""
+def edit(obj, codes):
+    """Edit CadQuery on the inserted part, once per code: new source -> runtime /v1/exec -> the solid's
+    shape updated, or the Body rebuilt from the new feature plan (or a solid, saying why); then undo,
+    which must bring the part back as it was. RESULT["edits"] has one entry per code."""
     from freecad_workbench.editor import EditDialog
     from freecad_workbench.qt import QtCore
 
+    doc, name = obj.Document, obj.Name
+    RESULT["edits"] = []
     dialog = EditDialog(obj, Gui.getMainWindow())
     dialog.show()
-    dialog.editor.setPlainText(code)
-    started = time.monotonic()
-    dialog.run_button.click()
     poll = QtCore.QTimer()
+    started = [0.0]
+
+    shown = [0]
+
+    def run(code):
+        dialog.editor.setPlainText(code)
+        started[0], shown[0] = time.monotonic(), len(STATUS_BAR)
+        dialog.run_button.click()
 
     def check():
-        if not dialog.run_button.isEnabled() and time.monotonic() - started < 60:
+        if not dialog.run_button.isEnabled() and time.monotonic() - started[0] < 60:
             return  # still running
-        poll.stop()
         try:
-            RESULT["edit"] = {"updated": dialog.updated, "status": dialog.status.text(),
-                              "volume": obj.Shape.Volume, "source": obj.CadQuerySource,
-                              "valid": obj.Shape.isValid(), "seconds": round(time.monotonic() - started, 3)}
-            obj.Document.undo()
-            RESULT["edit"]["volume_after_undo"] = obj.Shape.Volume
+            new = dialog.obj
+            facts = {"updated": dialog.updated, "status": dialog.status.text(), "type": new.TypeId,
+                     "name": new.Name, "label": new.Label, "placement": list(new.Placement.Base),
+                     "volume": new.Shape.Volume, "source": new.CadQuerySource, "valid": new.Shape.isValid(),
+                     "tree": tree_facts(doc, new), "message": dialog.message,
+                     "report_count": report_text().count(dialog.message) if dialog.message else 0,
+                     "status_bar": STATUS_BAR[shown[0]:], "seconds": round(time.monotonic() - started[0], 3)}
+            doc.undo()
+            restored = doc.getObject(name)
+            facts.update(volume_after_undo=restored.Shape.Volume, type_after_undo=restored.TypeId,
+                         source_after_undo=restored.CadQuerySource, tree_after_undo=tree_facts(doc, restored))
+            RESULT["edits"].append(facts)
+            RESULT["edit"] = RESULT["edits"][0]
+            step("edited", **{k: v for k, v in facts.items() if k != "source"})
+            if len(RESULT["edits"]) < len(codes):
+                # The same dialog, as a user would go on after Undo: it finds the restored part by name.
+                dialog.updated, dialog.message = False, ""
+                return run(codes[len(RESULT["edits"])])
+            poll.stop()
             dialog.close()
+            if CONFIG.get("fallback_insert"):
+                return fallback_insert(doc, CONFIG["fallback_insert"])
         except Exception:
+            poll.stop()
             RESULT["traceback"] = traceback.format_exc()
             traceback.print_exc()
         finish()
 
+    run(codes[0])
     poll.timeout.connect(guarded(poll, check))
     poll.start(100)
     RESULT["_poll"] = poll
+
+
+def fallback_insert(doc, code):
+    """OK on a candidate whose program has a step PartDesign has no feature for, a feature tree asked for:
+    the solid with source goes in, and the user is told once which step (the panel itself closes)."""
+    from freecad_workbench import commands, jobs, session
+
+    panel = commands.open_generate_panel(session.current_picture)
+    client = session.runtime.client(panel.prefs)
+    run = client.exec_code(code)
+    candidate = jobs.Candidate(index=0, code=code, valid=True, score=0.5, brep=run["brep"],
+                               feature_plan=run.get("feature_plan"))
+    panel.view.feature_tree = True
+    before, shown = len(doc.Objects), len(STATUS_BAR)
+    inserted = panel.insert(candidate)
+    obj = panel.inserted
+    from freecad_workbench.qt import QtWidgets
+
+    QtWidgets.QApplication.processEvents()  # what FreeCAD and CadSnap queued for the status bar
+    RESULT["fallback_insert"] = {
+        "inserted": inserted, "type": obj.TypeId if obj else None, "parts_added": parts_added(doc, before),
+        "plan_status": (run.get("feature_plan") or {}).get("status"), "message": panel.insert_message,
+        "report_count": report_text().count(panel.insert_message) if panel.insert_message else 0,
+        "status_bar": STATUS_BAR[shown:]}
+    step("fallback_insert", **RESULT["fallback_insert"])
+    panel.reject()
+    finish()
+
+
+def report_text():
+    """What FreeCAD's Report view shows."""
+    from freecad_workbench.qt import QtWidgets
+
+    QtWidgets.QApplication.processEvents()  # the Report view takes new lines through the event loop
+    window = Gui.getMainWindow()
+    texts = window.findChildren(QtWidgets.QPlainTextEdit) + window.findChildren(QtWidgets.QTextEdit)
+    views = [w for w in texts
+             if "report" in (w.objectName() + " " + (w.parent().objectName() if w.parent() else "")).lower()]
+    return "\n".join(view.toPlainText() for view in views)
 
 
 def errors(doc):
@@ -510,12 +642,14 @@ def preference_page_round_trip():
     page.candidates.setValue(9)
     page.model_path.setText("/models/part.gguf")
     page.timeouts["job_timeout_s"].setValue(123.0)
+    page.insert_as.setCurrentIndex(1)  # "Solid with source"
     page.saveSettings()
     stored = preferences.current()
     fresh = PreferencePage()
     fresh.loadSettings()
     facts = {"candidates": stored.candidates, "model_path": stored.model_path,
-             "job_timeout_s": stored.job_timeout_s, "reloaded_candidates": fresh.candidates.value()}
+             "job_timeout_s": stored.job_timeout_s, "reloaded_candidates": fresh.candidates.value(),
+             "feature_tree": stored.feature_tree, "reloaded_insert_as": fresh.insert_as.currentText()}
     saved.save(preferences.freecad_group())
     return facts
 
@@ -557,6 +691,7 @@ def screenshot(kind):
 
 def finish():
     RESULT.pop("_poll", None)
+    RESULT.pop("_insert_poll", None)
     RESULT["total_s"] = round(time.monotonic() - T0, 3)
     with open(CONFIG["result"], "w", encoding="utf-8") as handle:
         json.dump(RESULT, handle, indent=2, default=str)
