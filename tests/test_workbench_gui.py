@@ -250,15 +250,17 @@ def test_failures_show_one_plain_sentence_with_a_fix_and_leave_the_document_alon
 
     home_config = tmp_path / "home" / "cadsnap-config"  # FreeCAD's CADSNAP_CONFIG_DIR (harness)
     no_model_port, other_port = free_port(), free_port()
+    system_python = find_base_python("/usr/bin/python3" if Path("/usr/bin/python3").exists() else "")
     servers = [_serve(no_model_port, home_config, tmp_path / "no-model.log"),
                _serve(other_port, tmp_path / "other-config", tmp_path / "other.log")]
     down = {"runtime_url": f"http://127.0.0.1:{free_port()}", "start_runtime": False}
     cases = [
         {"name": "damaged_picture", "prefs": down, "picture": "damaged"},
         {"name": "runtime_not_running", "prefs": down, "press": True},
-        # A real Python without the runtime installed: `-m model_runtime serve` dies at once.
+        # A real Python without the runtime installed: `-m model_runtime serve` dies at once. The
+        # system's own where there is one, so the screenshot shows a path every reader has.
         {"name": "runtime_not_installed", "press": True,
-         "prefs": {"runtime_url": f"http://127.0.0.1:{free_port()}", "interpreter": str(find_base_python()),
+         "prefs": {"runtime_url": f"http://127.0.0.1:{free_port()}", "interpreter": str(system_python),
                    "startup_timeout_s": 30.0}},
         {"name": "wrong_token", "press": True,
          "prefs": {"runtime_url": f"http://127.0.0.1:{other_port}", "start_runtime": False}},
