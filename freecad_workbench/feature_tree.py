@@ -3,8 +3,9 @@
 The runtime traces the winning CadQuery program into a plan (``model_runtime.protocol``, "Feature
 plan"); this module turns it into a Body whose sketches are fully constrained, with every dimension
 the program named kept in a "Parameters" spreadsheet and bound by expression to the sketch
-constraints (named the same) and feature properties that use it. Change ``Parameters.length`` and
-the Body recomputes in FreeCAD alone; the saved document needs nothing from CadSnap.
+constraints (named the same) and feature properties that use it. Change ``Parameters.plate_length``
+(or a pattern's ``hole_spacing_x`` / ``hole_count_x``) and the Body recomputes in FreeCAD alone; the
+saved document needs nothing from CadSnap.
 
 After building, the Body is compared with the CadQuery solid (volume and IoU >= ``MIN_IOU``). A plan
 with an unmapped step, a feature that fails, or a Body that does not match falls back to today's
@@ -60,6 +61,21 @@ def _symmetric(obj, on: bool) -> None:
     obj.SideType = next(c for c in choices if "ymmetric" in c) if on else choices[0]
 
 
+def _round(x: float) -> float:
+    return round(float(x), 9)
+
+
+def _sketch_axis(plane: dict, direction) -> int | None:
+    """0 or 1 when ``direction`` is the plan sketch plane's x or y axis, else None."""
+    d = _v(direction)
+    x = _v(plane["x_dir"]).normalize()
+    y = _v(plane["normal"]).normalize().cross(x)
+    for axis, vector in enumerate((x, y)):
+        if (d - vector).Length < 1e-6:
+            return axis
+    return None
+
+
 def _step_name(index: int, feature: dict) -> str:
     return f"step {index} ({feature.get('method', feature['kind'])}() at line {feature.get('line', '?')})"
 
@@ -99,9 +115,11 @@ class _Dims:
 class _SketchBuilder:
     """Geometry and constraints of one sketch; every point fixed once, dimensions named."""
 
-    def __init__(self, sketch, dims: _Dims) -> None:
+    def __init__(self, sketch, dims: _Dims, at: tuple[str | None, str | None] = (None, None)) -> None:
         self.sketch = sketch
         self.dims = dims
+        # Expressions for a patterned profile's position along x and y (see _BodyBuilder.pattern_at).
+        self.at = at
         self.geometry: list = []
         self.construction: list[bool] = []
         self.constraints: list = []
@@ -146,7 +164,7 @@ class _SketchBuilder:
         geo = self._geo(
             Part.Circle(FreeCAD.Vector(cx, cy, 0), FreeCAD.Vector(0, 0, 1), float(radius["value"]))
         )
-        self.fix(geo, 3, cx, cy)
+        self.fix(geo, 3, cx, cy, *self.at)
         if float(radius.get("scale", 1.0)) == 0.5:  # named as a diameter (holes)
             self._add(
                 Sketcher.Constraint("Diameter", geo, 2 * float(radius["value"])),
@@ -181,11 +199,19 @@ class _SketchBuilder:
         self._add(
             Sketcher.Constraint("DistanceY", lines[1], 1, lines[1], 2, h), height, self.dims.expr(height)
         )
-        # The anchor keeps a centred rectangle centred when its size changes, as in CadQuery.
-        w_expr, h_expr = self.dims.expr(width), self.dims.expr(height)
-        x_expr = f"{ax!r} - ({w_expr}) / 2" if profile["anchor"][0] == "center" and w_expr else None
-        y_expr = f"{ay!r} - ({h_expr}) / 2" if profile["anchor"][1] == "center" and h_expr else None
-        self.fix(lines[0], 1, x0, y0, x_expr, y_expr)
+        # The anchor keeps a centred rectangle centred when its size changes, as in CadQuery; a
+        # patterned one's anchor follows the pattern's spacing and count.
+        corner = []
+        for axis, (at, size) in enumerate(((ax, width), (ay, height))):
+            at_expr, size_expr = self.at[axis], self.dims.expr(size)
+            if profile["anchor"][axis] != "center":
+                corner.append(at_expr)
+            elif at_expr or size_expr:
+                half = f"({size_expr or repr(float(size['value']))}) / 2"
+                corner.append(f"({at_expr or repr(float(at))}) - {half}")
+            else:
+                corner.append(None)
+        self.fix(lines[0], 1, x0, y0, *corner)
 
     def wire(self, profile: dict) -> None:
         ends: list[tuple[int, int, float, float]] = []
@@ -273,9 +299,37 @@ class _BodyBuilder:
         self.dims = _Dims(doc, plan.get("parameters") or [])
         self.features: list = []  # one FreeCAD feature per plan step (None for steps without one)
         self.loose_sketches: list[str] = []
+        # The one feature each linear_pattern repeats, by its plan index: its sketch is built to follow.
+        self.patterns = {
+            f["originals"][0]: f
+            for f in plan["features"]
+            if f["kind"] == "linear_pattern" and len(f.get("originals") or []) == 1
+        }
 
     def origin_plane(self, role: str):
         return next(f for f in self.body.Origin.OriginFeatures if f.Role == role)
+
+    def pattern_at(self, plan_sketch: dict, index: int) -> tuple[str | None, str | None]:
+        """Expressions for the position of step ``index``'s one profile when a linear_pattern
+        repeats it with a named spacing or count: a centred grid keeps its centre, as CadQuery's
+        rarray does, so its first instance moves by spacing x (count - 1) / 2."""
+        pattern = self.patterns.get(index - 1)
+        if pattern is None or len(plan_sketch["profiles"]) != 1:
+            return None, None
+        profile = plan_sketch["profiles"][0]
+        first = profile["center"] if profile["kind"] == "circle" else profile["at"]
+        at: list[str | None] = [None, None]
+        for direction in pattern["directions"]:
+            axis = _sketch_axis(plan_sketch["plane"], direction["direction"])
+            spacing, count = direction["spacing"], direction["count"]
+            s_expr, n_expr = self.dims.expr(spacing), self.dims.expr(count)
+            if axis is None or not direction["centered"] or not (s_expr or n_expr):
+                continue
+            s_expr = s_expr or repr(float(spacing["value"]))
+            n_expr = n_expr or repr(float(count["value"]))
+            center = float(first[axis]) + float(spacing["value"]) * (float(count["value"]) - 1) / 2
+            at[axis] = f"{_round(center)!r} - ({s_expr}) * (({n_expr}) - 1) / 2"
+        return at[0], at[1]
 
     def sketch(self, plan_sketch: dict, index: int, axis: dict | None = None):
         sketch = self.body.newObject("Sketcher::SketchObject", f"Sketch{index:03d}")
@@ -284,7 +338,7 @@ class _BodyBuilder:
         setattr(sketch, support, (self.origin_plane("XY_Plane"), [""]))
         sketch.MapMode = "FlatFace"
         sketch.AttachmentOffset = _placement(plan_sketch["plane"])
-        builder = _SketchBuilder(sketch, self.dims)
+        builder = _SketchBuilder(sketch, self.dims, self.pattern_at(plan_sketch, index))
         for profile in plan_sketch["profiles"]:
             getattr(builder, profile["kind"])(profile)
         axis_geo = builder.axis_line(axis) if axis is not None else None
@@ -479,6 +533,55 @@ class _BodyBuilder:
         self.dims.bind(obj, "Angle", feature["angle"])
         self.dims.bind(obj, "Occurrences", feature["count"])
         return obj
+
+    def _linear_pattern(self, feature: dict, index: int):
+        """A LinearPattern per direction; two directions (a grid) as one MultiTransform of two.
+
+        FreeCAD 0.20 patterns only additive or subtractive features ("Only additive and subtractive
+        features can be transformed"), so a second LinearPattern cannot repeat the first one; a
+        MultiTransform multiplies its LinearPatterns' placements and recomputes on 0.20 and 1.x.
+        """
+        originals = [self.features[i] for i in feature["originals"]]
+        if not originals or any(o is None or not hasattr(o, "Profile") for o in originals):
+            raise BuildError("a linear pattern of a feature without a sketch")
+        sketch = originals[0].Profile[0]
+        plane = self.plan["features"][feature["originals"][0]]["sketch"]["plane"]
+        directions = feature["directions"]
+        if not 1 <= len(directions) <= 2:
+            raise BuildError("a linear pattern needs one or two directions")
+        outer = None
+        if len(directions) == 2:
+            outer = self.body.newObject("PartDesign::MultiTransform", f"MultiTransform{index:03d}")
+            outer.Originals = originals
+        patterns = []
+        for direction in directions:
+            axis = _sketch_axis(plane, direction["direction"])
+            if axis is None:
+                raise BuildError("a linear pattern along neither axis of its feature's sketch")
+            suffix = "XY"[axis] if outer is not None else ""
+            obj = self.body.newObject("PartDesign::LinearPattern", f"LinearPattern{index:03d}{suffix}")
+            if outer is None:
+                obj.Originals = originals
+            obj.Direction = (sketch, ["H_Axis" if axis == 0 else "V_Axis"])
+            obj.Reversed = False
+            spacing, count = direction["spacing"], direction["count"]
+            self.dims.bind(obj, "Occurrences", count)
+            # Length is the first-to-last distance: spacing x (count - 1).
+            obj.Length = float(spacing["value"]) * (float(count["value"]) - 1)
+            s_expr, n_expr = self.dims.expr(spacing), self.dims.expr(count)
+            if s_expr or n_expr:
+                obj.setExpression(
+                    "Length",
+                    f"({s_expr or repr(float(spacing['value']))}) * "
+                    f"(({n_expr or repr(float(count['value']))}) - 1)",
+                )
+            patterns.append(obj)
+        made = patterns[0] if outer is None else outer
+        if outer is not None:
+            outer.Transformations = patterns
+        if hasattr(made, "Refine"):
+            made.Refine = True  # as Pad and Pocket: CadQuery's cleaned faces, for later edge matches
+        return made
 
     def _mirrored(self, feature: dict, index: int):
         key = tuple(int(round(c)) for c in feature["normal"])

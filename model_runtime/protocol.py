@@ -227,6 +227,9 @@ PLAN_FEATURE_FIELDS: dict[str, tuple[str, ...]] = {
     "thickness": ("faces", "value", "inward", "join"),
     "loft": ("sketch", "sections", "ruled"),  # through the sketch, then each section's one profile
     "polar_pattern": ("originals", "axis_origin", "axis_dir", "angle", "count"),
+    # One or two "directions", each {"direction": the originals' sketch x or y axis, "spacing", "count",
+    # "centered": the grid stays centred (else its first instance stays put) when they change}.
+    "linear_pattern": ("originals", "directions"),
     "mirrored": ("originals", "origin", "normal"),
     "unmapped": ("reason",),
 }

@@ -178,8 +178,8 @@ def test_generate_command_writes_a_step_file(gguf_dir, tmp_path):
     assert step.read_text().startswith("ISO-10303-21")
     assert "best of 2" in out.stderr
     # --show-code prints the model's program with its literals named as in the FreeCAD tree
-    assert "length = 30\nwidth = 20\nheight = 10" in out.stdout
-    assert 'cq.Workplane("XY").box(length, width, height)' in out.stdout
+    assert "block_length = 30\nblock_width = 20\nblock_height = 10" in out.stdout
+    assert 'cq.Workplane("XY").box(block_length, block_width, block_height)' in out.stdout
 
 
 def test_readme_main_command_runs_on_the_built_in_model(tmp_path):

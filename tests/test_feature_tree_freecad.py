@@ -30,7 +30,7 @@ result = (
     .cutThruAll()
 )
 """
-VARIANTS = {"length": 100, "hole_diameter": 9}
+VARIANTS = {"plate_length": 100, "hole_diameter": 9, "hole_spacing_x": 50, "hole_count_y": 3}
 FLANGE = """import cadquery as cq
 
 result = (
@@ -46,7 +46,22 @@ result = (
     .hole(20)
 )
 """
-FLANGE_VARIANTS = {"polar_count": 5, "cbore_diameter": 12}
+FLANGE_VARIANTS = {"hole_count": 5, "cbore_diameter": 12}
+# A row of blind pockets on a rarray, not centred along x: one Pocket and a LinearPattern.
+ROW = """import cadquery as cq
+
+result = (
+    cq.Workplane("XY")
+    .box(120, 30, 10)
+    .faces(">Z")
+    .workplane()
+    .center(-50, 0)
+    .rarray(20, 1, 5, 1, center=(False, True))
+    .rect(6, 4)
+    .cutBlind(-4)
+)
+"""
+ROW_VARIANTS = {"pocket_spacing_x": 15, "pocket_count_x": 6, "pocket_length": 8}
 
 REOPEN = """
 import json, importlib.util
@@ -58,7 +73,7 @@ for obj in doc.Objects:
 doc.recompute()
 first = body.Shape.Volume
 sheet = next(o for o in doc.Objects if o.TypeId == "Spreadsheet::Sheet")
-sheet.set("length", "100")
+sheet.set("plate_length", "100")
 doc.recompute()
 print("CADSNAP-REOPEN " + json.dumps({"volume": first, "longer": body.Shape.Volume,
       "valid": all("Invalid" not in o.State for o in doc.Objects),
@@ -84,7 +99,9 @@ def fixtures(tmp_path_factory):
         changed, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", source, flags=re.M)
         assert n == 1
         variants[name] = [value, _volume(changed)]
-    assert variants["length"][1] > plan["volume"] > variants["hole_diameter"][1]
+    assert variants["plate_length"][1] > plan["volume"] > variants["hole_diameter"][1]
+    # Three rows 40 apart: the outer two miss the 60 mm plate, in CadQuery as in FreeCAD.
+    assert variants["hole_count_y"][1] > plan["volume"]
     (folder / "plan.json").write_text(
         json.dumps(
             {"plan": plan, "brep_path": str(folder / "plate.brep"), "variants": variants, "source": source}
@@ -102,6 +119,18 @@ def fixtures(tmp_path_factory):
     (folder / "flange.json").write_text(
         json.dumps({"plan": plan, "brep_path": str(folder / "flange.brep"), "variants": variants})
     )
+    plan, solid = trace(ROW)
+    assert [f["kind"] for f in plan["features"]] == ["pad", "pocket", "linear_pattern"]
+    solid.exportBrep(str(folder / "row.brep"))
+    source = parameterise(ROW, plan)
+    variants = {}
+    for name, value in ROW_VARIANTS.items():
+        changed, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", source, flags=re.M)
+        assert n == 1
+        variants[name] = [value, _volume(changed)]
+    (folder / "row.json").write_text(
+        json.dumps({"plan": plan, "brep_path": str(folder / "row.brep"), "variants": variants})
+    )
     return folder
 
 
@@ -111,7 +140,7 @@ def test_feature_tree_in_real_freecad(tmp_path, fixtures):
         "tests.freecad.fc_feature_tree", addon_home(tmp_path), CADSNAP_FC_FIXTURES=str(fixtures)
     )
     ran = re.search(r"Ran (\d+) tests?", output)
-    assert ran and int(ran.group(1)) == 6, output
+    assert ran and int(ran.group(1)) == 7, output
     assert (fixtures / "part.FCStd").is_file()
 
 
@@ -137,7 +166,7 @@ def test_saved_body_reopens_and_recomputes_without_cadsnap(tmp_path, fixtures):
     assert result["cadsnap_importable"] is False and result["valid"]
     plan = json.loads((fixtures / "plan.json").read_text())
     assert result["volume"] == pytest.approx(plan["plan"]["volume"], rel=1e-6)
-    assert result["longer"] == pytest.approx(plan["variants"]["length"][1], rel=1e-6)
+    assert result["longer"] == pytest.approx(plan["variants"]["plate_length"][1], rel=1e-6)
 
 
 @pytest.mark.freecad

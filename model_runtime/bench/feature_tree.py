@@ -86,6 +86,7 @@ def measure(programs: list, label: str, folder: Path) -> dict:
             continue
         plan = traced["plan"]
         row["trace_s"] = traced["trace_s"]
+        row["linear_patterns"] = sum(f["kind"] == "linear_pattern" for f in plan["features"])
         if plan["status"] != "mapped":
             row["outcome"] = "unmapped"
             row["reason"] = plan["reasons"][0]
@@ -124,6 +125,7 @@ def measure(programs: list, label: str, folder: Path) -> dict:
         "share": bodies / len(kept) if kept else 0.0,
         "unmapped": sum(r["outcome"] == "unmapped" for r in kept),
         "loose": sum(bool(r.get("loose_sketches")) for r in kept if r["outcome"] == "body"),
+        "patterned": sum(bool(r.get("linear_patterns")) for r in kept if r["outcome"] == "body"),
         "build_failed": sum(r["outcome"] == "build failed" for r in kept),
         "families": {k: dict(v) for k, v in sorted(families.items())},
         "reasons": reasons.most_common(15),
@@ -151,6 +153,8 @@ def report(results: list[dict]) -> str:
         )
     loose = ", ".join(f"{r['loose']} of {r['bodies']} ({r['label']})" for r in results)
     lines += ["", f"Bodies with a sketch that is not fully constrained: {loose}."]
+    patterned = ", ".join(f"{r.get('patterned', 0)} of {r['bodies']} ({r['label']})" for r in results)
+    lines += ["", f"Bodies with a LinearPattern (a MultiTransform of two for a grid): {patterned}."]
     for r in results:
         lines += [
             "",

@@ -1,9 +1,9 @@
 """The parameterised program: the same CadQuery source, opening with the plan's named parameters.
 
-``plate = cq.Workplane("XY").box(80, 60, 8)`` becomes ``length = 80`` ... ``.box(length, width,
-height)``, with the names the feature plan gives the Body's dimensions, so the code and the FreeCAD
-tree speak one language. Only literals are replaced, at the exact call and argument the tracer
-recorded; formatting and everything else stay as they were.
+``plate = cq.Workplane("XY").box(80, 60, 8)`` becomes ``plate_length = 80`` ... ``.box(plate_length,
+plate_width, plate_thickness)``, with the names the feature plan gives the Body's dimensions
+(``names.py``), so the code and the FreeCAD tree speak one language. Only literals are replaced, at
+the exact call and argument the tracer recorded; formatting and everything else stay as they were.
 """
 
 from __future__ import annotations

@@ -21,44 +21,16 @@ from collections.abc import Callable
 from typing import Any
 
 from model_runtime import protocol
+from model_runtime.feature_plan.names import ARG_KEYWORDS, ARG_NAMES, final_names, role_names
 
-# Base names for the dimensions a call's numeric arguments give, by method and argument position
-# (keywords are looked up by their parameter name). One definition: the parameteriser reads the
-# names from the plan, never from here.
-_ARG_NAMES: dict[str, tuple[str, ...]] = {
-    "box": ("length", "width", "height"),
-    "rect": ("rect_width", "rect_height"),
-    "circle": ("radius",),
-    "cylinder": ("cylinder_height", "cylinder_radius"),
-    "extrude": ("extrude_length",),
-    "cutBlind": ("cut_depth",),
-    "hole": ("hole_diameter", "hole_depth"),
-    "cboreHole": ("hole_diameter", "cbore_diameter", "cbore_depth", "hole_depth"),
-    "cskHole": ("hole_diameter", "csk_diameter", "csk_angle", "hole_depth"),
-    "fillet": ("fillet_radius",),
-    "chamfer": ("chamfer_length",),
-    "shell": ("wall_thickness",),
-    "revolve": ("revolve_angle",),
-    "polarArray": ("polar_radius", "", "", "polar_count"),
-}
-_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "box": ("length", "width", "height"),
-    "rect": ("xLen", "yLen"),
-    "circle": ("radius",),
-    "cylinder": ("height", "radius"),
-    "extrude": ("until",),
-    "cutBlind": ("until",),
-    "hole": ("diameter", "depth"),
-    "cboreHole": ("diameter", "cboreDiameter", "cboreDepth", "depth"),
-    "cskHole": ("diameter", "cskDiameter", "cskAngle", "depth"),
-    "fillet": ("radius",),
-    "chamfer": ("length",),
-    "shell": ("thickness",),
-    "revolve": ("angleDegrees",),
-    "polarArray": ("radius", "startAngle", "angle", "count"),
-}
 # Calls whose wires become named sketch profiles.
 _PROFILE_CALLS = ("rect", "circle")
+# Calls that place points a later step may use as a linear pattern's instances.
+_GRID_CALLS = ("rarray", "pushPoints")
+# Steps whose one feature on a regular grid of points becomes one instance and a linear_pattern.
+_PATTERNED = ("hole", "cboreHole", "cskHole", "extrude", "cutBlind", "cutThruAll", "box")
+# Steps whose features replace the history instead of adding to it.
+_REPLACING = ("translate", "mirror")
 _TOL = 1e-6
 
 
@@ -113,6 +85,7 @@ class Recorder:
         self._order: list[tuple] = []
         self._wire_origin: dict[int, tuple[Any, dict]] = {}
         self._polar: dict[int, tuple[Any, dict]] = {}  # id(polarArray result) -> (it, its call)
+        self._grids: dict[int, tuple[Any, dict]] = {}  # id(rarray/pushPoints result) -> (it, the call)
         self._errors: list[str] = []
 
     # ----------------------------------------------------------------- instrumenting
@@ -212,14 +185,23 @@ class Recorder:
                     "dims": self._call_dims(name, args, kwargs, site)}
             self._polar[id(result)] = (result, call)
             return
+        if name in _GRID_CALLS:
+            grid: dict = {"call": name, "plane": result.plane}
+            if name == "rarray":
+                grid["params"] = _bind(cq.Workplane.rarray, args, kwargs)
+                grid["dims"] = self._call_dims(name, args, kwargs, site)
+            self._grids[id(result)] = (result, grid)
+            return
         if name in _PROFILE_CALLS:
             known = {id(w) for w in before["wires"]}
             dims = self._call_dims(name, args, kwargs, site)
+            placed = self._grids.get(id(this))
+            grid = placed[1] if placed is not None and placed[0] is this else None
             for wire in result.ctx.pendingWires:
                 if id(wire) not in known:
                     self._wire_origin[id(wire)] = (
                         wire,
-                        {"call": name, "dims": dims, "args": args, "kwargs": kwargs},
+                        {"call": name, "dims": dims, "args": args, "kwargs": kwargs, "grid": grid},
                     )
             return
         after = self._solid(result)
@@ -231,18 +213,20 @@ class Recorder:
         if old is not None:
             entry = self._histories.get(_key(old))
             base = entry[1] if entry else None
+        replaces = name in _REPLACING
         try:
             if base is None:
                 raise Unmapped("the solid it changes was not made by a recorded step")
             features = self._map(name, this, args, kwargs, result, before, site, base)
         except Unmapped as why:
             features = [{"kind": "unmapped", "method": name, "line": line, "reason": str(why)}]
-            base = base or []
+            base, replaces = base or [], False
         for feature in features:
             feature.setdefault("method", name)
             feature.setdefault("line", line)
-        # translate gives back the whole history moved; every other step adds to it.
-        history = features if name == "translate" else [*base, *features]
+        # translate gives back the whole history moved, mirror the history it mirrors (flattened, see
+        # _op_mirror); every other step adds to it.
+        history = features if replaces else [*base, *features]
         self._histories[_key(after)] = (after, history)
         self._order.append(_key(after))
 
@@ -250,8 +234,8 @@ class Recorder:
     def _call_dims(self, method: str, args: tuple, kwargs: dict, site: _Site | None) -> dict[int, dict]:
         """Named dimensions for the call's numeric arguments, keyed by argument position."""
         dims: dict[int, dict] = {}
-        names = _ARG_NAMES.get(method, ())
-        keywords = _KEYWORDS.get(method, ())
+        names = ARG_NAMES.get(method, ())
+        keywords = ARG_KEYWORDS.get(method, ())
         for index, base in enumerate(names):
             if not base:
                 continue
@@ -283,7 +267,10 @@ class Recorder:
             n += 1
             name = f"{base}_{n}"
         self._names.add(name)
-        self._params[slot] = {"name": name, "value": value, "line": site.line, "col": site.col, "arg": key}
+        # "name" is provisional (unique per run); _plan renames it after its feature's role, from "base".
+        self._params[slot] = {
+            "name": name, "value": value, "line": site.line, "col": site.col, "arg": key, "base": base
+        }
         return name
 
     @staticmethod
@@ -504,9 +491,101 @@ class Recorder:
         dims = self._call_dims(name, args, kwargs, site)
         features = handler(this, params, dims, before, base, result)
         # A step whose faces need a sketch each (see _pending_sketch) becomes one feature per sketch.
-        return [{**f, "sketch": s} for f in features
+        if any(isinstance(f.get("sketch"), list) for f in features):
+            features = [
+                {**f, "sketch": s}
+                for f in features
                 for s in (f["sketch"] if isinstance(f.get("sketch"), list) else [f.get("sketch")])
-                ] if any(isinstance(f.get("sketch"), list) for f in features) else features
+            ]
+        grid = self._grid_of(this, before) if name in _PATTERNED else None
+        if grid is not None:
+            features = self._patterned(features, grid, len(base))
+        return features
+
+    # ----------------------------------------------------------------- linear patterns
+    def _grid_of(self, wp: Any, before: dict) -> dict | None:
+        """The rarray/pushPoints call whose points the step uses: directly (holes, boxes), or through
+        the pending wires one rect/circle call drew on them (extrude, cutBlind, cutThruAll)."""
+        placed = self._grids.get(id(wp))
+        if placed is not None and placed[0] is wp:
+            return placed[1]
+        wires = before["wires"]
+        if not wires or any(isinstance(o, self._cq.Face | self._cq.Sketch) for o in wp.objects):
+            return None
+        origins = [self._wire_origin.get(id(w)) for w in wires]
+        if any(o is None or o[0] is not w for o, w in zip(origins, wires, strict=True)):
+            return None
+        calls = {id(o[1]["dims"]) for o in origins}
+        grids = {id(o[1]["grid"]) for o in origins}
+        grid = origins[0][1]["grid"]
+        return grid if grid is not None and len(calls) == 1 and len(grids) == 1 else None
+
+    def _patterned(self, features: list[dict], grid: dict, index: int) -> list[dict]:
+        """One feature whose sketch repeats one profile on a regular grid -> the profile at the grid's
+        first point and a linear_pattern; anything irregular keeps today's ``features``."""
+        if len(features) != 1 or features[0]["kind"] not in ("hole", "pad", "pocket"):
+            return features
+        feature = features[0]
+        sketch = feature.get("sketch")
+        if not isinstance(sketch, dict):
+            return features
+        profiles = sketch["profiles"]
+        if len(profiles) < 2 or any(p["kind"] not in ("circle", "rect") for p in profiles):
+            return features
+        # The builder moves the first instance with the spacing only for circles and rectangles.
+        refs = [p["center"] if p["kind"] == "circle" else p["at"] for p in profiles]
+        shapes = [{k: v for k, v in p.items() if k not in ("center", "at")} for p in profiles]
+        if any(shape != shapes[0] for shape in shapes):
+            return features
+        layout = _grid_layout(refs)
+        if layout is None:
+            return features
+        first, axes = layout
+        plane = sketch["plane"]
+        x_dir = [float(c) for c in plane["x_dir"]]
+        normal = [float(c) for c in plane["normal"]]
+        y_dir = [_round(c) for c in _cross(normal, x_dir)]
+        directions = []
+        if grid["call"] == "rarray":
+            p, dims = grid["params"], grid["dims"]
+            if not (_close(_vec(grid["plane"].xDir), x_dir) and _close(_vec(grid["plane"].zDir), normal)):
+                return features
+            centered = p.get("center", True)
+            centered = (centered, centered) if isinstance(centered, bool) else tuple(centered)
+            wanted = [
+                (axis, float(p[spacing]), int(p[count]))
+                for axis, spacing, count in ((0, "xSpacing", "xCount"), (1, "ySpacing", "yCount"))
+                if int(p[count]) >= 2
+            ]
+            # A negative or zero spacing would move the first point as the spacing changes.
+            if any(s <= 0 for _, s, _ in wanted) or len(wanted) != len(axes) or any(
+                a != b or abs(s - t) > 1e-6 * max(1.0, s) or n != m
+                for (a, s, n), (b, t, m) in zip(wanted, axes, strict=True)
+            ):
+                return features
+            for axis, spacing, count in wanted:
+                directions.append(
+                    {
+                        "direction": x_dir if axis == 0 else y_dir,
+                        "spacing": self._dim(spacing, dims.get(axis)),
+                        "count": self._dim(float(count), dims.get(2 + axis)),
+                        "centered": bool(centered[axis]),
+                    }
+                )
+        else:
+            if len(refs) < 3:  # two points are a pair, kept as one sketch as drawn
+                return features
+            for axis, spacing, count in axes:
+                directions.append(
+                    {
+                        "direction": x_dir if axis == 0 else y_dir,
+                        "spacing": {"value": _round(spacing)},
+                        "count": {"value": float(count)},
+                        "centered": False,
+                    }
+                )
+        original = {**feature, "sketch": {**sketch, "profiles": [profiles[first]]}, "_flat": profiles}
+        return [original, {"kind": "linear_pattern", "originals": [index], "directions": directions}]
 
     def _combine(self, params: dict, before: dict) -> str:
         mode = params.get("combine", True)
@@ -869,23 +948,25 @@ class Recorder:
     def _op_union(self, wp, p, dims, before, base, result) -> list[dict]:
         if before["solid"] is None:
             raise Unmapped("a union without a solid to add to")
-        features = []
+        features: list[dict] = []
         for history in self._other_histories((p["toUnion"],)):
             # A Body adds features in turn: exact only when the other solid is purely additive.
-            if any(f["kind"] not in ("pad", "revolution") for f in history):
+            if any(f["kind"] not in ("pad", "revolution", "linear_pattern") for f in history):
                 raise Unmapped("a union with a solid that has its own cuts or edge features")
-            features += [dict(f) for f in history]
+            features += _renumbered(history, len(base) + len(features))
         return features
 
     def _op_cut(self, wp, p, dims, before, base, result) -> list[dict]:
         if before["solid"] is None:
             raise Unmapped("a cut without a solid to cut from")
-        features = []
+        features: list[dict] = []
         for history in self._other_histories((p["toCut"],)):
-            if any(f["kind"] not in ("pad", "revolution") for f in history):
+            if any(f["kind"] not in ("pad", "revolution", "linear_pattern") for f in history):
                 raise Unmapped("a cut by a solid that has its own cuts or edge features")
-            for f in history:
-                if f["kind"] == "pad":
+            for f in _renumbered(history, len(base) + len(features)):
+                if f["kind"] == "linear_pattern":
+                    features.append(f)  # now of the pockets the pads became
+                elif f["kind"] == "pad":
                     features.append(
                         {**f, "kind": "pocket", "through_all": False, "reversed": not f["reversed"]}
                     )
@@ -905,6 +986,9 @@ class Recorder:
         plane = p.get("mirrorPlane", "XY")
         if not isinstance(plane, str) or p.get("basePointVector") is not None:
             raise Unmapped("a mirror about a face or an offset plane")
+        # 0.20's Mirrored takes no pattern as an original: the patterns' instances go back in their
+        # sketches, as without linear patterns.
+        base = _flattened(base)
         if any(f["kind"] not in ("pad", "revolution") for f in base):
             # FreeCAD's Mirrored repeats each feature, which differs from mirroring a solid with cuts.
             raise Unmapped("a mirror of a solid with cuts or edge features")
@@ -917,6 +1001,7 @@ class Recorder:
             "ZY": (1, 0, 0),
         }[plane.upper()]
         return [
+            *base,
             {
                 "kind": "mirrored",
                 "originals": list(range(len(base))),
@@ -941,17 +1026,28 @@ class Recorder:
             f"line {f['line']}: {f['method']}(): {f['reason']}" for f in history if f["kind"] == "unmapped"
         ]
         reasons += self._errors
+        # "_flat" (a pattern's instances, for _flattened) is the recorder's own, never on the wire.
+        history = [{k: v for k, v in f.items() if k != "_flat"} for f in history]
         used = set()
         for feature in history:
             used.update(_params_in(feature))
-        parameters = [dict(p) for p in self._params.values() if p["name"] in used]
-        parameters.sort(key=lambda p: (p["line"], p["col"], str(p["arg"])))
+        recorded = sorted(
+            (p for p in self._params.values() if p["name"] in used),
+            key=lambda p: (p["line"], p["col"], str(p["arg"])),
+        )
+        # Names after each parameter's role in this plan (names.py), unique in program order.
+        keys = [p["name"] for p in recorded]
+        final = final_names(keys, role_names(history, {p["name"]: p["base"] for p in recorded}))
+        parameters = [
+            {"name": final[p["name"]], **{k: p[k] for k in ("value", "line", "col", "arg")}}
+            for p in recorded
+        ]
         plan = {
             "version": protocol.FEATURE_PLAN_VERSION,
             "status": protocol.PLAN_UNMAPPED if reasons else protocol.PLAN_MAPPED,
             "reasons": reasons,
             "parameters": parameters,
-            "features": history,
+            "features": _renamed(history, final),
             "volume": _round(solid.Volume()),
         }
         protocol.check_feature_plan(plan)
@@ -992,6 +1088,73 @@ def _bind(fn: Callable, args: tuple, kwargs: dict) -> dict:
     values = dict(bound.arguments)
     values.pop(next(iter(values)))  # self
     return values
+
+
+def _cross(a: list[float], b: list[float]) -> list[float]:
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _close(a: list[float], b: list[float], tol: float = 1e-6) -> bool:
+    return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
+
+
+def _grid_layout(refs: list[list[float]]) -> tuple[int, list[tuple[int, float, int]]] | None:
+    """(index of the grid's lowest corner, [(axis, spacing, count) for each axis with count >= 2])
+    when ``refs`` are every point of a regular grid along the sketch axes once, else None."""
+    size = max(1.0, *(abs(c) for r in refs for c in r))
+    tol = 1e-6 * size
+    axes = []
+    levels = []
+    for axis in (0, 1):
+        values: list[float] = []
+        for value in sorted(r[axis] for r in refs):
+            if not values or value - values[-1] > tol:
+                values.append(value)
+        levels.append(values)
+        if len(values) >= 2:
+            steps = [b - a for a, b in zip(values, values[1:], strict=False)]
+            if max(steps) - min(steps) > tol:
+                return None
+            axes.append((axis, (values[-1] - values[0]) / (len(values) - 1), len(values)))
+    xs, ys = levels
+
+    def level(values: list[float], value: float) -> int:
+        return next(i for i, v in enumerate(values) if abs(v - value) <= tol)
+
+    cells = [(level(xs, r[0]), level(ys, r[1])) for r in refs]
+    # As many points as cells, each in its own: every point of the grid once.
+    if not axes or len(xs) * len(ys) != len(refs) or len(set(cells)) != len(refs):
+        return None
+    return cells.index((0, 0)), axes
+
+
+def _flattened(history: list[dict]) -> list[dict]:
+    """``history`` with each linear_pattern undone: its original holds every instance again, as a
+    step without patterns maps (for features a pattern cannot follow, like Mirrored on 0.20)."""
+    if not any(f["kind"] == "linear_pattern" for f in history):
+        return history
+    out: list[dict] = []
+    moved: dict[int, int] = {}
+    for i, feature in enumerate(history):
+        if feature["kind"] == "linear_pattern":
+            continue
+        moved[i] = len(out)
+        copy = dict(feature)
+        if "_flat" in copy:
+            copy["sketch"] = {**copy["sketch"], "profiles": copy.pop("_flat")}
+        out.append(copy)
+    for feature in out:
+        if "originals" in feature:
+            feature["originals"] = [moved[i] for i in feature["originals"] if i in moved]
+    return out
+
+
+def _renumbered(history: list[dict], offset: int) -> list[dict]:
+    """Copies of ``history``'s features for a Body where they start at index ``offset``."""
+    return [
+        {**f, "originals": [i + offset for i in f["originals"]]} if "originals" in f else dict(f)
+        for f in history
+    ]
 
 
 def _same(a: list[float], b: list[float], tol: float = 1e-6) -> bool:
@@ -1087,6 +1250,18 @@ def _params_in(value: Any) -> set[str]:
     return set()
 
 
+def _renamed(value: Any, final: dict[str, str]) -> Any:
+    """A copy of ``value`` with every dimension's provisional parameter name replaced by its final one."""
+    if isinstance(value, dict):
+        out = {k: _renamed(v, final) for k, v in value.items()}
+        if isinstance(value.get("param"), str):
+            out["param"] = final[value["param"]]
+        return out
+    if isinstance(value, list):
+        return [_renamed(v, final) for v in value]
+    return value
+
+
 def _shift(point: list[float], vec: Any) -> list[float]:
     return [_round(point[0] + vec.x), _round(point[1] + vec.y), _round(point[2] + vec.z)]
 
@@ -1110,6 +1285,8 @@ def _translated(feature: dict, vec: Any) -> dict:
         ]
     if "faces" in out:
         out["faces"] = [{**f, "center": _shift(f["center"], vec)} for f in out["faces"]]
+    if "axis_origin" in out:  # a polar pattern turns about its moved sketch's normal
+        out["axis_origin"] = _shift(out["axis_origin"], vec)
     return out
 
 

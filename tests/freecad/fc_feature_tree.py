@@ -33,16 +33,28 @@ class FeatureTreeTest(unittest.TestCase):
         self.assertTrue(ok, (iou, error))
         self.assertGreaterEqual(iou, 0.999)
         types = [o.TypeId for o in body.Group]
-        for kind in ("PartDesign::Pad", "PartDesign::Fillet", "PartDesign::Hole", "PartDesign::Pocket"):
+        for kind in (
+            "PartDesign::Pad",
+            "PartDesign::Fillet",
+            "PartDesign::Hole",
+            "PartDesign::MultiTransform",
+            "PartDesign::Pocket",
+        ):
             self.assertIn(kind, types)
+        # The 2 x 2 holes: one Hole, repeated by a MultiTransform of two LinearPatterns.
+        self.assertEqual(types.count("PartDesign::Hole"), 1)
+        grid = next(o for o in body.Group if o.TypeId == "PartDesign::MultiTransform")
+        self.assertEqual([o.TypeId for o in grid.Originals], ["PartDesign::Hole"])
+        self.assertEqual([(t.Occurrences, t.Length) for t in grid.Transformations], [(2, 60.0), (2, 40.0)])
+        self.assertIn(("Occurrences", f"{sheet.Name}.hole_count_x"), grid.Transformations[0].ExpressionEngine)
         sketches = [o for o in body.Group if o.TypeId == "Sketcher::SketchObject"]
         self.assertEqual(loose, [])
         for sketch in sketches:
             self.assertEqual(sketch.solve(), 0, sketch.Label)
             self.assertTrue(sketch.FullyConstrained, sketch.Label)
         names = {c.Name for s in sketches for c in s.Constraints if c.Name}
-        self.assertTrue({"length", "width", "hole_diameter", "rect_width"} <= names, names)
-        self.assertEqual(sheet.getContents("length"), "80")
+        self.assertTrue({"plate_length", "plate_width", "hole_diameter", "pocket_length"} <= names, names)
+        self.assertEqual(sheet.getContents("plate_length"), "80")
         hole = next(o for o in body.Group if o.TypeId == "PartDesign::Hole")
         self.assertIn(("Diameter", f"{sheet.Name}.hole_diameter"), hole.ExpressionEngine)
 
@@ -71,6 +83,24 @@ class FeatureTreeTest(unittest.TestCase):
             self.assertAlmostEqual(body.Shape.Volume / volume, 1.0, places=6, msg=name)
             sheet.set(name, str(next(p["value"] for p in data["plan"]["parameters"] if p["name"] == name)))
             self.doc.recompute()
+
+    def test_linear_pattern_spacing_and_count_are_parameters(self):
+        data = json.loads((FIXTURES / "row.json").read_text(encoding="utf-8"))
+        brep = Path(data["brep_path"]).read_text(encoding="utf-8")
+        body, sheet, loose = feature_tree.build_body(self.doc, data["plan"])
+        self.assertTrue(feature_tree.check_body(body, brep)[0])
+        self.assertEqual(loose, [])
+        pattern = next(o for o in body.Group if o.TypeId == "PartDesign::LinearPattern")
+        self.assertEqual((pattern.Occurrences, pattern.Length), (5, 80.0))
+        self.assertEqual([o.TypeId for o in pattern.Originals], ["PartDesign::Pocket"])
+        for name, (value, volume) in data["variants"].items():
+            sheet.set(name, str(value))
+            self.doc.recompute()
+            self.assertTrue(all("Invalid" not in o.State for o in body.Group), name)
+            self.assertAlmostEqual(body.Shape.Volume / volume, 1.0, places=6, msg=name)
+            sheet.set(name, str(next(p["value"] for p in data["plan"]["parameters"] if p["name"] == name)))
+            self.doc.recompute()
+            self.assertAlmostEqual(body.Shape.Volume / data["plan"]["volume"], 1.0, places=6, msg=name)
 
     def test_an_unmapped_step_falls_back_to_the_solid_and_names_the_step(self):
         plan = copy.deepcopy(self.plan)
