@@ -9,8 +9,8 @@ saved document needs nothing from CadSnap.
 
 After building, the Body is compared with the CadQuery solid (volume and IoU >= ``MIN_IOU``). A plan
 with an unmapped step, a feature that fails, or a Body that does not match falls back to today's
-solid with source (``insert.insert_solid``), and the message says which step could not become a
-feature. Needs FreeCAD, Part and Sketcher; no GUI.
+solid with source (``insert.insert_part`` decides, through ``checked_body``), and the message says which
+step could not become a feature. Needs FreeCAD, Part and Sketcher; no GUI.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import Sketcher
 from model_runtime import protocol
 
 from . import insert
-from .naming import object_label, object_name
 
 MIN_IOU = 0.999
 MAX_VOLUME_ERROR = 1e-3  # relative
@@ -53,12 +52,13 @@ def _placement(plane: dict) -> FreeCAD.Placement:
 
 
 def _symmetric(obj, on: bool) -> None:
-    """Pad/Pocket symmetric to the sketch plane: ``Midplane`` up to 1.0, ``SideType`` where it replaced it."""
-    if hasattr(obj, "Midplane"):
-        obj.Midplane = on
+    """Pad/Pocket symmetric to the sketch plane: ``SideType`` where FreeCAD has it (1.1, which keeps a
+    deprecated ``Midplane`` that some builds ignore), ``Midplane`` before."""
+    if "SideType" in obj.PropertiesList:
+        choices = obj.getEnumerationsOfProperty("SideType")
+        obj.SideType = next(c for c in choices if "ymmetric" in c) if on else choices[0]
         return
-    choices = obj.getEnumerationsOfProperty("SideType")
-    obj.SideType = next(c for c in choices if "ymmetric" in c) if on else choices[0]
+    obj.Midplane = on
 
 
 def _round(x: float) -> float:
@@ -367,12 +367,19 @@ class _BodyBuilder:
             self.features.append(obj)
 
     # ----------------------------------------------------------------- features
+    def _new(self, type_name: str, index: int, suffix: str = ""):
+        """A PartDesign feature in the Body, refined as CadQuery cleans every result (same faces, so
+        later edge and face matches hold). Refine is set on each: 0.20 defaults it off, 1.x takes it
+        from the user's preferences."""
+        obj = self.body.newObject(type_name, f"{type_name.split('::')[1]}{index:03d}{suffix}")
+        if "Refine" in obj.PropertiesList:
+            obj.Refine = True
+        return obj
+
     def _profiled(self, type_name: str, feature: dict, index: int, axis: dict | None = None):
         sketch, axis_geo = self.sketch(feature["sketch"], index, axis)
-        obj = self.body.newObject(type_name, f"{type_name.split('::')[1]}{index:03d}")
+        obj = self._new(type_name, index)
         obj.Profile = sketch
-        if hasattr(obj, "Refine"):
-            obj.Refine = True  # CadQuery cleans every result: same faces, so later edge matches hold
         return obj, sketch, axis_geo
 
     def _pad(self, feature: dict, index: int):
@@ -395,9 +402,8 @@ class _BodyBuilder:
 
     def _hole(self, feature: dict, index: int):
         sketch, _ = self.sketch(feature["sketch"], index)
-        obj = self.body.newObject("PartDesign::Hole", f"Hole{index:03d}")
+        obj = self._new("PartDesign::Hole", index)
         obj.Profile = sketch  # after the sketch computed: the Hole reads it as soon as it is set
-        obj.Refine = True
         obj.Threaded = False
         obj.DrillPoint = "Flat"
         self.dims.bind(obj, "Diameter", feature["diameter"])
@@ -469,7 +475,7 @@ class _BodyBuilder:
     def _dressup(self, type_name: str, feature: dict, index: int):
         base = self._base()
         names = self._edge_names(base.Shape, [e for e in feature["edges"] if not e.get("seam")])
-        obj = self.body.newObject(type_name, f"{type_name.split('::')[1]}{index:03d}")
+        obj = self._new(type_name, index)
         obj.Base = (base, names)
         return obj
 
@@ -502,7 +508,7 @@ class _BodyBuilder:
                 raise BuildError(
                     f"face at {tuple(round(c, 3) for c in record['center'])} not found in the Body"
                 )
-        obj = self.body.newObject("PartDesign::Thickness", f"Thickness{index:03d}")
+        obj = self._new("PartDesign::Thickness", index)
         obj.Base = (base, names)
         self.dims.bind(obj, "Value", feature["value"])
         obj.Reversed = bool(feature["inward"])  # FreeCAD's "make thickness inwards"
@@ -514,11 +520,10 @@ class _BodyBuilder:
     def _loft(self, feature: dict, index: int):
         profile, _ = self.sketch(feature["sketch"], index)
         sections = [self.sketch(section, index)[0] for section in feature["sections"]]
-        obj = self.body.newObject("PartDesign::AdditiveLoft", f"Loft{index:03d}")
+        obj = self._new("PartDesign::AdditiveLoft", index)
         obj.Profile = profile
         obj.Sections = sections
         obj.Ruled = bool(feature["ruled"])
-        obj.Refine = True
         return obj
 
     def _polar_pattern(self, feature: dict, index: int):
@@ -527,7 +532,7 @@ class _BodyBuilder:
         # The tracer emits patterns about their sketch's own origin and normal: its N_Axis.
         if (sketch.Placement.Base - _v(feature["axis_origin"])).Length > 1e-6:
             raise BuildError("a polar pattern about another axis than its sketch's normal")
-        obj = self.body.newObject("PartDesign::PolarPattern", f"PolarPattern{index:03d}")
+        obj = self._new("PartDesign::PolarPattern", index)
         obj.Originals = originals
         obj.Axis = (sketch, ["N_Axis"])
         self.dims.bind(obj, "Angle", feature["angle"])
@@ -551,7 +556,7 @@ class _BodyBuilder:
             raise BuildError("a linear pattern needs one or two directions")
         outer = None
         if len(directions) == 2:
-            outer = self.body.newObject("PartDesign::MultiTransform", f"MultiTransform{index:03d}")
+            outer = self._new("PartDesign::MultiTransform", index)
             outer.Originals = originals
         patterns = []
         for direction in directions:
@@ -559,7 +564,7 @@ class _BodyBuilder:
             if axis is None:
                 raise BuildError("a linear pattern along neither axis of its feature's sketch")
             suffix = "XY"[axis] if outer is not None else ""
-            obj = self.body.newObject("PartDesign::LinearPattern", f"LinearPattern{index:03d}{suffix}")
+            obj = self._new("PartDesign::LinearPattern", index, suffix)
             if outer is None:
                 obj.Originals = originals
             obj.Direction = (sketch, ["H_Axis" if axis == 0 else "V_Axis"])
@@ -579,8 +584,6 @@ class _BodyBuilder:
         made = patterns[0] if outer is None else outer
         if outer is not None:
             outer.Transformations = patterns
-        if hasattr(made, "Refine"):
-            made.Refine = True  # as Pad and Pocket: CadQuery's cleaned faces, for later edge matches
         return made
 
     def _mirrored(self, feature: dict, index: int):
@@ -589,7 +592,7 @@ class _BodyBuilder:
         if role is None or any(abs(c) > 1e-9 for c in feature["origin"]):
             raise BuildError("a mirror plane other than the origin's planes")
         originals = [self.features[i] for i in feature["originals"] if self.features[i] is not None]
-        obj = self.body.newObject("PartDesign::Mirrored", f"Mirrored{index:03d}")
+        obj = self._new("PartDesign::Mirrored", index)
         obj.Originals = originals
         obj.MirrorPlane = (self.origin_plane(role), [""])
         return obj
@@ -641,46 +644,31 @@ def check_body(body, brep: str) -> tuple[bool, float, float]:
     return iou >= MIN_IOU and error <= MAX_VOLUME_ERROR, iou, error
 
 
-def insert_feature_tree(doc, plan: dict | None, brep: str, info: insert.SolidInfo, placement=None):
-    """The Body for ``plan`` when it builds and matches the solid, else ``insert.insert_solid``.
-
-    Returns (object, message): the message is empty for a Body and says which step could not become a
-    feature for the fallback. One transaction either way.
-    """
-    reason = ""
+def plan_problem(plan: dict | None) -> str:
+    """Why ``plan`` cannot become a feature tree before anything is built, or "" when it may."""
     if not plan:
-        reason = "the runtime sent no feature plan"
-    elif plan.get("status") != protocol.PLAN_MAPPED:
-        reason = "; ".join(plan.get("reasons") or ["the plan has unmapped steps"])
-    if not reason:
-        before = {o.Name for o in doc.Objects}
-        doc.openTransaction(f"CadSnap: insert {info.image_path or 'part'} as a feature tree")
-        try:
-            body, sheet, _loose = build_body(doc, plan, object_name(info.image_path) or "Body")
-            ok, iou, error = check_body(body, brep)
-            if ok:
-                body.Label = object_label(info.image_path)
-                if sheet is not None:
-                    sheet.Label = f"{body.Label} parameters"
-                for type_name, prop, tooltip in insert.PROPERTIES:
-                    body.addProperty(type_name, prop, insert.GROUP, tooltip)
-                insert._write_info(body, info)  # the same properties as a solid, one definition
-                if placement is not None:
-                    body.Placement = (
-                        placement
-                        if isinstance(placement, FreeCAD.Placement)
-                        else FreeCAD.Placement(placement, FreeCAD.Rotation())
-                    )
-                doc.recompute()
-                doc.commitTransaction()
-                return body, ""
-            remove_new_objects(doc, before)
-            reason = f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
-        except BuildError as error:
-            reason = str(error)
-        except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
-            remove_new_objects(doc, before)
-            reason = f"the feature tree failed ({error})"
-        doc.abortTransaction()
-    obj = insert.insert_solid(doc, brep, info, placement)
-    return obj, f"Inserted as a solid with source: {reason}"
+        return "the runtime sent no feature plan"
+    if plan.get("status") != protocol.PLAN_MAPPED:
+        return "; ".join(plan.get("reasons") or ["the plan has unmapped steps"])
+    return ""
+
+
+def checked_body(doc, plan: dict | None, brep: str, name: str = "Body"):
+    """(Body, spreadsheet, "") when ``plan`` builds a Body that matches the solid in ``brep``; else
+    (None, None, why) with whatever was built removed again. Runs inside the caller's transaction."""
+    reason = plan_problem(plan)
+    if reason:
+        return None, None, reason
+    before = {o.Name for o in doc.Objects}
+    try:
+        body, sheet, _loose = build_body(doc, plan, name)
+        ok, iou, error = check_body(body, brep)
+        if ok:
+            return body, sheet, ""
+        reason = f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
+    except BuildError as error:  # build_body has removed what it made
+        return None, None, str(error)
+    except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
+        reason = f"the feature tree failed ({error})"
+    remove_new_objects(doc, before)
+    return None, None, reason

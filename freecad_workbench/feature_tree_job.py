@@ -33,7 +33,7 @@ def _run() -> None:
             plan = job["plan"]
             if job.get("fcstd"):
                 info = insert.SolidInfo(source=job.get("source", ""), image_path=job.get("image_path", ""))
-                obj, message = feature_tree.insert_feature_tree(doc, plan, brep, info)
+                obj, message = insert.insert_part(doc, brep, info, plan=plan)
                 entry["body"] = obj.TypeId == "PartDesign::Body"
                 entry["message"] = message
                 doc.saveAs(job["fcstd"])

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 import FreeCAD
 import Part
 
-from model_runtime import protocol
-
 from .messages import TREE_FALLBACK_PREFIX
 from .naming import object_label, object_name
 
@@ -159,12 +157,40 @@ def insert_part(doc, brep: str, info: SolidInfo, placement=None, plan: dict | No
                 feature_tree: bool = True):
     """(object, message): a PartDesign Body built from the runtime's feature ``plan`` when
     ``feature_tree`` is on and the Body matches the solid, else the solid with source; the message
-    says why a tree fell back ("" when there was nothing to say)."""
-    if feature_tree:
-        from .feature_tree import insert_feature_tree
+    says why a tree fell back ("" when there was nothing to say). One transaction either way."""
+    if not feature_tree:
+        return insert_solid(doc, brep, info, placement), ""
+    from .feature_tree import checked_body
 
-        return insert_feature_tree(doc, plan, brep, info, placement)
-    return insert_solid(doc, brep, info, placement), ""
+    shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
+    label = object_label(info.image_path)
+    doc.openTransaction(f"CadSnap: insert {label}")
+    try:
+        body, sheet, reason = checked_body(doc, plan, brep, object_name(info.image_path) or "Body")
+        if body is None:
+            obj = _add_solid(doc, shape, info, placement)
+        else:
+            obj = _dress_body(body, sheet, info, label, placement)
+        doc.recompute()
+    except Exception:
+        doc.abortTransaction()
+        raise
+    doc.commitTransaction()
+    return obj, (TREE_FALLBACK_PREFIX + reason) if reason else ""
+
+
+def _dress_body(body, sheet, info: SolidInfo, label: str, placement=None):
+    """A built Body as CadSnap's: its label (and its spreadsheet's), the CadSnap properties a solid
+    has, its placement."""
+    body.Label = label
+    if sheet is not None:
+        sheet.Label = f"{label} parameters"
+    for type_name, prop, tooltip in PROPERTIES:
+        body.addProperty(type_name, prop, GROUP, tooltip)
+    _write_info(body, info)
+    if placement is not None:
+        body.Placement = _as_placement(placement)
+    return body
 
 
 def update_part(obj, brep: str, source: str, plan: dict | None = None):
@@ -184,7 +210,7 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
     spreadsheet only it used. When the plan cannot become a Body that matches ``brep``, a solid with
     source takes its place and the message says which step could not become a feature. Undo brings the
     old Body back whole."""
-    from .feature_tree import BuildError, build_body, check_body, remove_new_objects
+    from .feature_tree import checked_body
 
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
     if not is_cadsnap_object(body):
@@ -194,36 +220,14 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
     info = read_info(body)
     info.source = source
     parent = _parent_group(body)
-    reason = plan_problem(plan)
     doc.openTransaction(f"CadSnap: edit {label}")
     try:
         _remove_body(body)
-        new, sheet = None, None
-        if not reason:
-            before = {o.Name for o in doc.Objects}
-            try:
-                new, sheet, _loose = build_body(doc, plan, name)
-                ok, iou, error = check_body(new, brep)
-                if not ok:
-                    remove_new_objects(doc, before)
-                    new = None
-                    reason = (f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by "
-                              f"{error:.2%})")
-            except BuildError as error:  # build_body has removed what it made
-                reason = str(error)
-            except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
-                remove_new_objects(doc, before)
-                new, reason = None, f"the feature tree failed ({error})"
+        new, sheet, reason = checked_body(doc, plan, brep, name)
         if new is None:
             new = _add_solid(doc, shape, info, placement, name=name, label=label)
         else:
-            new.Label = label
-            if sheet is not None:
-                sheet.Label = f"{label} parameters"
-            for type_name, prop, tooltip in PROPERTIES:
-                new.addProperty(type_name, prop, GROUP, tooltip)
-            _write_info(new, info)
-            new.Placement = placement
+            _dress_body(new, sheet, info, label, placement)
         if parent is not None:
             parent.addObject(new)
         doc.recompute()
@@ -232,15 +236,6 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
         raise
     doc.commitTransaction()
     return new, (TREE_FALLBACK_PREFIX + reason) if reason else ""
-
-
-def plan_problem(plan: dict | None) -> str:
-    """Why ``plan`` cannot become a feature tree before anything is built, or "" when it may."""
-    if not plan:
-        return "the runtime sent no feature plan"
-    if plan.get("status") != protocol.PLAN_MAPPED:
-        return "; ".join(plan.get("reasons") or ["the plan has unmapped steps"])
-    return ""
 
 
 def _parent_group(obj):

@@ -108,7 +108,7 @@ class FeatureTreeTest(unittest.TestCase):
         plan["features"][2] = {"kind": "unmapped", "method": "loft", "line": 7, "reason": "no feature"}
         plan["reasons"] = ["line 7: loft(): no feature"]
         info = insert.SolidInfo(source="src", image_path="plate.png")
-        obj, message = feature_tree.insert_feature_tree(self.doc, plan, self.brep, info)
+        obj, message = insert.insert_part(self.doc, self.brep, info, plan=plan)
         self.assertEqual(obj.TypeId, "Part::Feature")
         self.assertIn("line 7: loft()", message)
         self.assertEqual(len(self.doc.Objects), 1)
@@ -119,14 +119,14 @@ class FeatureTreeTest(unittest.TestCase):
         width["value"] += 2  # a Body that builds but is not the solid
         width.pop("param")
         info = insert.SolidInfo(source="src", image_path="plate.png")
-        obj, message = feature_tree.insert_feature_tree(self.doc, plan, self.brep, info)
+        obj, message = insert.insert_part(self.doc, self.brep, info, plan=plan)
         self.assertEqual(obj.TypeId, "Part::Feature")
         self.assertIn("does not match", message)
         self.assertEqual([o.TypeId for o in self.doc.Objects], ["Part::Feature"])
 
     def test_inserted_tree_carries_the_source_and_saves(self):
         info = insert.SolidInfo(source=self.data["source"], image_path="plate.png", backend="test")
-        obj, message = feature_tree.insert_feature_tree(self.doc, self.plan, self.brep, info)
+        obj, message = insert.insert_part(self.doc, self.brep, info, plan=self.plan)
         self.assertEqual(message, "")
         self.assertEqual(obj.TypeId, "PartDesign::Body")
         self.assertEqual(obj.CadQuerySource, self.data["source"])
