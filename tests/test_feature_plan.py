@@ -221,6 +221,15 @@ def test_parameterised_source_names_the_dimensions_and_builds_the_same_part():
     source = parameterise(code, plan)
     assert "pocket_depth = 4\n" in source and ".cutBlind(-pocket_depth)" in source
     assert _run(source).Volume() == pytest.approx(20 * 20 * 10 - 5 * 5 * 4)
+    # A name the program already uses for something else stays out: its literal stays as written.
+    clash = code.replace("result = ", "block_length = 3\nresult = ")
+    clash = clash.replace("rect(5,", "rect(block_length + 2,")
+    plan, _ = trace(clash)
+    assert "block_length" in [p["name"] for p in plan["parameters"]]  # the plan's name for box's 20
+    source = parameterise(clash, plan)
+    assert "block_length = 20" not in source and ".box(20, block_width, block_height)" in source
+    assert "pocket_depth = 4\n" in source
+    assert _run(source).Volume() == pytest.approx(_run(clash).Volume())
 
 
 def test_protocol_check_rejects_what_it_does_not_define():

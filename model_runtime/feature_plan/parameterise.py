@@ -32,20 +32,24 @@ def _format(value: float) -> str:
 def parameterise(code: str, plan: dict) -> str:
     """``code`` with each of the plan's parameters as a named assignment up front, used in its place.
 
-    A parameter whose recorded literal is not found (the code changed since it was traced) is left
-    out, so the result always runs like ``code``.
+    A parameter whose recorded literal is not found (the code changed since it was traced), or whose
+    name the program already uses for something else, is left out, so the result always runs like
+    ``code``.
     """
     parameters = plan.get("parameters") or []
     if not parameters:
         return code
     tree = ast.parse(code)
+    taken = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    taken |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    taken |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
     calls = {(n.end_lineno, n.end_col_offset): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
     lines = code.splitlines(keepends=True)
     edits: list[tuple[int, int, int, str]] = []  # (line, start col, end col, text); ASCII columns
     used: list[dict] = []
     for parameter in parameters:
         call = calls.get((parameter["line"], parameter["col"]))
-        if call is None:
+        if call is None or parameter["name"] in taken:
             continue
         arg = parameter["arg"]
         node = None
