@@ -45,6 +45,7 @@ bench: dev
 	$(PY) -m model_runtime.bench.backends --out out/bench
 	$(PY) -m model_runtime.bench.workbench --out out/bench
 	$(PY) -m training.bench_synth --out out/bench
+	$(PY) -m model_runtime.bench.feature_tree --n 535 --composed 100 --out out/bench  # needs FreeCAD
 
 # Regenerate the data and retrain the built-in model into model_runtime/models: 60k samples (about
 # 40 min on 2 cores, faster with SYNTH_WORKERS on a bigger machine), then one run of the compact preset
