@@ -342,3 +342,44 @@ def test_concurrent_callers_all_get_their_own_answer(pool):
     with ThreadPoolExecutor(max_workers=8) as ex:
         results = list(ex.map(job, range(16)))
     assert all(vol == pytest.approx(i + 1) for i, vol in results)
+
+
+
+NAMED_PLANES = ["XY", "YZ", "ZX", "XZ", "YX", "ZY", "front", "back", "left", "right", "top", "bottom"]
+PLANE_PART = "import cadquery as cq\nresult = cq.Workplane({name!r}, origin=(1, 2, 3)).rect(4, 2).extrude(3)"
+STOCK_PLANES = """
+import json, cadquery as cq
+out = {}
+for name in NAMES:
+    p = cq.Plane.named(name, (1, 2, 3))
+    scope = {}
+    exec(PART.format(name=name), scope)
+    b = scope["result"].val().BoundingBox()
+    axes = [p.origin.toTuple(), p.xDir.toTuple(), p.zDir.toTuple()]
+    out[name] = [axes, [b.xmin, b.ymin, b.zmin, b.xmax, b.ymax, b.zmax]]
+print(json.dumps(out))
+"""
+
+
+def test_named_planes_are_cadquerys_own(pool):
+    """The worker builds one named plane instead of CadQuery's twelve: the same planes and parts as a
+    fresh CadQuery gives, in this process and through jobs."""
+    import json
+    import subprocess
+    import sys
+
+    from model_runtime.sandbox.worker import Runner
+
+    script = f"NAMES = {NAMED_PLANES!r}\nPART = {PLANE_PART!r}\n" + STOCK_PLANES
+    stock = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                      check=True).stdout)  # CadQuery as shipped
+    Runner()  # the worker's CadQuery set-up, in this process
+    import cadquery as cq
+
+    for name in NAMED_PLANES:
+        plane = cq.Plane.named(name, (1, 2, 3))
+        axes = [list(plane.origin.toTuple()), list(plane.xDir.toTuple()), list(plane.zDir.toTuple())]
+        assert axes == stock[name][0], name
+        assert pool.run(PLANE_PART.format(name=name)).bbox == pytest.approx(stock[name][1], abs=1e-9), name
+    with pytest.raises(ValueError, match="Supported names are"):
+        cq.Plane.named("diagonal")

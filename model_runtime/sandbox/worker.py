@@ -130,12 +130,12 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[:MAX_MESSAGE_CHARS] + "..."
 
 
-def apply_job_limits(memory_mb: int, max_output_bytes: int, timeout_s: float) -> None:
-    """Limits for a process about to run generated code, hard and soft alike, for its whole life.
+def apply_job_limits(memory_mb: int, max_output_bytes: int) -> None:
+    """Limits for a process that will run generated code, hard and soft alike, for its whole life.
 
     Address space: the process's size now plus ``memory_mb``; file size: the output cap (files can
-    only be written in the scratch folder anyway); CPU seconds: a backstop behind the wall-clock
-    kill, with slack because OCCT may use several threads; no core dumps; few open files.
+    only be written in the scratch folder anyway); no core dumps; few open files. A spare job
+    process takes them before it waits for its job; the CPU limit follows with the job's timeout.
     """
     if resource is None:
         return
@@ -147,10 +147,17 @@ def apply_job_limits(memory_mb: int, max_output_bytes: int, timeout_s: float) ->
         limit = _address_space_bytes() + memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_FSIZE, (max_output_bytes, max_output_bytes))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+
+def limit_cpu(timeout_s: float) -> None:
+    """CPU seconds for the job: a backstop behind the wall-clock kill, with slack because OCCT may
+    use several threads."""
+    if resource is None:
+        return
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = int(usage.ru_utime + usage.ru_stime + 2 * timeout_s + 2)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
 
 def _address_space_bytes() -> int:
@@ -161,6 +168,29 @@ def _address_space_bytes() -> int:
     except OSError:
         pass
     return 2 * 1024**3
+
+
+# CadQuery's conventional plane names: (xDir, normal), as in its own ``Plane.named`` table.
+_NAMED_PLANES = {
+    "XY": ((1, 0, 0), (0, 0, 1)), "YZ": ((0, 1, 0), (1, 0, 0)), "ZX": ((0, 0, 1), (0, 1, 0)),
+    "XZ": ((1, 0, 0), (0, -1, 0)), "YX": ((0, 1, 0), (0, 0, -1)), "ZY": ((0, 0, 1), (-1, 0, 0)),
+    "front": ((1, 0, 0), (0, 0, 1)), "back": ((-1, 0, 0), (0, 0, -1)), "left": ((0, 0, 1), (-1, 0, 0)),
+    "right": ((0, 0, -1), (1, 0, 0)), "top": ((1, 0, 0), (0, 1, 0)), "bottom": ((1, 0, 0), (0, -1, 0)),
+}  # fmt: skip
+
+
+def _build_one_named_plane(plane_class: type) -> None:
+    """CadQuery 2.x's ``Plane.named`` builds all twelve named planes to return one: half the time of
+    ``Workplane("XY").box(...)``, paid by every job. Same planes, same error, one built."""
+
+    def named(cls, stdName, origin=(0, 0, 0)):  # noqa: N803 - CadQuery's parameter name
+        try:
+            x_dir, normal = _NAMED_PLANES[stdName]
+        except (KeyError, TypeError):
+            raise ValueError(f"Supported names are {list(_NAMED_PLANES)}") from None
+        return plane_class(origin, x_dir, normal)
+
+    plane_class.named = classmethod(named)
 
 
 class Runner:
@@ -175,6 +205,7 @@ class Runner:
         OSD_ThreadPool.DefaultPool_s(1)
         import cadquery as cq
 
+        _build_one_named_plane(cq.Plane)
         self.cq = cq
         self.max_output_bytes = max_output_bytes
         # Off only in the tests that prove the jail holds against code with all of Python.
@@ -370,6 +401,7 @@ class Runner:
 # pages every job touches, so the job itself runs at warm speed.
 _WARM_UP_CODE = "import cadquery as cq\nresult = cq.Workplane('XY').box(2, 2, 2).faces('>Z').hole(1)\n"
 _FAILED = 70
+IDLE_GRACE_S = 0.005
 
 
 class Zygote:
@@ -395,7 +427,7 @@ class Zygote:
         self.runner = Runner(self.max_output_bytes, language_guard=bool(config.get("language_guard", True)))
         self._jobs = 0
         self._ready: deque[tuple[int, int, int]] = deque()  # pid, job pipe (write), reply pipe (read)
-        self._killed: list[int] = []  # job processes sent SIGKILL, reaped before the next job starts
+        self._finished: list[int] = []  # job processes done or failed: killed and reaped by tidy()
         # A job process runs as the same user: without this it could open /proc/<zygote>/mem and
         # patch the process that forks the next job.
         _set_dumpable(False)
@@ -405,17 +437,17 @@ class Zygote:
     def close(self) -> None:
         while self._ready:
             pid, job_fd, reply_fd = self._ready.popleft()
-            _kill(pid)
-            self._killed.append(pid)
+            self._finished.append(pid)
             os.close(job_fd)
             os.close(reply_fd)
-        self._reap_killed()
+        self.tidy()
 
     def needs_spare(self) -> bool:
         return len(self._ready) < self.spares
 
-    def fork_spare(self) -> None:
-        """Fork one job process now, so that a later job does not wait for it."""
+    def fork_spare(self, warm: bool = True) -> None:
+        """Fork one job process now, so that a later job does not wait for it; ``warm=False`` for
+        one whose job is already waiting (warming would only delay it)."""
         job_read, job_write = os.pipe()
         reply_read, reply_write = os.pipe()
         pid = os.fork()
@@ -424,7 +456,7 @@ class Zygote:
             os.close(reply_read)
             for fd in (*self.protocol_fds, *(fd for spare in self._ready for fd in spare[1:])):
                 os.close(fd)
-            self._job_process(job_read, reply_write)
+            self._job_process(job_read, reply_write, warm)
         os.close(job_read)
         os.close(reply_write)
         self._ready.append((pid, job_write, reply_read))
@@ -432,13 +464,11 @@ class Zygote:
     def run(self, job: dict[str, Any]) -> bytes:
         """One job in a fresh process; the reply's JSON bytes."""
         # Every earlier job process is gone before this job gets a scratch folder of its own.
-        self._reap_killed()
-        for entry in list(self.scratch.iterdir()):
-            _remove(entry)
+        self.tidy()
         self._jobs += 1
         folder = tempfile.mkdtemp(prefix=f"job{self._jobs}-", dir=self.scratch)
         if not self._ready:
-            self.fork_spare()
+            self.fork_spare(warm=False)
         pid, job_fd, reply_fd = self._ready.popleft()
         timeout = float(job.get("timeout_s", 10.0))
         deadline = time.monotonic() + timeout
@@ -452,22 +482,28 @@ class Zygote:
             os.close(job_fd)
             os.close(reply_fd)
 
-    def _job_process(self, job_fd: int, reply_fd: int) -> None:
+    def _job_process(self, job_fd: int, reply_fd: int, warm: bool) -> None:
         status = _FAILED
         try:
             _die_with_parent()
             os.chdir("/")
-            json.dumps(self.runner.run({"code": _WARM_UP_CODE, "formats": ["brep"]}))
+            if warm:
+                json.dumps(self.runner.run({"code": _WARM_UP_CODE, "formats": ["brep"]}))
+            apply_job_limits(self.memory_mb, self.max_output_bytes)
             syscalls.install(os.getpid())
             with os.fdopen(job_fd, "rb", buffering=0) as stream:
                 job = read_frame(stream, 16 * 1024 * 1024)
             if job is None:
                 os._exit(0)  # the zygote is shutting down
             os.chdir(job["folder"])
-            apply_job_limits(self.memory_mb, self.max_output_bytes, float(job.get("timeout_s", 10.0)))
+            limit_cpu(float(job.get("timeout_s", 10.0)))
             body = json.dumps(self.runner.run(job), separators=(",", ":")).encode("utf-8")
             _write_all(reply_fd, HEADER.pack(len(body)) + body)
             status = 0
+            # Wait to be killed: the teardown of this address space would compete with the caller
+            # for the CPU just as it reads the reply. The zygote kills it once idle, or before the
+            # next job starts, whichever comes first.
+            time.sleep(3600)
         finally:
             os._exit(status)
 
@@ -499,11 +535,11 @@ class Zygote:
                         detail={"bytes": expected},
                     )
                     break
-        # Killed in every case and reaped before the next job starts; the reply need not wait for
-        # the kernel to tear its address space down.
-        _kill(pid)
-        self._killed.append(pid)
+        # Killed and reaped once the zygote is idle, and in every case before the next job starts
+        # (``tidy``); the reply need not wait for the kernel to tear its address space down.
+        self._finished.append(pid)
         if failure is not None:
+            _kill(pid)  # a runaway stops now, not when the zygote is next idle
             return json.dumps({"ok": False, "error": failure.to_dict()["error"]}).encode("utf-8")
         return bytes(buffer)
 
@@ -511,9 +547,17 @@ class Zygote:
         status = _reap(pid, time.monotonic() + 1.0)
         return json.dumps({"ok": False, "crashed": _describe(status)}).encode("utf-8")
 
-    def _reap_killed(self) -> None:
-        while self._killed:
-            os.waitpid(self._killed.pop(), 0)
+    def kill_finished(self) -> None:
+        for pid in self._finished:
+            _kill(pid)
+
+    def tidy(self) -> None:
+        """End every earlier job process (kill, reap) and empty the scratch folder."""
+        self.kill_finished()
+        while self._finished:
+            os.waitpid(self._finished.pop(), 0)
+        for entry in list(self.scratch.iterdir()):
+            _remove(entry)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -600,9 +644,15 @@ def main(argv: list[str] | None = None) -> int:
     write_frame(proto_out, {**hello, "seccomp": syscalls.available()})
     max_request = int(config.get("max_request_bytes", 8 * 1024 * 1024))
     while True:
-        # Fork spares while no job is waiting; a waiting job goes first.
+        # After a reply, a moment for the caller to take it before this process and the kernel
+        # busy both cores; then fork spares while no job is waiting (a waiting job goes first),
+        # and end the finished job process while the spare warms up.
+        idle = not select.select([proto_in], [], [], IDLE_GRACE_S)[0]
+        zygote.kill_finished()  # their teardown overlaps what comes next; reaped by tidy()
         while zygote.needs_spare() and not select.select([proto_in], [], [], 0)[0]:
             zygote.fork_spare()
+        if idle and not select.select([proto_in], [], [], 0)[0]:
+            zygote.tidy()
         job = read_frame(proto_in, max_request)
         if job is None:
             zygote.close()
