@@ -204,6 +204,9 @@ class GeneratePanel:
             return
         candidate = self.state.candidates.get(item.data(QtCore.Qt.UserRole))
         if candidate is not None:
+            best = self.state.best()
+            if best is not None and best.index == candidate.index and best.code:
+                candidate = best  # the program OK inserts: fitted, sized, its dimensions named
             self.view.show_code(candidate.code or candidate.error or "")
 
     def selected_candidate(self) -> jobs.Candidate | None:
