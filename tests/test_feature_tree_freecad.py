@@ -87,50 +87,34 @@ def _volume(code: str) -> float:
     return scope["result"].val().Volume()
 
 
+def _traced_part(folder, name: str, code: str, variants: dict, plan_file: str = "") -> tuple[dict, dict]:
+    """Trace ``code``, write its BREP and (plan, variant volumes) as ``plan_file`` (``name``.json);
+    each variant's volume is what CadQuery gives with that one parameter changed."""
+    plan, solid = trace(code)
+    assert plan["status"] == "mapped", plan["reasons"]
+    solid.exportBrep(str(folder / f"{name}.brep"))
+    source = parameterise(code, plan)
+    volumes = {}
+    for parameter, value in variants.items():
+        changed, n = re.subn(rf"^{parameter} = .*$", f"{parameter} = {value}", source, flags=re.M)
+        assert n == 1
+        volumes[parameter] = [value, _volume(changed)]
+    data = {"plan": plan, "brep_path": str(folder / f"{name}.brep"), "variants": volumes, "source": source}
+    (folder / (plan_file or f"{name}.json")).write_text(json.dumps(data))
+    return plan, volumes
+
+
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ftree")
-    plan, solid = trace(PLATE)
-    assert plan["status"] == "mapped", plan["reasons"]
-    solid.exportBrep(str(folder / "plate.brep"))
-    source = parameterise(PLATE, plan)
-    variants = {}
-    for name, value in VARIANTS.items():
-        changed, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", source, flags=re.M)
-        assert n == 1
-        variants[name] = [value, _volume(changed)]
+    plan, variants = _traced_part(folder, "plate", PLATE, VARIANTS, plan_file="plan.json")
     assert variants["plate_length"][1] > plan["volume"] > variants["hole_diameter"][1]
     # Three rows 40 apart: the outer two miss the 60 mm plate, in CadQuery as in FreeCAD.
     assert variants["hole_count_y"][1] > plan["volume"]
-    (folder / "plan.json").write_text(
-        json.dumps(
-            {"plan": plan, "brep_path": str(folder / "plate.brep"), "variants": variants, "source": source}
-        )
-    )
-    plan, solid = trace(FLANGE)
+    plan, _ = _traced_part(folder, "flange", FLANGE, FLANGE_VARIANTS)
     assert [f["kind"] for f in plan["features"]] == ["pad", "hole", "polar_pattern", "hole"]
-    solid.exportBrep(str(folder / "flange.brep"))
-    source = parameterise(FLANGE, plan)
-    variants = {}
-    for name, value in FLANGE_VARIANTS.items():
-        changed, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", source, flags=re.M)
-        assert n == 1
-        variants[name] = [value, _volume(changed)]
-    (folder / "flange.json").write_text(
-        json.dumps({"plan": plan, "brep_path": str(folder / "flange.brep"), "variants": variants})
-    )
-    plan, solid = trace(ROW)
+    plan, _ = _traced_part(folder, "row", ROW, ROW_VARIANTS)
     assert [f["kind"] for f in plan["features"]] == ["pad", "pocket", "linear_pattern"]
-    solid.exportBrep(str(folder / "row.brep"))
-    source = parameterise(ROW, plan)
-    variants = {}
-    for name, value in ROW_VARIANTS.items():
-        changed, n = re.subn(rf"^{name} = .*$", f"{name} = {value}", source, flags=re.M)
-        assert n == 1
-        variants[name] = [value, _volume(changed)]
-    (folder / "row.json").write_text(
-        json.dumps({"plan": plan, "brep_path": str(folder / "row.brep"), "variants": variants})
-    )
     return folder
 
 
