@@ -95,7 +95,10 @@ def test_generate_job_streams_to_a_valid_solid(runtime):
     assert {"status", "token", "candidate", "result"} <= set(kinds) and kinds[-1] == "result"
     assert len(state.candidates) == 2 and all(c.code for c in state.candidates.values())
     best = state.best()
-    assert best.valid and "box(30, 20, 10)" in best.code and state.backend == "hf"
+    assert best.valid and state.backend == "hf"
+    assert "box(30, 20, 10)" in state.candidates[best.index].code  # as the model wrote it
+    assert "box(block_length, block_width, block_height)" in best.code  # as OK inserts it, named
+    assert best.feature_plan["status"] == protocol.PLAN_MAPPED
     shape = cq.Shape.importBrep(io.BytesIO(best.brep.encode()))
     assert shape.isValid() and abs(shape.Volume() - BOX_VOLUME) < 1e-6
     final = client.job(job_id)
