@@ -434,7 +434,7 @@ def test_base_solid_dimensions_are_named_after_its_shape(body, names):
 def test_names_are_unique_identifiers_in_program_order():
     code = (
         'import cadquery as cq\n\nresult = cq.Workplane("XY").box(60, 40, 5).faces(">Z").workplane()'
-        '.hole(8).faces(">Z").workplane().center(20, 0).hole(4).faces(">Z").workplane()'
+        '.center(-15, 0).hole(8).faces(">Z").workplane().center(20, 0).hole(4).faces(">Z").workplane()'
         '.center(-20, 10).circle(3).extrude(6)\n'
     )
     plan, _ = trace(code)
@@ -444,3 +444,15 @@ def test_names_are_unique_identifiers_in_program_order():
         "boss_height",
     ]
     assert all(n.isidentifier() for n in names) and len(set(names)) == len(names)
+
+
+def test_a_hole_on_the_base_solids_axis_is_a_bore():
+    code = (
+        'import cadquery as cq\n\nresult = cq.Workplane("XY").circle(25).extrude(9).faces(">Z").workplane()'
+        '.polarArray(20.5, 0, 360, 6).hole(3).faces(">Z").workplane().hole(12, 5)\n'
+    )
+    plan, _ = trace(code)
+    names = [p["name"] for p in plan["parameters"]]
+    assert names == [
+        "disc_radius", "disc_thickness", "hole_count", "hole_diameter", "bore_diameter", "bore_depth"
+    ]

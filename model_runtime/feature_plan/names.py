@@ -4,7 +4,8 @@ Two steps. While a program runs, each numeric argument of a recorded call gets a
 from its method and position (``ARG_NAMES``: ``box`` -> ``length, width, height``). Once the plan is
 known, ``final_names`` renames each parameter after the role of the first feature that uses it: the
 base solid (``plate_thickness``, ``disc_radius``), a later pad (``boss_height``), a pocket
-(``pocket_depth``), a pattern (``hole_spacing_x``). A dimension without a clear role keeps its base
+(``pocket_depth``), a pattern (``hole_spacing_x``), a hole on the base solid's axis
+(``bore_diameter``). A dimension without a clear role keeps its base
 name. Names are deterministic, valid identifiers and unique (``_2``, ``_3`` ... in program order).
 """
 
@@ -120,11 +121,55 @@ def _role_name(role: str, thin: str | None, slot: str, dim: dict) -> str | None:
     return f"{role}_{word}" if scale == 1.0 else None
 
 
+def _on_plane(plane: dict, point: list) -> list[float]:
+    """A sketch point in global coordinates."""
+    o, n, x = plane["origin"], plane["normal"], plane["x_dir"]
+    y = [n[1] * x[2] - n[2] * x[1], n[2] * x[0] - n[0] * x[2], n[0] * x[1] - n[1] * x[0]]
+    return [o[i] + point[0] * x[i] + point[1] * y[i] for i in range(3)]
+
+
+def _base_axis(features: list[dict]) -> tuple[list[float], list[float]] | None:
+    """(centre, normal) of the base pad's profile when it is a circle or a centred rectangle."""
+    base = features[0] if features else {}
+    profiles = base.get("sketch", {}).get("profiles") or []
+    if base.get("kind") != "pad" or not profiles:
+        return None
+    profile, plane = profiles[0], base["sketch"]["plane"]
+    if profile["kind"] == "circle":
+        return _on_plane(plane, profile["center"]), plane["normal"]
+    if profile["kind"] == "rect" and list(profile.get("anchor") or ()) == ["center", "center"]:
+        return _on_plane(plane, profile["at"]), plane["normal"]
+    return None
+
+
+def _is_bore(index: int, feature: dict, patterned: set[int], axis: tuple | None) -> bool:
+    """One hole, repeated by no pattern, on the base solid's axis: a flange's or bushing's bore."""
+    profiles = feature.get("sketch", {}).get("profiles") or []
+    if feature["kind"] != "hole" or index in patterned or axis is None or len(profiles) != 1:
+        return False
+    if profiles[0]["kind"] != "circle":
+        return False
+    centre, normal = axis
+    plane = feature["sketch"]["plane"]
+    if abs(abs(sum(a * b for a, b in zip(plane["normal"], normal, strict=True))) - 1.0) > 1e-6:
+        return False
+    offset = [a - b for a, b in zip(_on_plane(plane, profiles[0]["center"]), centre, strict=True)]
+    along = sum(a * b for a, b in zip(offset, normal, strict=True))
+    return all(abs(o - along * n) < 1e-6 for o, n in zip(offset, normal, strict=True))
+
+
 def role_names(features: list[dict], bases: dict[str, str]) -> dict[str, str]:
     """Wanted name per parameter key, from the first feature that uses it; ``bases`` gives each
     key's generic base name (the fallback, and what a pattern's name is built from)."""
     wanted: dict[str, str] = {}
+    patterned = {i for f in features for i in f.get("originals") or ()}
+    axis = _base_axis(features)
     for index, feature in enumerate(features):
+        if _is_bore(index, feature, patterned, axis):
+            for field in ("diameter", "depth"):
+                dim = feature.get(field)
+                if isinstance(dim, dict) and dim.get("param") and dim["param"] not in wanted:
+                    wanted[dim["param"]] = f"bore_{field}"
         kind, role, thin = feature["kind"], None, None
         if kind == "pad" and index == 0:
             role, thin = _shape_role(feature) or (None, None)
