@@ -160,23 +160,31 @@ def insert_part(doc, brep: str, info: SolidInfo, placement=None, plan: dict | No
     says why a tree fell back ("" when there was nothing to say). One transaction either way."""
     if not feature_tree:
         return insert_solid(doc, brep, info, placement), ""
-    from .feature_tree import checked_body
 
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
     label = object_label(info.image_path)
     doc.openTransaction(f"CadSnap: insert {label}")
     try:
-        body, sheet, reason = checked_body(doc, plan, brep, object_name(info.image_path) or "Body")
-        if body is None:
-            obj = _add_solid(doc, shape, info, placement)
-        else:
-            obj = _dress_body(body, sheet, info, label, placement)
+        obj, message = _body_or_solid(doc, plan, brep, shape, info, object_name(info.image_path), label,
+                                      placement)
         doc.recompute()
     except Exception:
         doc.abortTransaction()
         raise
     doc.commitTransaction()
-    return obj, (TREE_FALLBACK_PREFIX + reason) if reason else ""
+    return obj, message
+
+
+def _body_or_solid(doc, plan: dict | None, brep: str, shape, info: SolidInfo, name: str, label: str,
+                   placement=None):
+    """(object, message) inside the caller's transaction: the checked Body for ``plan`` dressed as
+    CadSnap's, else the solid with source and why the tree fell back."""
+    from .feature_tree import checked_body
+
+    body, sheet, reason = checked_body(doc, plan, brep, name)
+    if body is None:
+        return _add_solid(doc, shape, info, placement, name=name, label=label), TREE_FALLBACK_PREFIX + reason
+    return _dress_body(body, sheet, info, label, placement), ""
 
 
 def _dress_body(body, sheet, info: SolidInfo, label: str, placement=None):
@@ -210,7 +218,6 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
     spreadsheet only it used. When the plan cannot become a Body that matches ``brep``, a solid with
     source takes its place and the message says which step could not become a feature. Undo brings the
     old Body back whole."""
-    from .feature_tree import checked_body
 
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
     if not is_cadsnap_object(body):
@@ -223,11 +230,7 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
     doc.openTransaction(f"CadSnap: edit {label}")
     try:
         _remove_body(body)
-        new, sheet, reason = checked_body(doc, plan, brep, name)
-        if new is None:
-            new = _add_solid(doc, shape, info, placement, name=name, label=label)
-        else:
-            _dress_body(new, sheet, info, label, placement)
+        new, message = _body_or_solid(doc, plan, brep, shape, info, name, label, placement)
         if parent is not None:
             parent.addObject(new)
         doc.recompute()
@@ -235,7 +238,7 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
         doc.abortTransaction()
         raise
     doc.commitTransaction()
-    return new, (TREE_FALLBACK_PREFIX + reason) if reason else ""
+    return new, message
 
 
 def _parent_group(obj):

@@ -116,7 +116,7 @@ def explain_code(code: str | None, message: str | None = None, *, runtime_url: s
                      "runtime's log.", (ACTION_RETRY,), code or protocol.ERROR_INTERNAL)
 
 
-# How insert_part's message starts when a feature tree fell back to the solid (feature_tree.py writes it).
+# How insert_part's message starts when a feature tree fell back to the solid (insert.py writes it).
 TREE_FALLBACK_PREFIX = "Inserted as a solid with source: "
 
 
