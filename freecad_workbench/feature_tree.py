@@ -9,8 +9,12 @@ saved document needs nothing from CadSnap.
 
 After building, the Body is compared with the CadQuery solid (volume and IoU >= ``MIN_IOU``). A plan
 with an unmapped step, a feature that fails, or a Body that does not match falls back to today's
-solid with source (``insert.insert_part`` decides, through ``checked_body``), and the message says which
+solid with source (``insert.insert_plan`` decides, through ``checked_body``), and the message says which
 step could not become a feature. Needs FreeCAD, Part and Sketcher; no GUI.
+
+A built Body shows its solid only: the Tip is visible, sketches and earlier features hidden. A document
+written by ``freecadcmd`` stores each object's Visibility and the GUI shows what it stores, so this is
+set here, not left to the GUI.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import Sketcher
 
 from model_runtime import protocol
 
-from . import insert
+from .brep import shape_from_brep
 
 MIN_IOU = 0.999
 MAX_VOLUME_ERROR = 1e-3  # relative
 SHEET_NAME = "Parameters"
+SHEET_DECIMALS = 6  # rounds away float noise (8.875999999999999) while keeping every real digit
+NAME_COLUMN_PX = 180  # wide enough for "hole_spacing_x", "plate_half_thickness"
 _ORIGIN_PLANES = {(0, 0, 1): "XY_Plane", (0, 1, 0): "XZ_Plane", (1, 0, 0): "YZ_Plane"}
 
 
@@ -80,8 +86,28 @@ def _step_name(index: int, feature: dict) -> str:
     return f"step {index} ({feature.get('method', feature['kind'])}() at line {feature.get('line', '?')})"
 
 
+def sheet_number(value: float) -> str:
+    """A parameter's cell text: rounded to SHEET_DECIMALS places, no trailing ".0" (80, 8.876)."""
+    text = repr(round(float(value), SHEET_DECIMALS) + 0.0)  # + 0.0: no "-0.0"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def parameter_unit(name: str) -> str:
+    """The unit a parameter is in, for the sheet's Unit column: counts have none, angles degrees."""
+    words = name.split("_")
+    if "count" in words:
+        return ""
+    if "angle" in words:
+        return "°"
+    return "mm"
+
+
 class _Dims:
-    """Named dimensions: one spreadsheet cell per parameter; expressions that read it."""
+    """Named dimensions: one spreadsheet cell per parameter; expressions that read it.
+
+    Values stay plain numbers, their unit in a column beside them: expressions mix them with plain
+    coordinates (``12.5 - Parameters.hole_spacing_x * ...``), and FreeCAD refuses to add a length to
+    a number."""
 
     def __init__(self, doc, parameters: list[dict]) -> None:
         self.sheet = None
@@ -90,10 +116,14 @@ class _Dims:
             self.sheet = doc.addObject("Spreadsheet::Sheet", SHEET_NAME)
             self.sheet.set("A1", "Parameter")
             self.sheet.set("B1", "Value")
+            self.sheet.set("C1", "Unit")
+            self.sheet.setStyle("A1:C1", "bold")
+            self.sheet.setColumnWidth("A", NAME_COLUMN_PX)
             for row, parameter in enumerate(parameters, start=2):
                 self.sheet.set(f"A{row}", parameter["name"])
-                self.sheet.set(f"B{row}", repr(float(parameter["value"])))
+                self.sheet.set(f"B{row}", sheet_number(parameter["value"]))
                 self.sheet.setAlias(f"B{row}", parameter["name"])
+                self.sheet.set(f"C{row}", parameter_unit(parameter["name"]))
 
     def expr(self, dim: dict | None, factor: float = 1.0) -> str | None:
         """The expression for ``factor`` x the dimension, or None when it is not named."""
@@ -292,10 +322,10 @@ class _SketchBuilder:
 
 
 class _BodyBuilder:
-    def __init__(self, doc, plan: dict, name: str) -> None:
+    def __init__(self, doc, plan: dict, name: str, into=None) -> None:
         self.doc = doc
         self.plan = plan
-        self.body = doc.addObject("PartDesign::Body", name)
+        self.body = into if into is not None else doc.addObject("PartDesign::Body", name)
         self.dims = _Dims(doc, plan.get("parameters") or [])
         self.features: list = []  # one FreeCAD feature per plan step (None for steps without one)
         self.loose_sketches: list[str] = []
@@ -598,9 +628,21 @@ class _BodyBuilder:
         return obj
 
 
-def build_body(doc, plan: dict, name: str = "Body"):
+def show_only_tip(body) -> None:
+    """The Body's solid in view and nothing else: the Tip shown, every sketch and earlier feature (a
+    MultiTransform's inner LinearPatterns too) and the Origin hidden."""
+    tip = body.Tip
+    for obj in body.Group:
+        obj.Visibility = obj is tip
+    if getattr(body, "Origin", None) is not None:
+        body.Origin.Visibility = False
+    body.Visibility = True
+
+
+def build_body(doc, plan: dict, name: str = "Body", into=None):
     """(Body, spreadsheet or None, loose sketch labels) for ``plan``; BuildError names the failing step.
 
+    ``into``: an empty Body to build in (Edit CadQuery keeps its Body), else a new Body ``name``.
     Objects made before a failure are removed again, so the document is as it was.
     """
     try:
@@ -610,12 +652,13 @@ def build_body(doc, plan: dict, name: str = "Body"):
     if not plan["features"]:
         raise BuildError("; ".join(plan["reasons"]) or "the feature plan has no steps")
     before = {o.Name for o in doc.Objects}
-    builder = _BodyBuilder(doc, plan, name)
+    builder = _BodyBuilder(doc, plan, name, into)
     try:
         builder.build()
     except Exception:
         remove_new_objects(doc, before)
         raise
+    show_only_tip(builder.body)
     return builder.body, builder.dims.sheet, builder.loose_sketches
 
 
@@ -636,7 +679,7 @@ def compare(shape, reference) -> tuple[float, float]:
 
 def check_body(body, brep: str) -> tuple[bool, float, float]:
     """(matches, IoU, relative volume error) of the Body against the CadQuery solid's BREP text."""
-    reference = insert.shape_from_brep(brep)
+    reference = shape_from_brep(brep)
     shape = body.Shape
     if shape.isNull() or not shape.Solids:
         return False, 0.0, 1.0
@@ -653,15 +696,16 @@ def plan_problem(plan: dict | None) -> str:
     return ""
 
 
-def checked_body(doc, plan: dict | None, brep: str, name: str = "Body"):
+def checked_body(doc, plan: dict | None, brep: str, name: str = "Body", into=None):
     """(Body, spreadsheet, "") when ``plan`` builds a Body that matches the solid in ``brep``; else
-    (None, None, why) with whatever was built removed again. Runs inside the caller's transaction."""
+    (None, None, why) with whatever was built removed again (``into``, an empty Body to build in,
+    stays). Runs inside the caller's transaction."""
     reason = plan_problem(plan)
     if reason:
         return None, None, reason
     before = {o.Name for o in doc.Objects}
     try:
-        body, sheet, _loose = build_body(doc, plan, name)
+        body, sheet, _loose = build_body(doc, plan, name, into)
         ok, iou, error = check_body(body, brep)
         if ok:
             return body, sheet, ""
