@@ -28,12 +28,11 @@ import Sketcher
 from model_runtime import protocol
 
 from .brep import shape_from_brep
+from .sheet_values import NAME_COLUMN_PX, parameter_unit, sheet_number
 
 MIN_IOU = 0.999
 MAX_VOLUME_ERROR = 1e-3  # relative
 SHEET_NAME = "Parameters"
-SHEET_DECIMALS = 6  # rounds away float noise (8.875999999999999) while keeping every real digit
-NAME_COLUMN_PX = 180  # wide enough for "hole_spacing_x", "plate_half_thickness"
 _ORIGIN_PLANES = {(0, 0, 1): "XY_Plane", (0, 1, 0): "XZ_Plane", (1, 0, 0): "YZ_Plane"}
 
 
@@ -84,22 +83,6 @@ def _sketch_axis(plane: dict, direction) -> int | None:
 
 def _step_name(index: int, feature: dict) -> str:
     return f"step {index} ({feature.get('method', feature['kind'])}() at line {feature.get('line', '?')})"
-
-
-def sheet_number(value: float) -> str:
-    """A parameter's cell text: rounded to SHEET_DECIMALS places, no trailing ".0" (80, 8.876)."""
-    text = repr(round(float(value), SHEET_DECIMALS) + 0.0)  # + 0.0: no "-0.0"
-    return text[:-2] if text.endswith(".0") else text
-
-
-def parameter_unit(name: str) -> str:
-    """The unit a parameter is in, for the sheet's Unit column: counts have none, angles degrees."""
-    words = name.split("_")
-    if "count" in words:
-        return ""
-    if "angle" in words:
-        return "°"
-    return "mm"
 
 
 class _Dims:
