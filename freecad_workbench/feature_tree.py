@@ -9,7 +9,7 @@ saved document needs nothing from CadSnap.
 
 After building, the Body is compared with the CadQuery solid (volume and IoU >= ``MIN_IOU``). A plan
 with an unmapped step, a feature that fails, or a Body that does not match falls back to today's
-solid with source (``insert.insert_plan`` decides, through ``checked_body``), and the message says which
+solid with source (``insert.insert_plan`` decides, through ``check_plan``), and the message says which
 step could not become a feature. Needs FreeCAD, Part and Sketcher; no GUI.
 
 A built Body shows its solid only: the Tip is visible, sketches and earlier features hidden. A document
@@ -28,7 +28,7 @@ import Sketcher
 from model_runtime import protocol
 
 from .brep import shape_from_brep
-from .sheet_values import NAME_COLUMN_PX, parameter_unit, sheet_number
+from .sheet_values import NAME_COLUMN_PX, parameter_unit, sheet_content
 
 MIN_IOU = 0.999
 MAX_VOLUME_ERROR = 1e-3  # relative
@@ -104,7 +104,7 @@ class _Dims:
             self.sheet.setColumnWidth("A", NAME_COLUMN_PX)
             for row, parameter in enumerate(parameters, start=2):
                 self.sheet.set(f"A{row}", parameter["name"])
-                self.sheet.set(f"B{row}", sheet_number(parameter["value"]))
+                self.sheet.set(f"B{row}", sheet_content(parameter["value"]))
                 self.sheet.setAlias(f"B{row}", parameter["name"])
                 self.sheet.set(f"C{row}", parameter_unit(parameter["name"]))
 
@@ -663,6 +663,7 @@ def compare(shape, reference) -> tuple[float, float]:
 def check_body(body, brep: str) -> tuple[bool, float, float]:
     """(matches, IoU, relative volume error) of the Body against the CadQuery solid's BREP text."""
     reference = shape_from_brep(brep)
+    reference.Placement = body.Placement  # a Body rebuilt in place keeps its placement
     shape = body.Shape
     if shape.isNull() or not shape.Solids:
         return False, 0.0, 1.0
@@ -679,23 +680,31 @@ def plan_problem(plan: dict | None) -> str:
     return ""
 
 
-def checked_body(doc, plan: dict | None, brep: str, name: str = "Body", into=None):
-    """(Body, spreadsheet, "") when ``plan`` builds a Body that matches the solid in ``brep``; else
-    (None, None, why) with whatever was built removed again (``into``, an empty Body to build in,
-    stays). Runs inside the caller's transaction."""
-    reason = plan_problem(plan)
-    if reason:
-        return None, None, reason
-    before = {o.Name for o in doc.Objects}
+def check_plan(plan: dict | None, brep: str) -> str:
+    """Why ``plan`` cannot become a Body that matches the solid in ``brep``, or "" when it can.
+
+    Built and checked in a scratch document, before the caller opens its transaction: FreeCAD 0.20
+    crashes on undo of a transaction that made objects and removed them again (a Body that failed its
+    check), and a document opened inside another's transaction ends that transaction in the GUI. So
+    only a plan known to match is then built in the user's document."""
+    return plan_problem(plan) or trial(plan, brep)
+
+
+def trial(plan: dict, brep: str) -> str:
+    """Why ``plan`` does not build a Body matching ``brep``, found in a scratch document; "" when it does."""
+    active = FreeCAD.ActiveDocument
+    scratch = FreeCAD.newDocument("CadSnapCheck", "CadSnapCheck", True, True)  # hidden, temporary
     try:
-        body, sheet, _loose = build_body(doc, plan, name, into)
+        body, _sheet, _loose = build_body(scratch, plan)
         ok, iou, error = check_body(body, brep)
         if ok:
-            return body, sheet, ""
-        reason = f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
-    except BuildError as error:  # build_body has removed what it made
-        return None, None, str(error)
+            return ""
+        return f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
+    except BuildError as error:
+        return str(error)
     except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
-        reason = f"the feature tree failed ({error})"
-    remove_new_objects(doc, before)
-    return None, None, reason
+        return f"the feature tree failed ({error})"
+    finally:
+        FreeCAD.closeDocument(scratch.Name)
+        if active is not None:
+            FreeCAD.setActiveDocument(active.Name)

@@ -10,8 +10,6 @@ which .FCStd files keep (the input picture inside the file).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,12 +62,15 @@ def insert_plan(doc, plan: dict | None, brep: str, info: SolidInfo, name: str, l
     else the solid with source; the message says why a tree fell back ("" when there is nothing to
     say). One transaction: undo removes it, any failure leaves the document as it was."""
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
+    reason = feature_tree.check_plan(plan, brep) if feature_tree_wanted else ""  # also before it
     doc.openTransaction(f"CadSnap: insert {label or name}")
     try:
-        if feature_tree_wanted:
-            obj, message = _body_or_solid(doc, plan, brep, shape, info, name, label, placement)
+        if feature_tree_wanted and not reason:
+            body, sheet, _loose = feature_tree.build_body(doc, plan, name)
+            obj, message = _dress_body(body, sheet, info, label, placement), ""
         else:
-            obj, message = _add_solid(doc, shape, info, placement, name, label), ""
+            obj = _add_solid(doc, shape, info, placement, name, label)
+            message = TREE_FALLBACK_PREFIX + reason if reason else ""
         doc.recompute()
     except Exception:
         doc.abortTransaction()
@@ -166,16 +167,6 @@ def _write_info(obj, info: SolidInfo) -> None:
     obj.CaptureCamera = info.camera
 
 
-def _body_or_solid(doc, plan: dict | None, brep: str, shape, info: SolidInfo, name: str, label: str,
-                   placement=None):
-    """(object, message) inside the caller's transaction: the checked Body for ``plan`` dressed as
-    CadSnap's, else the solid with source and why the tree fell back."""
-    body, sheet, reason = feature_tree.checked_body(doc, plan, brep, name)
-    if body is None:
-        return _add_solid(doc, shape, info, placement, name, label), TREE_FALLBACK_PREFIX + reason
-    return _dress_body(body, sheet, info, label, placement), ""
-
-
 def _dress_body(body, sheet, info: SolidInfo, label: str, placement=None):
     """A built Body as CadSnap's: its label (and its spreadsheet's), the CadSnap properties a solid
     has, its placement."""
@@ -204,35 +195,34 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
     the new source): its features, sketches and the spreadsheet only it used are replaced by the new
     plan's. Keeping the Body matters for undo: FreeCAD 0.20's GUI prints errors ("Origin … doesn't
     contain feature with role XY_Plane") when it restores a removed Body and its Origin. When the plan
-    cannot become a Body that matches ``brep``, a solid with source takes the Body's place and the
-    message says which step could not become a feature. Undo brings the old Body back whole."""
+    cannot become a Body that matches ``brep``, the Body holds the new solid as its base feature (a
+    hidden ``Part::Feature``) and the message says which step could not become a feature. Undo brings
+    the old Body back whole."""
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
     if not is_cadsnap_object(body):
         raise InsertError(f"{body.Label} was not made by CadSnap: it has no CadQuery source.")
     doc = body.Document
-    name, label, placement = body.Name, body.Label, body.Placement
+    name, label = body.Name, body.Label
+    reason = feature_tree.check_plan(plan, brep)  # before the transaction (see check_plan)
     doc.openTransaction(f"CadSnap: edit {label}")
     try:
         _empty_body(body)
-        built, sheet, reason = feature_tree.checked_body(doc, plan, brep, name, into=body)
-        if built is not None:
+        if not reason:
+            _built, sheet, _loose = feature_tree.build_body(doc, plan, name, into=body)
             body.CadQuerySource = source
             if sheet is not None:
                 sheet.Label = f"{label} parameters"
             new, message = body, ""
         else:
-            info = read_info(body)
-            info.source = source
-            parent = _parent_group(body)
-            with tempfile.TemporaryDirectory(prefix="cadsnap-image-") as keep:
-                if info.image_path and Path(info.image_path).is_file():
-                    # The included picture lives in the removed Body's transient folder: keep a copy.
-                    info.image_path = shutil.copy(info.image_path, Path(keep) / Path(info.image_path).name)
-                doc.removeObject(body.Name)  # its Origin goes with it
-                new = _add_solid(doc, shape, info, placement, name, label)
-            if parent is not None:
-                parent.addObject(new)
-            message = TREE_FALLBACK_PREFIX + reason
+            # The new solid becomes the Body's base feature: the Body stays (see above), in the
+            # program's coordinates, placed by the Body.
+            base = doc.addObject("Part::Feature", f"{name}_solid")
+            base.Label = f"{label} solid"
+            base.Shape = shape
+            base.Visibility = False
+            body.BaseFeature = base
+            body.CadQuerySource = source
+            new, message = body, TREE_FALLBACK_PREFIX + reason
         doc.recompute()
     except Exception:
         doc.abortTransaction()
@@ -241,17 +231,12 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
     return new, message
 
 
-def _parent_group(obj):
-    """The group (folder or App::Part) holding ``obj``, or None."""
-    getter = getattr(obj, "getParentGroup", None)
-    return getter() if getter is not None else None
-
-
 def _empty_body(body) -> None:
     """Remove a Body's features and sketches (last first) and the spreadsheets only they read; the Body
     and its Origin stay. The spreadsheets go first: undo restores objects in the order they were
     removed, and a feature restored before its spreadsheet keeps expressions that no longer drive it."""
     doc = body.Document
+    base = body.BaseFeature  # the solid an earlier edit without a feature tree left
     members = list(body.Group)
     owned = {o.Name for o in members} | {body.Name}
     sheets = {o.Name: o for member in [body, *members] for o in member.OutList
@@ -261,3 +246,6 @@ def _empty_body(body) -> None:
             doc.removeObject(sheet.Name)
     for member in reversed(members):
         doc.removeObject(member.Name)
+    if base is not None:
+        body.BaseFeature = None
+        doc.removeObject(base.Name)

@@ -137,13 +137,15 @@ TREE_FALLBACK_PREFIX = "Inserted as a solid with source: "
 
 def tree_fallback(label: str, message: str, edited: bool = False) -> str:
     """The one sentence (Report view, status bar) when a feature tree was asked for and a solid with
-    source went in instead; ``message`` is ``insert.insert_part``'s ("Inserted as a solid with source:
-    <which step could not become a feature, or why the Body was not kept>")."""
+    source went in instead (after Edit CadQuery: the Body holds the solid as its base feature);
+    ``message`` is ``insert.insert_plan``'s ("Inserted as a solid with source: <which step could not
+    become a feature, or why the Body was not kept>")."""
     why = message.strip()
     if why.startswith(TREE_FALLBACK_PREFIX.strip()):
         why = why[len(TREE_FALLBACK_PREFIX.strip()):].strip()
-    done = "updated" if edited else "inserted"
-    return (f"{label} was {done} as a solid with its CadQuery source, not as a feature tree: "
+    done = ("updated with the new solid as its base feature" if edited
+            else "inserted as a solid with its CadQuery source")
+    return (f"{label} was {done}, not as a feature tree: "
             f"{why.rstrip('.') or 'the program could not be mapped to features'}.")
 
 

@@ -52,13 +52,15 @@ class PanelView:
         self.picture_note.hide()
         layout.addWidget(self.picture_note)
 
-        sources = QtWidgets.QHBoxLayout()
+        # Two by two: four in a row would make the panel wider than the Combo View opens.
+        sources = QtWidgets.QGridLayout()
         self.view_button = QtWidgets.QPushButton("3D view")
         self.region_button = QtWidgets.QPushButton("Region")
         self.open_button = QtWidgets.QPushButton("Open…")
         self.paste_button = QtWidgets.QPushButton("Paste")
-        for button in (self.view_button, self.region_button, self.open_button, self.paste_button):
-            sources.addWidget(button)
+        buttons = (self.view_button, self.region_button, self.open_button, self.paste_button)
+        for n, button in enumerate(buttons):
+            sources.addWidget(button, n // 2, n % 2)
         layout.addLayout(sources)
 
         options = QtWidgets.QFormLayout()
