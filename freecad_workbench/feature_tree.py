@@ -20,6 +20,7 @@ set here, not left to the GUI.
 from __future__ import annotations
 
 import math
+import re
 
 import FreeCAD
 import Part
@@ -28,6 +29,7 @@ import Sketcher
 from model_runtime import protocol
 
 from .brep import shape_from_brep
+from .profile_dims import polyline_dims
 from .sheet_values import NAME_COLUMN_PX, parameter_unit, sheet_content
 
 MIN_IOU = 0.999
@@ -93,20 +95,40 @@ class _Dims:
     a number."""
 
     def __init__(self, doc, parameters: list[dict]) -> None:
+        self.doc = doc
         self.sheet = None
-        self.names = {p["name"] for p in parameters}
-        if parameters:
-            self.sheet = doc.addObject("Spreadsheet::Sheet", SHEET_NAME)
+        self.names: set[str] = set()
+        self.rows = 1
+        for parameter in parameters:
+            self._row(parameter["name"], parameter["value"])
+
+    def _row(self, name: str, value: float) -> None:
+        if self.sheet is None:
+            self.sheet = self.doc.addObject("Spreadsheet::Sheet", SHEET_NAME)
             self.sheet.set("A1", "Parameter")
             self.sheet.set("B1", "Value")
             self.sheet.set("C1", "Unit")
             self.sheet.setStyle("A1:C1", "bold")
             self.sheet.setColumnWidth("A", NAME_COLUMN_PX)
-            for row, parameter in enumerate(parameters, start=2):
-                self.sheet.set(f"A{row}", parameter["name"])
-                self.sheet.set(f"B{row}", sheet_content(parameter["value"]))
-                self.sheet.setAlias(f"B{row}", parameter["name"])
-                self.sheet.set(f"C{row}", parameter_unit(parameter["name"]))
+        self.rows += 1
+        self.sheet.set(f"A{self.rows}", name)
+        self.sheet.set(f"B{self.rows}", sheet_content(value))
+        self.sheet.setAlias(f"B{self.rows}", name)
+        self.sheet.set(f"C{self.rows}", parameter_unit(name))
+        self.names.add(name)
+
+    def derived(self, parameters: list[tuple[str, float]]) -> dict[str, str]:
+        """Rows for dimensions the workbench names itself (a polyline's extents and wall, which the
+        program writes as plain coordinates); {name: the expression that reads its cell}."""
+        refs = {}
+        for name, value in parameters:
+            unique, n = name, 1
+            while unique in self.names:
+                n += 1
+                unique = f"{name}_{n}"
+            self._row(unique, value)
+            refs[name] = f"{self.sheet.Name}.{unique}"
+        return refs
 
     def expr(self, dim: dict | None, factor: float = 1.0) -> str | None:
         """The expression for ``factor`` x the dimension, or None when it is not named."""
@@ -227,6 +249,15 @@ class _SketchBuilder:
         self.fix(lines[0], 1, x0, y0, *corner)
 
     def wire(self, profile: dict) -> None:
+        params, levels = polyline_dims(profile["edges"])
+        refs = self.dims.derived(params)
+
+        def at(axis: str, value: float) -> str | None:
+            template = levels.get((axis, round(float(value), 9)))
+            if template is None:
+                return None
+            return re.sub(r"[a-z_]+", lambda m: refs.get(m.group(0), m.group(0)), template)
+
         ends: list[tuple[int, int, float, float]] = []
         arcs: dict[int, tuple[float, float]] = {}  # arc geometry -> its centre
         for edge in profile["edges"]:
@@ -245,7 +276,7 @@ class _SketchBuilder:
                 )
                 geo = self._geo(Part.ArcOfCircle(circle, a0, a1))
                 # Centre and radius, not the chord: a semicircle's ends alone make the radius redundant.
-                self.fix(geo, 3, cx, cy)
+                self.fix(geo, 3, cx, cy, at("x", cx), at("y", cy))
                 self._add(Sketcher.Constraint("Radius", geo, float(edge["radius"])))
                 arcs[geo] = (cx, cy)
             ends += [(geo, 1, x0, y0), (geo, 2, x1, y1)]
@@ -263,23 +294,23 @@ class _SketchBuilder:
                 self._add(Sketcher.Constraint("Coincident", first[0], first[1], other[0], other[1]))
             on_arcs = [arcs[g] for g, _, _, _ in group if g in arcs]
             if not on_arcs:
-                self.fix(first[0], first[1], first[2], first[3])
+                self.fix(first[0], first[1], first[2], first[3], at("x", first[2]), at("y", first[3]))
             elif len(on_arcs) == 1:
                 # The point slides on its arc: pin the coordinate that moves most along it.
                 cx, cy = on_arcs[0]
                 angle = math.atan2(first[3] - cy, first[2] - cx)
                 if abs(math.sin(angle)) >= abs(math.cos(angle)):
-                    self._fix_one(first[0], first[1], "x", first[2])
+                    self._fix_one(first[0], first[1], "x", first[2], at("x", first[2]))
                 else:
-                    self._fix_one(first[0], first[1], "y", first[3])
+                    self._fix_one(first[0], first[1], "y", first[3], at("y", first[3]))
             # Where two arcs meet, their circles already fix the point.
 
-    def _fix_one(self, geo: int, pos: int, axis: str, value: float) -> None:
-        if abs(value) < 1e-9:
+    def _fix_one(self, geo: int, pos: int, axis: str, value: float, expression: str | None = None) -> None:
+        if abs(value) < 1e-9 and not expression:
             self._add(Sketcher.Constraint("PointOnObject", geo, pos, -2 if axis == "x" else -1))
         else:
             kind = "DistanceX" if axis == "x" else "DistanceY"
-            self._add(Sketcher.Constraint(kind, -1, 1, geo, pos, float(value)))
+            self._add(Sketcher.Constraint(kind, -1, 1, geo, pos, float(value)), expression=expression)
 
     def axis_line(self, axis: dict) -> int:
         (x0, y0), (x1, y1) = axis["start"], axis["end"]
