@@ -76,11 +76,12 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     assert result["objects_added"] == 1 and result["type"] == "Part::Feature" and result["tree"] is None
     assert not result["insert_message"]  # no tree asked for: nothing to explain
     assert result["valid"] and result["solids"] == 1
-    # Each capture offered the captured part's size: the second left the first result out of the picture
-    # and said so; "Any size" cleared it, so the solid is the 30×20×10 box the tiny model was trained on.
+    # Each capture offered the captured part's size: the second, with the first result selected, took the
+    # selection only and said so; "Any size" cleared it, so the solid is the 30×20×10 box the tiny model
+    # was trained on.
     assert result["size_defaults"] == [30.0, 30.0]
     notes = result["picture_notes"]
-    assert notes[0] == "" and "Earlier CadSnap results were left out" in notes[1], notes
+    assert notes[0] == "" and notes[1].startswith("Captured the selection only ("), notes
     assert abs(result["volume"] - 6000.0) < 1e-6
     # The tiny model's box, as written or with its dimensions named (the runtime may parameterise it).
     assert re.search(r"box\(30, 20, 10\)|= 30\n.*= 20\n.*= 10\n", result["source"], re.S), result["source"]
@@ -184,6 +185,11 @@ def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path,
     # Open image…: the part lands beside every part there, not at the origin inside the reference.
     placed = result["file_insert"]
     assert placed["inserted"] and placed["overlaps"] == [] and placed["others"] >= 2, placed
+    # A capture with nothing selected leaves the earlier results out (and says so): its size is the
+    # reference part's, and everything hidden for the shot is shown again.
+    later = result["earlier_left_out"]
+    assert later["note"].startswith("Earlier CadSnap results were left out") and later["size"] == 30.0, later
+    assert later["visibility_restored"], later
 
 
 @pytest.mark.gui

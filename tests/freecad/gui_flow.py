@@ -91,7 +91,7 @@ def press(doc, remaining, cancel_first=False):
     timing = {"capture_s": time.monotonic() - pressed}
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
     RESULT.setdefault("picture_notes", []).append(panel.view.picture_note.text()
-                                                  if panel.view.picture_note.isVisible() else "")
+                                                  if not panel.view.picture_note.isHidden() else "")
     RESULT.setdefault("panel_min_width", panel.form.minimumSizeHint().width())
     objects_before = len(doc.Objects)
     panel.fit_dimensions.setChecked(CONFIG.get("fit_dimensions", True))
@@ -570,6 +570,16 @@ def file_insert(doc):
         o.Label for o in others if o.Shape.BoundBox.intersect(box)], "others": len(others)}
     step("file_insert", **RESULT["file_insert"])
     panel.reject()
+    # Nothing selected, earlier results in view: the capture is of the reference part alone.
+    from freecad_workbench import placement
+
+    Gui.Selection.clearSelection()
+    shown_before = [o.Name for o in doc.Objects if o.ViewObject.Visibility]
+    later = capture.capture_view(128)
+    RESULT["earlier_left_out"] = {
+        "note": later.note, "size": placement.target_size(later.visible_box),
+        "visibility_restored": shown_before == [o.Name for o in doc.Objects if o.ViewObject.Visibility]}
+    step("earlier_left_out", **RESULT["earlier_left_out"])
     finish()
 
 
