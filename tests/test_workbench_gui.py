@@ -76,12 +76,11 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     assert result["objects_added"] == 1 and result["type"] == "Part::Feature" and result["tree"] is None
     assert not result["insert_message"]  # no tree asked for: nothing to explain
     assert result["valid"] and result["solids"] == 1
-    # Each capture offered the captured part's size: the second, with the first result selected, took the
-    # selection only and said so; "Any size" cleared it, so the solid is the 30×20×10 box the tiny model
-    # was trained on.
+    # Each capture offered the captured part's size: the second left the first result out of the picture
+    # and said so; "Any size" cleared it, so the solid is the 30×20×10 box the tiny model was trained on.
     assert result["size_defaults"] == [30.0, 30.0]
     notes = result["picture_notes"]
-    assert notes[0] == "" and notes[1].startswith("Captured the selection only ("), notes
+    assert notes[0] == "" and notes[1].startswith("Earlier CadSnap results were left out"), notes
     assert abs(result["volume"] - 6000.0) < 1e-6
     # The tiny model's box, as written or with its dimensions named (the runtime may parameterise it).
     assert re.search(r"box\(30, 20, 10\)|= 30\n.*= 20\n.*= 10\n", result["source"], re.S), result["source"]
