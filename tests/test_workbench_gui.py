@@ -95,6 +95,7 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     assert scores == sorted(scores, reverse=True), result["captions"]
     widths = (result["panel_min_width"], result["combo_width"])
     assert widths[0] <= widths[1], widths
+    assert result["default_width_fit"] == {"overflow_px": 0, "cut_off": []}, result["default_width_fit"]
     assert result["containment"].startswith("Generated code runs contained")
     assert result["camera"].startswith("(")  # the capture's quaternion
     assert result["edit_active"] in (True, None)  # Edit CadQuery is offered for the new solid
@@ -335,6 +336,8 @@ def test_failures_show_one_plain_sentence_with_a_fix_and_leave_the_document_alon
             assert jargon not in message, (name, message)
         assert sum(message in text for text in seen["visible_texts"]) == 1, (name, seen)
         assert (png_path := shots / f"error-{name}.png").is_file() and png_path.stat().st_size > 5_000
+        # With its error and buttons, the panel still fits the Combo View as FreeCAD opens it.
+        assert seen["fit"]["overflow_px"] <= 0 and seen["fit"]["cut_off"] == [], (name, seen["fit"])
     assert not errors["damaged_picture"]["generate_enabled"]
     # "Open preferences…" opened FreeCAD's Preferences, and CadSnap's page has its icon.
     assert result["preferences_dialog"] and "Cannot find icon" not in output, output[-3000:]

@@ -93,6 +93,7 @@ def press(doc, remaining, cancel_first=False):
     RESULT.setdefault("picture_notes", []).append(panel.view.picture_note.text()
                                                   if not panel.view.picture_note.isHidden() else "")
     RESULT.setdefault("panel_min_width", panel.form.minimumSizeHint().width())
+    RESULT.setdefault("default_width_fit", fits_default_combo(panel))
     objects_before = len(doc.Objects)
     panel.fit_dimensions.setChecked(CONFIG.get("fit_dimensions", True))
     # "Insert as" for this press: None keeps the panel's default (the preference: a feature tree).
@@ -262,6 +263,30 @@ def saved_pictures(doc):
     path = Path(CONFIG["result"]).with_name("saved.FCStd")
     doc.saveCopy(str(path))
     return [n for n in zipfile.ZipFile(path).namelist() if n.endswith(".png")]
+
+
+def fits_default_combo(panel):
+    """Put the Combo View back to the width FreeCAD opened it with and see whether the panel fits:
+    no part of it beyond the task view's visible width, no button narrower than its text."""
+    from freecad_workbench.qt import QtCore, QtWidgets
+
+    window = Gui.getMainWindow()
+    docks = [d for d in window.findChildren(QtWidgets.QDockWidget) if d.objectName() in ("Combo View",
+                                                                                          "ComboView")]
+    if not docks or not RESULT.get("combo_width"):
+        return None
+    window.resizeDocks(docks, [RESULT["combo_width"]], QtCore.Qt.Horizontal)
+    QtWidgets.QApplication.processEvents()
+    widget, area = panel.form, None
+    while widget is not None and area is None:
+        widget = widget.parentWidget()
+        area = widget if isinstance(widget, QtWidgets.QScrollArea) else None
+    facts = {"overflow_px": area.widget().width() - area.viewport().width() if area else None,
+             "cut_off": [b.text() for b in panel.form.findChildren(QtWidgets.QPushButton)
+                         if b.isVisible() and b.width() < b.minimumSizeHint().width()]}
+    widen_task_area()
+    QtWidgets.QApplication.processEvents()
+    return facts
 
 
 def combo_width():
@@ -648,11 +673,12 @@ def errors(doc):
                 return
             poll.stop()
             buttons = [button.text() for button in panel.view.action_buttons.values() if button.isVisible()]
+            fit = fits_default_combo(panel)
             texts = [label.text() for label in panel.form.findChildren(type(panel.message))
                      if label.isVisible()]
             RESULT["errors"][case["name"]] = {
                 "message": panel.message.text(), "runtime": panel.runtime_label.text(), "buttons": buttons,
-                "generate_enabled": panel.generate_button.isEnabled(), "visible_texts": texts,
+                "generate_enabled": panel.generate_button.isEnabled(), "visible_texts": texts, "fit": fit,
                 "seconds": round(time.monotonic() - started, 3)}
             step(case["name"], **RESULT["errors"][case["name"]])
             if CONFIG.get("screenshot_dir"):
