@@ -205,6 +205,7 @@ def test_the_builtin_model_in_freecad_for_the_readme(tmp_path):
     assert "Traceback" not in output, output[-5000:]
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
     assert result["backend"] == "gguf" and "cadsnap-compact" in result["model"], result
+    assert result["report_errors"] == [], result["report_errors"]
     assert result["valid"] and result["solids"] == 1 and result["parts_added"] == 1
     assert "import cadquery as cq" in result["source"]
     if os.environ.get("CADSNAP_UPDATE_SCREENSHOT"):
