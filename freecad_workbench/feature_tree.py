@@ -9,7 +9,7 @@ saved document needs nothing from CadSnap.
 
 After building, the Body is compared with the CadQuery solid (volume and IoU >= ``MIN_IOU``). A plan
 with an unmapped step, a feature that fails, or a Body that does not match falls back to today's
-solid with source (``insert.insert_plan`` decides, through ``check_plan``), and the message says which
+solid with source (``insert.insert_plan`` decides, through ``build_checked``), and the message says which
 step could not become a feature. Needs FreeCAD, Part and Sketcher; no GUI.
 
 A built Body shows its solid only: the Tip is visible, sketches and earlier features hidden. A document
@@ -653,11 +653,12 @@ def show_only_tip(body) -> None:
     body.Visibility = True
 
 
-def build_body(doc, plan: dict, name: str = "Body", into=None):
+def build_body(doc, plan: dict, name: str = "Body", into=None, clean_up: bool = True):
     """(Body, spreadsheet or None, loose sketch labels) for ``plan``; BuildError names the failing step.
 
     ``into``: an empty Body to build in (Edit CadQuery keeps its Body), else a new Body ``name``.
-    Objects made before a failure are removed again, so the document is as it was.
+    Objects made before a failure are removed again (``clean_up``), so the document is as it was;
+    inside a transaction the caller rolls them back instead (see ``build_checked``).
     """
     try:
         protocol.check_feature_plan(plan)
@@ -670,7 +671,8 @@ def build_body(doc, plan: dict, name: str = "Body", into=None):
     try:
         builder.build()
     except Exception:
-        remove_new_objects(doc, before)
+        if clean_up:
+            remove_new_objects(doc, before)
         raise
     show_only_tip(builder.body)
     return builder.body, builder.dims.sheet, builder.loose_sketches
@@ -711,31 +713,24 @@ def plan_problem(plan: dict | None) -> str:
     return ""
 
 
-def check_plan(plan: dict | None, brep: str) -> str:
-    """Why ``plan`` cannot become a Body that matches the solid in ``brep``, or "" when it can.
+def build_checked(doc, plan: dict | None, brep: str, name: str = "Body", into=None):
+    """(Body, spreadsheet, "") when ``plan`` builds a Body that matches the solid in ``brep``; else
+    (None, None, why). Runs inside the caller's open transaction (``into``: an empty Body to build in).
 
-    Built and checked in a scratch document, before the caller opens its transaction: FreeCAD 0.20
-    crashes on undo of a transaction that made objects and removed them again (a Body that failed its
-    check), and a document opened inside another's transaction ends that transaction in the GUI. So
-    only a plan known to match is then built in the user's document."""
-    return plan_problem(plan) or trial(plan, brep)
-
-
-def trial(plan: dict, brep: str) -> str:
-    """Why ``plan`` does not build a Body matching ``brep``, found in a scratch document; "" when it does."""
-    active = FreeCAD.ActiveDocument
-    scratch = FreeCAD.newDocument("CadSnapCheck", "CadSnapCheck", True, True)  # hidden, temporary
+    On failure whatever was built stays for the caller to roll back with ``abortTransaction``: FreeCAD
+    0.20 crashes on undo of a transaction that made objects and removed them again, while rolling back
+    a transaction that only made them is the same as undoing an insertion."""
+    reason = plan_problem(plan)
+    if reason:
+        return None, None, reason
     try:
-        body, _sheet, _loose = build_body(scratch, plan)
+        body, sheet, _loose = build_body(doc, plan, name, into, clean_up=False)
         ok, iou, error = check_body(body, brep)
-        if ok:
-            return ""
-        return f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
     except BuildError as error:
-        return str(error)
+        return None, None, str(error)
     except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
-        return f"the feature tree failed ({error})"
-    finally:
-        FreeCAD.closeDocument(scratch.Name)
-        if active is not None:
-            FreeCAD.setActiveDocument(active.Name)
+        return None, None, f"the feature tree failed ({error})"
+    if ok:
+        return body, sheet, ""
+    return None, None, (f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by "
+                        f"{error:.2%})")
