@@ -187,6 +187,11 @@ class Pipeline:
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> GenerateResult:
+        if getattr(self.pool, "refused", False):  # no jail and no opt-in: fail before the model works
+            from model_runtime.sandbox.pool import refusal
+
+            error = refusal()
+            raise PipelineError(error.code, error.message, error.detail)
         emit = on_event or (lambda event: None)
         cancel = cancel or threading.Event()
         timings: dict[str, float] = {}

@@ -137,6 +137,8 @@ ERROR_NO_RESULT = "no_result"
 ERROR_INVALID_SOLID = "invalid_solid"
 ERROR_OUTPUT_TOO_LARGE = "output_too_large"
 ERROR_WORKER_CRASHED = "worker_crashed"
+# No operating-system jail works here and the user has not opted in to running code without one.
+ERROR_UNCONTAINED = "uncontained"
 ERROR_ALL_INVALID = "all_candidates_invalid"
 ERROR_CANCELLED = "cancelled"
 ERROR_INTERNAL = "internal_error"
