@@ -680,8 +680,12 @@ def serve(config: ServerConfig) -> int:
         workers=config.sandbox_workers, timeout_s=config.exec_timeout_s, memory_mb=config.memory_mb
     )
     sandbox = pool.containment()
-    if sandbox["contained"]:  # when it is not, the pool has already said so, with the fix
+    if sandbox["contained"]:  # opted in to no jail: the pool has already said so, with the fix
         print(f"CadSnap sandbox: {sandbox['summary']}", file=sys.stderr, flush=True)
+    elif pool.refused:
+        from model_runtime.sandbox.pool import refusal
+
+        print(f"CadSnap sandbox: {refusal().message}", file=sys.stderr, flush=True)
     app = create_app(config, pool=pool, loader=build_loader(config, pool), token=token)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=3)
