@@ -122,6 +122,8 @@ def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path,
     assert "PartDesign::Pad" in tree["features"]
     assert abs(result["volume"] - 6000.0) < 1e-6 and result["placement"] == [12, 8, 10]
     assert result["edit_active"] in (True, None)  # Edit CadQuery is offered for the Body
+    # The panel is gone and the left dock shows the Model tab with the new Body, not an empty Tasks tab.
+    assert result["model_in_front"] is True, result["model_in_front"]
 
     # Edit CadQuery, a dimension changed: the Body is rebuilt from the new plan (name, label, placement
     # and spreadsheet kept); one undo brings the old Body back.
