@@ -41,6 +41,7 @@ def fail(message):
 def main():
     from freecad_workbench import preferences
 
+    RESULT["freecad_version"] = [int(part) for part in FreeCAD.Version()[:2]]
     preferences.Preferences(**CONFIG["prefs"]).save(preferences.freecad_group())
     Gui.activateWorkbench("CadSnapWorkbench")
     Gui.getMainWindow().statusBar().messageChanged.connect(STATUS_BAR.append)
