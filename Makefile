@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# The CPU build of torch; a bare `torch` in a fresh venv may pull a multi-GB CUDA build.
+# torch for the training and test stack (the GUI tests run a tiny model on it). pip takes it from PyPI, whose
+# Linux wheels are the CUDA build (several GB of nvidia wheels: a ~7 GB venv on Debian 13's Python 3.13),
+# unless a CPU wheel is at hand (find-links); TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU
+# build from PyTorch's own index instead.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 IMAGE ?= model_runtime/examples/flange.png
 
 .PHONY: run test lint bench setup dev clean model model-cpu jail
@@ -22,7 +26,8 @@ $(VENV)/.llama: $(VENV)/.core
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.core
-	$(PIP) install -q "$(TORCH)"
+	@test -n "$(TORCH_INDEX)" || echo "note: torch comes from PyPI, the CUDA build on Linux (several GB) unless a CPU wheel is at hand; make dev TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build"
+	$(PIP) install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 
