@@ -1,4 +1,7 @@
-"""The workbench's toolbar and menu commands (FreeCAD GUI). Each is a thin call into a module."""
+"""The workbench's toolbar and menu commands (FreeCAD GUI). Each is a thin call into a module.
+
+The top of the workbench's imports: the panel and the editor are imported lazily from here and never
+import this module back (they speak through ``report``)."""
 
 from __future__ import annotations
 
@@ -27,18 +30,6 @@ def _report(error: Exception) -> None:
 
     FreeCAD.Console.PrintWarning(f"CadSnap: {error}\n")
     QtWidgets.QMessageBox.warning(Gui.getMainWindow(), "CadSnap", str(error))
-
-
-def tell(text: str, short: str = "") -> None:
-    """Say something once where it outlives a closing dialog: ``text`` in the Report view, ``short`` in
-    the status bar. FreeCAD echoes a warning to the status bar itself, cut off in the middle when long,
-    through the event queue: ``short`` is shown after that, so it is what stays."""
-    from .qt import QtCore
-
-    FreeCAD.Console.PrintWarning(f"CadSnap: {text}\n")
-    window = Gui.getMainWindow()
-    if window is not None and short:
-        QtCore.QTimer.singleShot(0, lambda: window.statusBar().showMessage(f"CadSnap: {short}", 30_000))
 
 
 def open_generate_panel(picture: session.Picture | None = None):

@@ -27,7 +27,7 @@ from PIL import Image
 from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
-from model_runtime.feature_plan.parameterise import parameterise
+from model_runtime.feature_plan.parameterise import named_run
 from model_runtime.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
 from model_runtime.refine import Refinement, refine
 from model_runtime.scaling import is_scaled_copy, scale_literals, scale_wrapper
@@ -425,20 +425,8 @@ class Pipeline:
     def _parameterise(self, code: str, exec_result: Any, request: GenerateRequest):
         """The program opening with the feature plan's named dimensions (the names the FreeCAD tree
         shows), traced again so the plan describes the code sent; unchanged when nothing maps."""
-        from model_runtime.sandbox import SandboxError
-
-        plan = exec_result.feature_plan
-        if not plan or plan.get("status") != protocol.PLAN_MAPPED:
-            return code, exec_result
-        named = parameterise(code, plan)
-        if named == code:
-            return code, exec_result
-        try:
-            again = self.pool.run(named, formats=request.formats, feature_plan=True)
-        except SandboxError:
-            return code, exec_result
-        same = abs(again.volume - exec_result.volume) <= 1e-6 * max(exec_result.volume, 1.0)
-        return (named, again) if same and again.n_faces == exec_result.n_faces else (code, exec_result)
+        return named_run(lambda named: self.pool.run(named, formats=request.formats, feature_plan=True),
+                         code, exec_result)
 
     def _scale(self, code: str, exec_result: Any, request: GenerateRequest):
         """(factor, code, result) for the target size: the lengths rewritten when that gives exactly
