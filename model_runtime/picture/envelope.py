@@ -33,6 +33,8 @@ SQ2, SQ6 = math.sqrt(2.0), math.sqrt(6.0)
 LARGEST_MM = 50.0  # the largest dimension of every envelope (the picture has no scale)
 WORK_PX = 160  # the silhouette is resampled so its longer side has this many pixels
 ROUND_FIT = 0.985  # cylinder-hull IoU above which a part reads as round (measured on hidden sets)
+TURNED_FIT = 0.9  # above this a revolved silhouette is worth a try (a hub on a disc fits ~0.92)
+EXTRUDE_LENGTHS = ((1.0, ""), (0.5, "_half"))  # extrusion lengths tried, as shares of the box's size
 
 # Unit axis -> its image direction per unit length (x right, y down), for FreeCAD's isometric view.
 AXIS_DIRECTION = {
@@ -57,7 +59,6 @@ class Hypothesis:
     name: str
     code: str
     hull_fit: float
-    tunable_lines: int  # the program's first lines that hold its free sizes (the search fits them)
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "hull_fit": round(self.hull_fit, 4)}
@@ -396,7 +397,7 @@ def hypotheses(picture: Image.Image) -> list[Hypothesis]:
     out: list[Hypothesis] = []
     (a, b, c), box_fit = fit_box(sil, hull)
     k = _normaliser([a, b, c])
-    out.append(Hypothesis("box", box_program(a * k, b * k, c * k), box_fit, 3))
+    out.append(Hypothesis("box", box_program(a * k, b * k, c * k), box_fit))
     sizes = {"X": a, "Y": b, "Z": c}
     round_axes = []
     for axis in ("Z", "X", "Y"):
@@ -407,27 +408,29 @@ def hypotheses(picture: Image.Image) -> list[Hypothesis]:
         if fit < 0.9:
             continue
         k = _normaliser([d, length])
-        out.append(Hypothesis(f"cylinder_{axis.lower()}", cylinder_program(axis, d * k, length * k), fit, 2))
-        if fit >= ROUND_FIT:
+        out.append(Hypothesis(f"cylinder_{axis.lower()}", cylinder_program(axis, d * k, length * k), fit))
+        if fit >= TURNED_FIT:
             round_axes.append((fit, axis, d, length))
     for axis in ("X", "Y", "Z"):
-        length = sizes[axis]
-        profile_mask = _erode_along(sil.mask, AXIS_DIRECTION[axis], length)
-        polygon = trace_outline(profile_mask)
-        if polygon is None or len(polygon) > 60:
-            continue
-        profile = _profile_on_plane(polygon, axis)
-        span = profile.max(axis=0) - profile.min(axis=0)
-        k = _normaliser([*span, length])
-        profile = (profile - profile.mean(axis=0)) * k
-        fit = _iou(profile_mask, sil.mask)  # how much of the silhouette the profile's face is
-        out.append(Hypothesis(f"extrude_{axis.lower()}", extrude_program(axis, profile, length * k), fit, 1))
+        for share, suffix in EXTRUDE_LENGTHS:
+            length = sizes[axis] * share
+            profile_mask = _erode_along(sil.mask, AXIS_DIRECTION[axis], length)
+            polygon = trace_outline(profile_mask)
+            if polygon is None or len(polygon) > 60:
+                continue
+            profile = _profile_on_plane(polygon, axis)
+            span = profile.max(axis=0) - profile.min(axis=0)
+            k = _normaliser([*span, length])
+            profile = (profile - profile.mean(axis=0)) * k
+            fit = _iou(profile_mask, sil.mask)  # how much of the silhouette the profile's face is
+            out.append(Hypothesis(f"extrude_{axis.lower()}{suffix}",
+                                  extrude_program(axis, profile, length * k), fit))
     for fit, axis, d, length in sorted(round_axes, reverse=True)[:1]:
         profile = _revolve_profile(sil, axis, d, length)
         if profile is None:
             continue
         k = _normaliser([2 * profile[:, 0].max(), profile[:, 1].max() - profile[:, 1].min()])
-        out.append(Hypothesis(f"revolve_{axis.lower()}", revolve_program(axis, profile * k), fit, 0))
+        out.append(Hypothesis(f"revolve_{axis.lower()}", revolve_program(axis, profile * k), fit))
     return out
 
 

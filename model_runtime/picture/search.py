@@ -17,6 +17,7 @@ never scores below its envelope on the picture.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -49,7 +50,7 @@ class Scored:
     similarity: Similarity
     exec_result: Any
     render: Image.Image | None = None
-    tunable_lines: int | None = None  # only literals on these first lines are fitted; None: all
+    named_only: bool = False  # fit only the numbers on `name = value` lines (envelopes, edits)
     faces: int | None = None  # the face count the numeric fit must keep (a model program's design)
 
     @property
@@ -223,7 +224,7 @@ class Search:
         a change is kept when the picture score rises by ``MIN_GAIN``; a model program must keep
         its face count (another face count is another design, not another size)."""
         code = start.code
-        params = _tunable(code, start.tunable_lines)
+        params = _tunable(code, start.named_only)
         if not params:
             return start
         current, values = start, {i: p.value for i, p in enumerate(params)}
@@ -236,7 +237,7 @@ class Search:
             changes = {i: v for i, v in new_values.items() if v != params[i].value}
             program = substitute(code, changes, params)
             found = self.evaluate(program, _suffixed(start.source, "fit"),
-                                  tunable_lines=start.tunable_lines, faces=start.faces)
+                                  named_only=start.named_only, faces=start.faces)
             if found is not None and start.faces is not None and found.exec_result.n_faces != start.faces:
                 return None
             return found
@@ -283,13 +284,13 @@ class Search:
     def round_numbers(self, start: Scored) -> Scored:
         """The same program with its fitted numbers rounded (3.004 -> 3, 12.37 -> 12.5), kept when
         the rounded part scores as well (within ``MIN_GAIN``)."""
-        params = _tunable(start.code, start.tunable_lines)
+        params = _tunable(start.code, start.named_only)
         changes = {i: _nice(p.value) for i, p in enumerate(params) if _nice(p.value) != p.value}
         if not changes:
             return start
         program = substitute(start.code, changes, params)
         try:
-            found = self.evaluate(program, start.source, tunable_lines=start.tunable_lines, faces=start.faces)
+            found = self.evaluate(program, start.source, named_only=start.named_only, faces=start.faces)
         except _OutOfBudget:
             return start
         if found is None or found.score < start.score - MIN_GAIN:
@@ -309,31 +310,31 @@ def _int_literal(code: str, span: tuple[int, int]) -> bool:
     return not any(c in code[span[0] : span[1]] for c in ".eEjJ")
 
 
-def _tunable(code: str, lines: int | None) -> list[Parameter]:
+def _tunable(code: str, named_only: bool) -> list[Parameter]:
     params = parameters(code)
-    if lines is None:
+    if not named_only:
         return params
-    limit = _offset_of_line(code, _first_tunable_line(code) + lines)
-    start = _offset_of_line(code, _first_tunable_line(code))
+    named = _named_spans(code)
     out = []
     for p in params:
-        spans = [s for s in p.spans if start <= s[0] < limit]
-        if spans and len(spans) == len(p.spans):
+        spans = [sp for sp in p.spans if sp in named]
+        if spans:  # the named occurrences move; a literal elsewhere of the same value stays
             out.append(Parameter(p.value, spans))
     return out
 
 
-def _first_tunable_line(code: str) -> int:
-    """The line after the comment that names the envelope (the sizes follow it)."""
-    for i, line in enumerate(code.splitlines()):
-        if line.startswith("# envelope") or line.startswith("# edit"):
-            return i + 1
-    return 0
+def _named_spans(code: str) -> set[tuple[int, int]]:
+    """Character spans of the numbers on ``name = number`` lines."""
+    spans, offset = set(), 0
+    for line in code.splitlines(keepends=True):
+        match = _NAMED.match(line)
+        if match:
+            spans.add((offset + match.start(1), offset + match.end(1)))
+        offset += len(line)
+    return spans
 
 
-def _offset_of_line(code: str, line: int) -> int:
-    lines = code.splitlines(keepends=True)
-    return sum(len(x) for x in lines[:line])
+_NAMED = re.compile(r"^[A-Za-z_]\w*\s*=\s*(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(?:#.*)?$")
 
 
 def _nice(value: float) -> float:
@@ -376,7 +377,7 @@ def search(
             pool.append(item)
     envelope_items: list[Scored] = []
     if envelopes and not s.out_of_budget():
-        found = s.evaluate_many([(h.code, f"envelope:{h.name}", {"tunable_lines": h.tunable_lines})
+        found = s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True})
                                  for h in hypotheses(picture)])
         envelope_items = [f for f in found if f is not None]
         pool += envelope_items
