@@ -87,7 +87,8 @@ def test_instructions_become_constraints():
 
 def test_numbers_round_to_sensible_values():
     assert _nice(3.004) == 3 and _nice(12.37) == 12 and _nice(4.26) == 4.5 and _nice(1.234) == 1.2
-    code = "import cadquery as cq\n\n# envelope\nlength = 40.3\nresult = cq.Workplane('XY').box(length, 2, 3)\n"
+    code = ("import cadquery as cq\n\n# envelope\nlength = 40.3\n"
+            "result = cq.Workplane('XY').box(length, 2, 3)\n")
     assert [p.value for p in _tunable(code, True)] == [40.3]
     assert sorted(p.value for p in _tunable(code, False)) == [2, 3, 40.3]
 
@@ -125,7 +126,8 @@ def test_the_search_is_reproducible_in_evaluations_and_never_below_its_envelope(
     assert first.best.score > 0.8 and not first.best.source.startswith("model")
     assert (first.best.code, first.evaluations) == (second.best.code, second.evaluations)
     # every improvement was reported, in order, the last one being the answer
-    assert [s for _, s, _ in events[: len(events) // 2]] == sorted(s for _, s, _ in events[: len(events) // 2])
+    scores = [s for _, s, _ in events[: len(events) // 2]]
+    assert scores == sorted(scores)
     assert first.to_dict()["envelope_score"] == pytest.approx(first.envelope.score)
 
 

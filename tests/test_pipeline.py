@@ -283,7 +283,8 @@ def test_ranking_valid_first_then_by_similarity(pool, renders):
 def test_all_candidates_invalid_is_a_typed_error_with_details(pool, renders):
     texts = ["I don't know.", "import os\nresult = os.system('true')", "result = cq.Workplane().box(0, 1, 1)"]
     with pytest.raises(PipelineError) as info:
-        Pipeline(ScriptedBackend(texts), pool).run(GenerateRequest(image=_png(renders["box"]), n=3, search=False))
+        Pipeline(ScriptedBackend(texts), pool).run(
+            GenerateRequest(image=_png(renders["box"]), n=3, search=False))
     assert info.value.code == protocol.ERROR_ALL_INVALID
     reported = info.value.detail["candidates"]
     assert len(reported) == 3 and all(not c["valid"] and c["error"]["code"] for c in reported)
@@ -310,7 +311,8 @@ def test_the_search_beats_a_wrong_model_answer_and_reports_it(pool):
     from model_runtime.metrics import iou
     from model_runtime.render import render
 
-    truth = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(60, 40, 4).faces(">Z").workplane().hole(12)\n'
+    truth = ('import cadquery as cq\n\n'
+             'result = cq.Workplane("XY").box(60, 40, 4).faces(">Z").workplane().hole(12)\n')
     picture = _png(render(pool.run(truth).shape(), size=224))
     pipeline = Pipeline(ScriptedBackend([CYLINDER]), pool)
     plain = pipeline.run(GenerateRequest(image=picture, n=1, search=False))

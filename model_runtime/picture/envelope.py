@@ -34,7 +34,7 @@ LARGEST_MM = 50.0  # the largest dimension of every envelope (the picture has no
 WORK_PX = 160  # the silhouette is resampled so its longer side has this many pixels
 ROUND_FIT = 0.985  # cylinder-hull IoU above which a part reads as round (measured on hidden sets)
 TURNED_FIT = 0.9  # above this a revolved silhouette is worth a try (a hub on a disc fits ~0.92)
-EXTRUDE_LENGTHS = ((1.0, ""), (0.5, "_half"))  # extrusion lengths tried, as shares of the box's size
+EXTRUDE_LENGTHS = ((1.0, ""),)  # extrusion lengths tried, as shares of the box's size (half: worse)
 
 # Unit axis -> its image direction per unit length (x right, y down), for FreeCAD's isometric view.
 AXIS_DIRECTION = {
