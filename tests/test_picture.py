@@ -152,3 +152,48 @@ def test_a_cancel_keeps_the_best_so_far(pool):
     found = search(picture, reference, seeds, pool.run, draw, Budget(evaluations=50),
                    cancelled=cancel.is_set, on_best=lambda item, spent: cancel.set())
     assert found.stopped == "cancelled" and found.best is not None and found.evaluations <= 2
+
+
+def _odd_pictures():
+    """A photo-like shot (textured backdrop, shadow, slight rotation), a line sketch, two parts."""
+    import cadquery as cq
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    from model_runtime.render import RenderStyle, render
+
+    part = cq.Workplane("XY").box(50, 30, 8).faces(">Z").workplane().hole(10)
+    white = RenderStyle(background_top=(1.0, 1.0, 1.0), background_bottom=(1.0, 1.0, 1.0))
+    shot = render(part, size=224, style=white).convert("RGB")
+    photo = Image.new("RGB", (300, 260), (180, 170, 150))
+    ImageDraw.Draw(photo).ellipse((60, 150, 260, 230), fill=(120, 115, 100))  # a shadow
+    photo.paste(shot.rotate(6, fillcolor=(255, 255, 255)), (40, 10),
+                mask=Image.fromarray((np.asarray(shot.convert("L")) < 250).astype(np.uint8) * 255)
+                .rotate(6))
+    noise = np.random.default_rng(0).normal(0, 6, (260, 300, 3))
+    photo = Image.fromarray(np.clip(np.asarray(photo, float) + noise, 0, 255).astype(np.uint8))
+    edges = shot.convert("L").filter(ImageFilter.FIND_EDGES)
+    lines = np.where(np.asarray(edges) > 40, 0, 255).astype(np.uint8)
+    lines[:3], lines[-3:], lines[:, :3], lines[:, -3:] = 255, 255, 255, 255  # no frame around the sketch
+    sketch = Image.fromarray(lines).convert("RGB")
+    two = Image.new("RGB", (448, 224), (255, 255, 255))
+    two.paste(shot, (0, 0))
+    two.paste(render(cq.Workplane("XY").circle(10).extrude(30), size=224, style=white), (224, 0))
+    return {"photo": photo, "sketch": sketch, "two_parts": two,
+            "blank": Image.new("RGB", (200, 200), (250, 250, 250))}
+
+
+@pytest.mark.parametrize("kind", ["photo", "sketch", "two_parts", "blank"])
+def test_odd_pictures_give_a_part_or_a_plain_message(pool, kind):
+    from model_runtime.pipeline import GenerateRequest, Pipeline, PipelineError
+    from tests.test_pipeline import ScriptedBackend
+
+    picture = _odd_pictures()[kind]
+    pipeline = Pipeline(ScriptedBackend(["I cannot read that."]), pool)
+    try:
+        result = pipeline.run(GenerateRequest(image=picture, n=1, evaluations=12))
+    except PipelineError as exc:  # only when nothing at all stands out from the background
+        assert kind == "blank" and "background" in exc.message
+        return
+    assert result.exec_result.volume > 0 and result.verdict["message"]
+    assert result.search.evaluations <= 13

@@ -61,7 +61,7 @@ class Scored:
 @dataclass
 class SearchResult:
     best: Scored
-    envelope: Scored | None  # the best envelope hypothesis (the floor)
+    envelope: Scored | None  # the best plain envelope (box or cylinder): the floor on the picture
     evaluations: int
     seconds: float
     stopped: str  # "budget", "time", "cancelled", "converged"
@@ -123,6 +123,7 @@ class Search:
         self.evaluations = 0
         self.t0 = time.perf_counter()
         self.best: Scored | None = None
+        self.items: list[Scored] = []
         self.cache: dict[str, Scored | None] = {}
         self.history: list[tuple[int, float]] = []
         self.steps: list[str] = []
@@ -209,13 +210,15 @@ class Search:
 
     def _offer(self, item: Scored) -> None:
         with self._lock:
-            if self.best is not None and item.score <= self.best.score:
+            self.items.append(item)
+            chosen = choose(self.items)
+            if chosen is self.best:
                 return
-            self.best = item
-            self.history.append((self.evaluations, item.score))
-            self.steps.append(f"{item.source}: {item.score:.3f}")
+            self.best = chosen
+            self.history.append((self.evaluations, chosen.score))
+            self.steps.append(f"{chosen.source}: {chosen.score:.3f}")
         if self.on_best is not None:
-            self.on_best(item, self.evaluations)
+            self.on_best(chosen, self.evaluations)
 
     # -- moves ----------------------------------------------------------------------------------
 
@@ -297,9 +300,33 @@ class Search:
             return start
         if start.faces is not None and found.exec_result.n_faces != start.faces:
             return start
-        if self.best is start or (self.best is not None and self.best.score <= found.score + MIN_GAIN):
+        if self.best is start:
             self.best = found  # as good as the unrounded one: the rounded numbers are the answer
         return found
+
+
+PROFILE_MARGIN = 0.1
+PROFILES = ("envelope:extrude", "envelope:revolve")
+
+
+def is_profile(item: Scored) -> bool:
+    """An extruded or revolved silhouette: it matches the outline by construction."""
+    return item.source.startswith(PROFILES)
+
+
+def choose(items: list[Scored]) -> Scored:
+    """The answer among scored programs: the highest picture score, except that a profile hypothesis
+    must beat the rest by ``PROFILE_MARGIN`` — its outline agrees with the picture by construction,
+    so only its edges and shading are evidence, and on hand-written parts the model's candidate or
+    the plain envelope is the better bet when they score close to it."""
+    best = max(items, key=lambda i: i.score)
+    if not is_profile(best):
+        return best
+    others = [i for i in items if not is_profile(i)]
+    if not others:
+        return best
+    runner_up = max(others, key=lambda i: i.score)
+    return best if best.score >= runner_up.score + PROFILE_MARGIN else runner_up
 
 
 def _suffixed(source: str, what: str) -> str:
@@ -375,41 +402,37 @@ def search(
         item = s.adopt(code, source, executed, faces=executed.n_faces)
         if item is not None:
             pool.append(item)
-    envelope_items: list[Scored] = []
     if envelopes and not s.out_of_budget():
         found = s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True})
                                  for h in hypotheses(picture)])
-        envelope_items = [f for f in found if f is not None]
-        pool += envelope_items
+        pool += [f for f in found if f is not None]
     if not pool:
         return None
-    # Fit the numbers of the most promising programs: the best of the model's and the best envelope
-    # first, then whatever leads; each gets a share of what is left.
+    # Fit the numbers of the most promising programs: the current answer, the model's best, the best
+    # plain envelope and the best profile, each with a share of what is left; then the answer again
+    # if it changed to one not fitted yet.
     fitted: set[str] = set()
-    for _ in range(4):
-        if s.out_of_budget():
-            break
-        ranked = sorted(pool, key=lambda p: -p.score)
-        leaders = [p for p in ranked if p.source not in fitted][:1]
-        best_env = max(envelope_items, key=lambda p: p.score, default=None)
-        if best_env is not None and best_env.source not in fitted and best_env not in leaders and not fitted:
-            leaders.append(best_env)
-        if not leaders:
-            break
-        for item in leaders:
-            share = max(6, s.left() // (3 if edits else 2))
-            fitted.add(item.source)
-            better = s.fit_numbers(item, share)
-            fitted.add(better.source)
-            pool.append(better)
-            if better.source.startswith("envelope:") and better.score > item.score:
-                envelope_items.append(better)
+
+    def best_of(kind) -> Scored | None:
+        return max((p for p in s.items if kind(p)), key=lambda p: p.score, default=None)
+
+    targets = [s.best, best_of(lambda p: p.source.startswith("model")),
+               best_of(lambda p: p.source.startswith("envelope") and not is_profile(p)), best_of(is_profile)]
+    targets = [t for i, t in enumerate(targets) if t is not None and t not in targets[:i]]
+    for k, item in enumerate(targets + [None]):
+        item = item or s.best
+        if s.out_of_budget() or item is None or item.source in fitted:
+            continue
+        share = max(6, s.left() // (len(targets) - k + (2 if edits else 1)))
+        fitted.add(item.source)
+        fitted.add(s.fit_numbers(item, share).source)
     if edits and not s.out_of_budget():
         with contextlib.suppress(_OutOfBudget):
             edit_moves.improve(s, picture, constraints)
     if s.best is not None and not s.cancelled():
         s.round_numbers(s.best)
-    envelope = max(envelope_items, key=lambda p: p.score, default=None)
+    envelope = max((p for p in s.items if p.source.startswith("envelope") and not is_profile(p)),
+                   key=lambda p: p.score, default=None)
     return SearchResult(
         best=s.best, envelope=envelope, evaluations=s.evaluations,
         seconds=time.perf_counter() - s.t0, stopped=s.stop_reason if s.out_of_budget() else "converged",
