@@ -197,3 +197,32 @@ def test_odd_pictures_give_a_part_or_a_plain_message(pool, kind):
         return
     assert result.exec_result.volume > 0 and result.verdict["message"]
     assert result.search.evaluations <= 13
+
+
+def test_a_job_cancelled_during_the_search_is_done_with_the_best_so_far():
+    from model_runtime import protocol
+    from model_runtime.jobs import JobManager
+
+    started = threading.Event()
+
+    def runner(body, emit, cancel):
+        started.set()
+        cancel.wait(5)
+        if body.get("kind") == "search":  # the pipeline stopped its search and kept the best
+            return {"code": "best so far", "search": {"stopped": "cancelled"}}
+        return {"code": "finished anyway"}
+
+    manager = JobManager(runner)
+    try:
+        for kind, status in (("search", protocol.JOB_DONE), ("other", protocol.JOB_CANCELLED)):
+            started.clear()
+            job = manager.submit({"kind": kind})
+            started.wait(5)
+            manager.cancel(job.id)
+            events = list(manager.events(job.id, poll_s=0.05))
+            assert manager.get(job.id).status == status
+            if status == protocol.JOB_DONE:
+                assert events[-1]["type"] == protocol.EVENT_RESULT
+                assert events[-1]["result"]["code"] == "best so far"
+    finally:
+        manager.close()
