@@ -1,7 +1,7 @@
 """Structural edits: features the picture shows and the best program lacks, tried by rendering.
 
 Each edit appends a few readable CadQuery lines to the best program (a hole through the middle, a
-bolt pattern, an open shell, rounded edges, a bore along the long axis), sized from the part's
+bolt pattern, rounded edges, a bore along the long axis), sized from the part's
 bounding box, with its sizes named on lines of their own so the search can fit them. An edit is
 kept only when the render looks more like the picture (``Search`` keeps the best); the edit that
 helped is then fitted. What a user's instruction states (a hole count, a diameter) picks the edits
@@ -85,12 +85,6 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> 
         + f"result = result.faces({face(long)}).workplane(centerOption=\"CenterOfBoundBox\")"
         ".hole(bore_diameter)\n",
     )
-    shell = (
-        "open_shell",
-        header.format(what="hollow, open at the top")
-        + f"wall = {_fmt(0.08 * min(sizes))}\n"
-        + "result = result.faces(\">Z\").shell(-wall)\n",
-    )
     fillet = (
         "round_edges",
         header.format(what="rounded edges")
@@ -106,7 +100,9 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> 
     elif count:
         out.append(polar_holes)
     pattern = polar_holes if round_part else corner_holes
-    for edit in (centre_hole, pattern, shell, bore, fillet, two_holes):
+    # No shell: from outside a hollow part looks like a solid one, and a wrong shell costs most of
+    # the volume (measured on training/eval_oof: 3 parts fell from 0.4-0.9 IoU to under 0.1).
+    for edit in (centre_hole, pattern, bore, fillet, two_holes):
         if edit not in out:
             out.append(edit)
     return out

@@ -34,6 +34,9 @@ LARGEST_MM = 50.0  # the largest dimension of every envelope (the picture has no
 WORK_PX = 160  # the silhouette is resampled so its longer side has this many pixels
 ROUND_FIT = 0.985  # cylinder-hull IoU above which a part reads as round (measured on hidden sets)
 TURNED_FIT = 0.9  # above this a revolved silhouette is worth a try (a hub on a disc fits ~0.92)
+# No size under this share of the part's: a plate 1-3 px thick in the picture reads far too thin, and
+# volume IoU punishes a thin guess as much as a thick one (a 1 mm plate of 50 mm scored 0.01).
+MIN_SHARE = 0.04
 EXTRUDE_LENGTHS = ((1.0, ""),)  # extrusion lengths tried, as shares of the box's size (half: worse)
 
 # Unit axis -> its image direction per unit length (x right, y down), for FreeCAD's isometric view.
@@ -180,7 +183,7 @@ def fit_box(sil: Silhouette2D, hull: np.ndarray | None = None) -> tuple[tuple[fl
     best = ((w / SQ2 / 2, w / SQ2 / 2, 1.0), -1.0)
     s = SQ2 * w  # a + b
     c_total = (SQ6 * h - s) / 2.0  # c = (sqrt6 H - (a + b)) / 2
-    c = max(c_total, 0.5)
+    c = max(c_total, MIN_SHARE * s / 2)
     for t in np.linspace(0.03, 0.97, 48):
         a, b = s * t, s * (1 - t)
         fit = _hull_fit(_box_corners(a, b, c), hull)
@@ -203,6 +206,7 @@ def fit_cylinder(
         d, length = np.linalg.solve(m, np.array([w, h]))
     if d <= 1.0 or length <= 0.5:
         return None
+    length = max(length, MIN_SHARE * d)
     return float(d), float(length), _hull_fit(_cylinder_points(axis, d, length), hull)
 
 
