@@ -183,6 +183,11 @@ class Search:
         except Exception:  # noqa: BLE001 - sandbox errors: the program is no answer
             self.cache[code] = None
             return None
+        if kw.get("faces") is not None and executed.n_faces != kw["faces"]:
+            # a model's program fitted into another face count is another design, not another size:
+            # it could match the outline better while losing features, so it is never an answer
+            self.cache[code] = None
+            return None
         scored = self._score_shape(executed)
         if scored is None:
             self.cache[code] = None
