@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="budgets in evaluations; 0 = no search (the model's winner, fitted)")
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--names", default=None, help="comma-separated sample names (a subset)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True)
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     budgets = [int(b) for b in args.evaluations.split(",")]
     samples = load_samples(args.data, limit=args.limit)
+    if args.names:
+        samples = [s for s in samples if s.name in set(args.names.split(","))]
     backend = _Memo(load_backend(args.backend))
     rows: list[dict[str, Any]] = []
     with SandboxPool(workers=args.workers) as pool:

@@ -130,20 +130,23 @@ class Search:
         self._lock = threading.Lock()
         self._render_lock = threading.Lock()
         self.stop_reason = "converged"
+        self.reserve = 1  # one evaluation kept for rounding the answer's numbers
+        self.final = False  # rounding: the last evaluation, allowed past the time cap
 
     # -- budget ---------------------------------------------------------------------------------
 
     def left(self) -> int:
-        return self.budget.evaluations - self.evaluations
+        return self.budget.evaluations - self.reserve - self.evaluations
 
     def out_of_budget(self) -> bool:
         if self.cancelled():
             self.stop_reason = "cancelled"
             return True
-        if self.evaluations >= self.budget.evaluations:
+        if self.evaluations >= self.budget.evaluations - (0 if self.final else self.reserve):
             self.stop_reason = "budget"
             return True
-        if self.budget.seconds is not None and time.perf_counter() - self.t0 >= self.budget.seconds:
+        if (not self.final and self.budget.seconds is not None
+                and time.perf_counter() - self.t0 >= self.budget.seconds):
             self.stop_reason = "time"
             return True
         return False
@@ -297,10 +300,13 @@ class Search:
         if not changes:
             return start
         program = substitute(start.code, changes, params)
+        reason, self.final = self.stop_reason, True
         try:
             found = self.evaluate(program, start.source, named_only=start.named_only, faces=start.faces)
         except _OutOfBudget:
             return start
+        finally:
+            self.final, self.stop_reason = False, reason
         if found is None or found.score < start.score - MIN_GAIN:
             return start
         if start.faces is not None and found.exec_result.n_faces != start.faces:
@@ -400,18 +406,13 @@ def search(
     from model_runtime.picture.envelope import hypotheses
 
     s = Search(reference, run_code, render, budget, workers=workers, cancelled=cancelled, on_best=on_best)
-    pool: list[Scored] = []
     for code, source, executed in seeds:
         if s.out_of_budget():
             break
-        item = s.adopt(code, source, executed, faces=executed.n_faces)
-        if item is not None:
-            pool.append(item)
+        s.adopt(code, source, executed, faces=executed.n_faces)
     if envelopes and not s.out_of_budget():
-        found = s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True})
-                                 for h in hypotheses(picture)])
-        pool += [f for f in found if f is not None]
-    if not pool:
+        s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True}) for h in hypotheses(picture)])
+    if not s.items:
         return None
     # Fit the numbers of the most promising programs: the current answer, the model's best, the best
     # plain envelope and the best profile, each with a share of what is left; then the answer again
@@ -423,7 +424,7 @@ def search(
 
     targets = [s.best, best_of(lambda p: p.source.startswith("model")),
                best_of(lambda p: p.source.startswith("envelope") and not is_profile(p)), best_of(is_profile)]
-    targets = [t for i, t in enumerate(targets) if t is not None and t not in targets[:i]]
+    targets = [t for i, t in enumerate(targets) if t is not None and all(t is not u for u in targets[:i])]
     for k, item in enumerate(targets + [None]):
         item = item or s.best
         if s.out_of_budget() or item is None or item.source in fitted:
