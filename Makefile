@@ -63,6 +63,7 @@ bench: dev
 	$(PY) -m model_runtime.bench.backends --out out/bench
 	$(PY) -m model_runtime.bench.workbench --out out/bench
 	$(PY) -m training.bench_synth --out out/bench
+	$(PY) -m training.bench_search --data training/eval_oof --evaluations 0,10,20,60,120 --out out/bench/search
 	$(PY) -m model_runtime.bench.feature_tree --n 535 --composed 100 --out out/bench  # needs FreeCAD
 
 # Regenerate the data and retrain the built-in model into model_runtime/models: 60k samples (about

@@ -247,6 +247,10 @@ class JobBody(BaseModel):
     target_size_mm: float | None = Field(default=None, gt=0, le=1e5)
     frame: bool = Field(default=True, description="centre and scale the part like the training renders")
     refine: bool = Field(default=True, description="fit the winner's dimensions to the picture")
+    search: bool = Field(default=True, description="the picture search: envelopes, fitted numbers, edits")
+    budget_s: float | None = Field(default=5.0, gt=0, le=600, description="cap on the job's seconds")
+    evaluations: int | None = Field(default=None, ge=0, le=10_000,
+                                    description="the search's budget in evaluations (default 60)")
     backend: str | None = None
 
 
