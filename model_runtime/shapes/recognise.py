@@ -1,0 +1,242 @@
+"""Shape in, readable CadQuery program out, checked by volume IoU against the input.
+
+One face-adjacency graph (``graph``), then one recogniser per feature kind: turned parts
+(``revolve``), extrusions and pockets along an axis (``prism``), holes and their patterns
+(``holes``), edge blends (``blends``). Each strategy writes a whole program (``emit``); the one
+whose solid matches the input best wins, and whatever no recogniser explained is kept as plain
+residual features (``residual``), so nothing of the input is lost and the IoU says how close it is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from model_runtime.shapes import blends, holes as holes_mod
+from model_runtime.shapes.emit import Numbers, Program, angle_text, frame_for, loop_code, workplane
+from model_runtime.shapes.graph import FaceGraph, axis_candidates, build_graph, x_direction
+from model_runtime.shapes.load import Loaded
+from model_runtime.shapes.prism import Stack, slice_stack
+from model_runtime.shapes.profile import Frame
+from model_runtime.shapes.revolve import half_section, turning_axis
+from model_runtime.shapes.verify import bbox_iou, run_program, volume_iou
+
+EXACT = 0.9999
+
+
+@dataclass
+class Recognition:
+    program: str
+    iou: float
+    bbox_iou: float
+    features: list[str]
+    notes: list[str] = field(default_factory=list)
+    strategy: str = ""
+    seconds: float = 0.0
+    input_volume: float = 0.0
+    output_volume: float = 0.0
+    solid: Any = None
+
+    def to_dict(self) -> dict:
+        return {
+            "program": self.program, "iou": self.iou, "bbox_iou": self.bbox_iou, "features": self.features,
+            "notes": self.notes, "strategy": self.strategy, "seconds": self.seconds,
+            "input_volume": self.input_volume, "output_volume": self.output_volume,
+        }  # fmt: skip
+
+
+@dataclass
+class Candidate:
+    program: str
+    features: list[str]
+    strategy: str
+    solid: Any = None
+    iou: float = 0.0
+
+
+def _count(features: list[str]) -> str:
+    out: dict[str, int] = {}
+    for f in features:
+        out[f] = out.get(f, 0) + 1
+    return ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in out.items())
+
+
+def prism_program(stack: Stack, num: Numbers, blend_ops: list[str] | None = None) -> Candidate:
+    frame = stack.frame
+    found_holes, rest = holes_mod.find_holes(stack)
+    pads = [r for r in rest if not r.inner]
+    cuts = [r for r in rest if r.inner]
+    pads.sort(key=lambda r: (r.depth, -r.loop.area() * (r.z1 - r.z0)))
+    prog = Program()
+    features: list[str] = []
+    base = pads[0] if pads else None
+    for run in pads:
+        if run.depth > 0:
+            continue
+        wp = workplane(frame, frame.world(0, 0, run.z0), num)
+        what = "base" if run is base else "boss"
+        prog.add(f"{what}: a sketch extruded {num(run.z1 - run.z0)} along {_axis_name(frame)}",
+                 f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})")
+        features.append("pad")
+    for run in cuts:
+        if run.depth > 0:
+            continue
+        wp = workplane(frame, frame.world(0, 0, run.z0), num)
+        prog.add("pocket", f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})", op="cut")
+        features.append("pocket")
+    for group in holes_mod.group_holes(found_holes):
+        prog.add(*_hole_step(frame, group, num), op="chain")
+        h = group.holes[0]
+        features.append("counterbored hole" if h.kind == "cbore" else "hole")
+        if group.polar:
+            features.append("polar pattern")
+        elif len(group.holes) > 1:
+            features.append("hole pattern")
+    for run in pads + cuts:
+        if run.depth == 0:
+            continue
+        wp = workplane(frame, frame.world(0, 0, run.z0), num)
+        prog.add("island" if not run.inner else "pocket in island",
+                 f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
+                 op="cut" if run.inner else "union")
+        features.append("pocket" if run.inner else "pad")
+    for op in blend_ops or []:
+        prog.add("edge blend", op, op="chain")
+        features.append("fillet" if ".fillet(" in op else "chamfer")
+    if not prog.started:
+        raise ValueError("no section")
+    return Candidate(prog.text(), features, "prism")
+
+
+def _axis_name(frame: Frame) -> str:
+    for name, v in (("Z", (0, 0, 1)), ("X", (1, 0, 0)), ("Y", (0, 1, 0))):
+        if abs(abs(float(np.dot(frame.normal, v))) - 1) < 1e-9:
+            return name
+    return "the part's axis"
+
+
+def _hole_step(frame: Frame, group: holes_mod.HoleGroup, num: Numbers) -> tuple[str, str]:
+    h = group.holes[0]
+    normal = frame.normal if h.from_top else -frame.normal
+    hole_frame = frame_for(normal, frame.x_dir) if not h.from_top else frame
+    if group.polar:
+        (cx, cy), radius, start = group.polar
+        wp = workplane(hole_frame, frame.world(cx, cy, h.start), num)
+        where = f".polarArray({num(radius)}, {angle_text(start)}, 360, {len(group.holes)})"
+    else:
+        pts = []
+        for hole in group.holes:
+            x, y = hole_frame.local(frame.world(hole.center[0], hole.center[1], 0))
+            pts.append(f"({num(x)}, {num(y)})")
+        wp = workplane(hole_frame, frame.world(0, 0, h.start), num)
+        where = f".pushPoints([{', '.join(pts)}])"
+    (d, depth), *more = h.levels
+    if more:
+        d2, depth2 = more[0]
+        op = f".cboreHole({num(d2)}, {num(d)}, {num(depth)}, {num(depth + depth2)})"
+        what = "counterbored hole"
+    else:
+        op = f".hole({num(d)}, {num(depth)})"
+        what = "hole"
+    n = len(group.holes)
+    comment = f"{n} {what}s" if n > 1 else what
+    if group.polar:
+        comment += f" on a {num(2 * group.polar[1])} bolt circle"
+    return comment, f".copyWorkplane({wp}){where}{op}"
+
+
+def revolve_program(turned, num: Numbers) -> Candidate:
+    frame = turned.frame
+    prog = Program()
+    wp = workplane(frame, frame.origin, num)
+    loops = sorted(turned.loops, key=lambda lp: -lp.area())
+    for i, loop in enumerate(loops):
+        prog.add("turned profile, revolved about the part's axis" if i == 0 else "",
+                 f"{wp}{loop_code(loop, num)}.revolve(360, (0, 0, 0), (0, 1, 0))")
+    return Candidate(prog.text(), ["revolve"] * len(loops), "revolve")
+
+
+def _evaluate(cand: Candidate, target: Any) -> Candidate:
+    try:
+        cand.solid = run_program(cand.program)
+        cand.iou = volume_iou(target, cand.solid) if cand.solid.Volume() > 0 else 0.0
+    except Exception:
+        cand.solid, cand.iou = None, 0.0
+    return cand
+
+
+def candidates(target: Any, graph: FaceGraph, *, fit_tol: float, level_tol: float, snap: float,
+               unit: float = 1.0, deadline: float = 1e18):
+    """Programs to try, best guess first (a generator, so a caller can stop at an exact one)."""
+    axis = turning_axis(graph)
+    if axis is not None:
+        turned = half_section(target, axis[0], axis[1], fit_tol)
+        if turned is not None:
+            for s in (snap, 0.0):
+                yield revolve_program(turned, Numbers(s, unit))
+    for d in axis_candidates(graph)[:3]:
+        if time.monotonic() > deadline:
+            return
+        frame = Frame((0, 0, 0), d, x_direction(graph, d))
+        work = target
+        ops: list[str] = []
+        sharp = blends.remove_blends(target, graph, frame.normal)
+        if sharp is not None:
+            work, ops_fn = sharp
+        try:
+            stack = slice_stack(work, graph if work is target else build_graph(work), frame,
+                                fit_tol=fit_tol, level_tol=level_tol)
+        except Exception:
+            continue
+        for s in (snap, 0.0):
+            num = Numbers(s, unit)
+            if sharp is not None:
+                ops = ops_fn(num)
+            try:
+                yield prism_program(stack, num, ops)
+            except Exception:
+                continue
+            if sharp is not None:
+                try:
+                    yield prism_program(stack, num)  # without the blends, if they fail
+                except Exception:
+                    pass
+
+
+def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
+    started = time.monotonic()
+    target = loaded.shape
+    graph = build_graph(target)
+    mesh = loaded.kind == "mesh"
+    bb = target.BoundingBox()
+    size = max(bb.xlen, bb.ylen, bb.zlen)
+    fit_tol = 0.05 if mesh else 1e-4 * max(size, 1.0) * 1e-2
+    snap = 0.05 if mesh else 1e-6 * max(size, 1.0)
+    level_tol = 0.02 if mesh else 1e-6 * max(size, 1.0)
+    unit = 25.4 if loaded.unit == "in" else 1.0
+    best: Candidate | None = None
+    deadline = started + time_budget_s
+    for cand in candidates(target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit,
+                           deadline=deadline):
+        _evaluate(cand, target)
+        if best is None or cand.iou > best.iou + 1e-9:
+            best = cand
+        if best.iou >= EXACT or time.monotonic() > deadline:
+            break
+    if best is None or best.solid is None:
+        raise ValueError("no recogniser could rebuild this shape")
+    from model_runtime.shapes import residual
+
+    if best.iou < EXACT:
+        best = residual.add_residual(best, target, Numbers(0.0, unit), _evaluate)
+    notes = list(loaded.notes)
+    header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
+    program = best.program.replace("import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1)
+    return Recognition(
+        program=program, iou=best.iou, bbox_iou=bbox_iou(target), features=best.features, notes=notes,
+        strategy=best.strategy, seconds=time.monotonic() - started, input_volume=target.Volume(),
+        output_volume=best.solid.Volume(), solid=best.solid,
+    )
