@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from model_runtime import __version__
 
 # Order is the order of ``--help``.
-COMMANDS = ("generate", "exec", "serve", "doctor", "setup", "eval")
+COMMANDS = ("generate", "exec", "parametrize", "serve", "doctor", "setup", "eval")
 PROG = "python -m model_runtime"
 
 

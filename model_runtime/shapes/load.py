@@ -73,7 +73,7 @@ def _load_brep(data: bytes, kind: str, name: str) -> Loaded:
     base = os.path.basename(name)
     unit = "mm"
     notes: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="cadsnap-shape-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cadsnap-shape-", dir=os.getcwd()) as tmp:
         path = os.path.join(tmp, "input." + kind)
         with open(path, "wb") as out:
             out.write(data)

@@ -231,7 +231,7 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
     from model_runtime.shapes import residual
 
     if best.iou < EXACT:
-        best = residual.add_residual(best, target, Numbers(0.0, unit), _evaluate)
+        best = residual.add_residual(best, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
     notes = list(loaded.notes)
     header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
     program = best.program.replace("import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1)
