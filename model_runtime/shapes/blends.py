@@ -38,13 +38,34 @@ def _width(face: Any) -> float:
     return face.Area() / max(longest, 1e-9)
 
 
+def _tangent_edges(info: Any, graph: FaceGraph) -> tuple[int, int]:
+    """(edges where a neighbour meets the face tangentially, edges shared with a neighbour)."""
+    tangent = shared = 0
+    for j in info.neighbours:
+        other = graph.faces[j].face
+        for e in info.face.Edges():
+            if not any(e.isSame(oe) for oe in other.Edges()):
+                continue
+            p = e.positionAt(0.5)
+            try:
+                n1, n2 = info.face.normalAt(p), other.normalAt(p)
+            except Exception:
+                continue
+            shared += 1
+            if abs(abs(n1.dot(n2)) - 1) < 1e-3:
+                tangent += 1
+    return tangent, shared
+
+
 def find_blends(graph: FaceGraph, axis: np.ndarray, size: float) -> list[Blend]:
     out = []
     for f in graph.faces:
         if prismatic_along(f, axis) != "other":
             continue
         if f.kind in (CYLINDER, TORUS, SPHERE) and f.radius < 0.2 * size:
-            out.append(Blend(f.face, "fillet", f.radius))
+            tangent, _ = _tangent_edges(f, graph)
+            if tangent >= 2 or (f.kind == SPHERE and tangent >= 1):
+                out.append(Blend(f.face, "fillet", f.radius))
         elif f.kind in (PLANE, CONE):
             w = _width(f.face)
             if w < 0.1 * size:
@@ -104,6 +125,9 @@ def selector_for(solid: Any, edges: list[Any], num: Any) -> tuple[str, Any]:
 
     target = {_key(e) for e in edges}
     wp = cq.Workplane().add(solid)
+    all_edges = solid.Edges()
+    keys = [_key(e) for e in all_edges]
+    atoms = _atom_sets(all_edges, keys)
 
     def picks(sel: str) -> set | None:
         try:
@@ -111,17 +135,13 @@ def selector_for(solid: Any, edges: list[Any], num: Any) -> tuple[str, Any]:
         except Exception:
             return None
 
-    for sel in _ATOMS:
-        if picks(sel) == target:
-            return f'"{sel}"', sel
-    for a, b in itertools.permutations(_ATOMS, 2):
-        if a < b or a[0] in "<>":
-            sel = f"{a} and {b}"
-            if picks(sel) == target:
-                return f'"{sel}"', sel
-    for a, b in itertools.combinations(_ATOMS, 2):
-        sel = f"{a} or {b}"
-        if picks(sel) == target:
+    # A fast stand-in for each atom finds the candidates; CadQuery itself confirms the one taken.
+    tries = [(a, atoms[a]) for a in _ATOMS]
+    tries += [(f"{a} and {b}", atoms[a] & atoms[b]) for a, b in itertools.permutations(_ATOMS, 2)
+              if a < b or a[0] in "<>"]
+    tries += [(f"{a} or {b}", atoms[a] | atoms[b]) for a, b in itertools.combinations(_ATOMS, 2)]
+    for sel, guess in tries:
+        if guess == target and picks(sel) == target:
             return f'"{sel}"', sel
     points = [tuple(num.value(c) for c in e.positionAt(0.5).toTuple()) for e in edges]
     code = " + ".join(f"cq.NearestToPointSelector({num.pt(p)})" for p in points)
@@ -131,14 +151,54 @@ def selector_for(solid: Any, edges: list[Any], num: Any) -> tuple[str, Any]:
     return code, obj
 
 
+def _atom_sets(edges: list[Any], keys: list[tuple]) -> dict[str, set]:
+    axes = {"X": np.array([1.0, 0, 0]), "Y": np.array([0, 1.0, 0]), "Z": np.array([0, 0, 1.0])}
+    lines = []
+    centers = np.array([e.Center().toTuple() for e in edges])
+    for e in edges:
+        if e.geomType() == "LINE":
+            d = np.array((e.endPoint() - e.startPoint()).toTuple())
+            lines.append(d / (np.linalg.norm(d) or 1.0))
+        else:
+            lines.append(None)
+    out: dict[str, set] = {}
+    for name, a in axes.items():
+        out["|" + name] = {k for k, d in zip(keys, lines, strict=True) if d is not None and abs(abs(d @ a) - 1) < 1e-4}
+        out["#" + name] = {k for k, d in zip(keys, lines, strict=True) if d is not None and abs(d @ a) < 1e-4}
+        h = centers @ a
+        out[">" + name] = {k for k, v in zip(keys, h, strict=True) if v > h.max() - 1e-4}
+        out["<" + name] = {k for k, v in zip(keys, h, strict=True) if v < h.min() + 1e-4}
+    return out
+
+
+def cross_features(graph: FaceGraph, axis: np.ndarray, blends: list[Blend]) -> list[Any]:
+    """Faces of features across the axis (a cross hole, a slot's round ends): the curved faces that
+    are neither along the axis nor blends, with the planar faces they alone enclose (a counterbore's
+    floor). Defeaturing them leaves the solid the axis's extrusions explain; the residual step
+    brings them back as their own features."""
+    blend_ids = {id(b.face.wrapped) for b in blends}
+    picked = {
+        f.index for f in graph.faces
+        if prismatic_along(f, axis) == "other" and f.kind in (CYLINDER, CONE)
+        and not any(f.face.wrapped.IsSame(b.face.wrapped) for b in blends) and id(f.face.wrapped) not in blend_ids
+    }  # fmt: skip
+    for f in graph.faces:
+        if f.kind == PLANE and f.index not in picked and f.neighbours and f.neighbours <= picked:
+            picked.add(f.index)
+    return [graph.faces[i].face for i in sorted(picked)]
+
+
 def remove_blends(solid: Any, graph: FaceGraph, axis: np.ndarray):
     """(sharp solid, ops(num) -> blend steps), or None when there is nothing to take off."""
     bb = solid.BoundingBox()
     size = max(bb.xlen, bb.ylen, bb.zlen)
     blends = find_blends(graph, axis, size)
-    if not blends:
+    cross = cross_features(graph, axis, blends)
+    if not blends and not cross:
         return None
-    sharp = defeature(solid, [b.face for b in blends])
+    sharp = defeature(solid, [b.face for b in blends] + cross) if cross else None
+    if sharp is None and blends:
+        sharp = defeature(solid, [b.face for b in blends])
     if sharp is None:
         return None
 

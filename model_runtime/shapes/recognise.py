@@ -193,7 +193,7 @@ def candidates(target: Any, graph: FaceGraph, *, fit_tol: float, level_tol: floa
             continue
         for s in (snap, 0.0):
             num = Numbers(s, unit)
-            if sharp is not None:
+            if sharp is not None and (s == snap or not ops):
                 ops = ops_fn(num)
             try:
                 yield prism_program(stack, num, ops)
@@ -204,6 +204,12 @@ def candidates(target: Any, graph: FaceGraph, *, fit_tol: float, level_tol: floa
                     yield prism_program(stack, num)  # without the blends, if they fail
                 except Exception:
                     pass
+        if sharp is not None:  # the solid as it is, nothing taken off
+            try:
+                plain = slice_stack(target, graph, frame, fit_tol=fit_tol, level_tol=level_tol)
+                yield prism_program(plain, Numbers(snap, unit))
+            except Exception:
+                pass
 
 
 def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
@@ -217,21 +223,30 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
     snap = 0.05 if mesh else 1e-6 * max(size, 1.0)
     level_tol = 0.02 if mesh else 1e-6 * max(size, 1.0)
     unit = 25.4 if loaded.unit == "in" else 1.0
-    best: Candidate | None = None
     deadline = started + time_budget_s
+    tried: list[Candidate] = []
     for cand in candidates(target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit,
                            deadline=deadline):
         _evaluate(cand, target)
-        if best is None or cand.iou > best.iou + 1e-9:
-            best = cand
-        if best.iou >= EXACT or time.monotonic() > deadline:
+        if cand.solid is not None:
+            tried.append(cand)
+        if cand.iou >= EXACT or time.monotonic() > deadline:
             break
-    if best is None or best.solid is None:
+    if not tried:
         raise ValueError("no recogniser could rebuild this shape")
-    from model_runtime.shapes import residual
-
+    tried.sort(key=lambda c: -c.iou)
+    best = tried[0]
     if best.iou < EXACT:
-        best = residual.add_residual(best, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
+        from model_runtime.shapes import residual
+
+        # A stack with cross features taken off is exact only with them back: each of the best
+        # few gets its residual before the choice.
+        for cand in tried[:3]:
+            if time.monotonic() > deadline and cand is not best:
+                break
+            done = residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
+            if done.iou > best.iou + 1e-9:
+                best = done
     notes = list(loaded.notes)
     header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
     program = best.program.replace("import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1)
