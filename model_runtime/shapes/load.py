@@ -210,7 +210,7 @@ def _load_mesh(data: bytes, kind: str, name: str) -> Loaded:
         mesh.invert()
     if not mesh.volume > 1e-9:
         raise ShapeInputError(f"'{base}' encloses no volume.", "not_a_solid")
-    return Loaded(shape=mesh_to_solid(mesh), kind="mesh", mesh=mesh, notes=notes, n_bodies=len(bodies))
+    return Loaded(shape=None, kind="mesh", mesh=mesh, notes=notes, n_bodies=len(bodies))
 
 
 def mesh_to_solid(mesh: Any) -> Any:
@@ -220,9 +220,10 @@ def mesh_to_solid(mesh: Any) -> Any:
     from OCP.gp import gp_Pnt
     from OCP.Poly import Poly_Triangle, Poly_Triangulation
     from OCP.ShapeUpgrade import ShapeUpgrade_UnifySameDomain
-    from OCP.TopAbs import TopAbs_SHELL
+    from OCP.BRep import BRep_Builder
+    from OCP.TopAbs import TopAbs_FACE
     from OCP.TopExp import TopExp_Explorer
-    from OCP.TopoDS import TopoDS
+    from OCP.TopoDS import TopoDS_Shell
 
     vertices, faces = mesh.vertices, mesh.faces
     tri = Poly_Triangulation(len(vertices), len(faces), False)
@@ -232,10 +233,16 @@ def mesh_to_solid(mesh: Any) -> Any:
         tri.SetTriangle(i, Poly_Triangle(int(a) + 1, int(b) + 1, int(c) + 1))
     maker = BRepBuilderAPI_MakeShapeOnMesh(tri)
     maker.Build()
-    explorer = TopExp_Explorer(maker.Shape(), TopAbs_SHELL)
-    if not explorer.More():
-        raise ShapeInputError("the mesh could not be turned into a closed shell.", "open_mesh")
-    solid = BRepBuilderAPI_MakeSolid(TopoDS.Shell_s(explorer.Current())).Solid()
+    # One face per triangle, edges shared between neighbours: gathered into one shell.
+    builder = BRep_Builder()
+    shell = TopoDS_Shell()
+    builder.MakeShell(shell)
+    explorer = TopExp_Explorer(maker.Shape(), TopAbs_FACE)
+    while explorer.More():
+        builder.Add(shell, explorer.Current())
+        explorer.Next()
+    shell.Closed(True)
+    solid = BRepBuilderAPI_MakeSolid(shell).Solid()
     unify = ShapeUpgrade_UnifySameDomain(solid, True, True, False)
     unify.SetLinearTolerance(1e-6)
     unify.SetAngularTolerance(1e-6)

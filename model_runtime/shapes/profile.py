@@ -295,6 +295,10 @@ def fit_polyline(points: np.ndarray, tol: float, closed: bool = True) -> list[Se
             best_j, best = j, Segment("arc", tuple(pts[i]), tuple(pts[j]), mid=mid, center=c, radius=r)
         out.append(best)
         i = best_j
+    if closed and len(out) > 2 and out[0].kind == "arc" and out[-1].kind == "arc":
+        a, b = out[-1], out[0]
+        if math.dist(a.center, b.center) < 2 * tol and abs(a.radius - b.radius) < 2 * tol:
+            out = [Segment("arc", a.start, b.end, mid=a.end, center=a.center, radius=a.radius)] + out[1:-1]
     return [Segment(s.kind, tuple(map(float, s.start)), tuple(map(float, s.end)), s.mid, s.center, s.radius)
             for s in out]
 
