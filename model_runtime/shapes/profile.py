@@ -298,7 +298,8 @@ def fit_polyline(points: np.ndarray, tol: float, closed: bool = True) -> list[Se
     if closed and len(out) > 2 and out[0].kind == "arc" and out[-1].kind == "arc":
         a, b = out[-1], out[0]
         if math.dist(a.center, b.center) < 2 * tol and abs(a.radius - b.radius) < 2 * tol:
-            out = [Segment("arc", a.start, b.end, mid=a.end, center=a.center, radius=a.radius)] + out[1:-1]
+            out = [Segment("arc", a.start, b.end, mid=_arc_middle(a.start, a.end, b.end, a.center, a.radius),
+                           center=a.center, radius=a.radius)] + out[1:-1]
     return [Segment(s.kind, tuple(map(float, s.start)), tuple(map(float, s.end)), s.mid, s.center, s.radius)
             for s in out]
 
@@ -326,3 +327,13 @@ def _monotonic(pts: np.ndarray, c) -> bool:
     steps = np.diff(ang)
     total = abs(ang[-1] - ang[0])
     return bool((np.all(steps > 0) or np.all(steps < 0)) and total < 1.95 * math.pi)
+
+
+def _arc_middle(start, through, end, c, r) -> tuple[float, float]:
+    """The point halfway along the arc from ``start`` to ``end`` that passes ``through``."""
+    a0 = math.atan2(start[1] - c[1], start[0] - c[0])
+    at = (math.atan2(through[1] - c[1], through[0] - c[0]) - a0) % (2 * math.pi)
+    a1 = (math.atan2(end[1] - c[1], end[0] - c[0]) - a0) % (2 * math.pi)
+    sweep = a1 if at <= a1 else a1 - 2 * math.pi
+    m = a0 + sweep / 2
+    return (c[0] + r * math.cos(m), c[1] + r * math.sin(m))

@@ -55,6 +55,7 @@ class Candidate:
     strategy: str
     solid: Any = None
     iou: float = 0.0
+    defeatured: bool = False
 
 
 def _count(features: list[str]) -> str:
@@ -196,12 +197,16 @@ def candidates(target: Any, graph: FaceGraph, *, fit_tol: float, level_tol: floa
             if sharp is not None and (s == snap or not ops):
                 ops = ops_fn(num)
             try:
-                yield prism_program(stack, num, ops)
+                cand = prism_program(stack, num, ops)
+                cand.defeatured = sharp is not None
+                yield cand
             except Exception:
                 continue
             if sharp is not None:
                 try:
-                    yield prism_program(stack, num)  # without the blends, if they fail
+                    cand = prism_program(stack, num)  # without the blends, if they fail
+                    cand.defeatured = True
+                    yield cand
                 except Exception:
                     pass
         if sharp is not None:  # the solid as it is, nothing taken off
@@ -266,8 +271,12 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
     unit = 25.4 if loaded.unit == "in" else 1.0
     deadline = started + time_budget_s
     tried: list[Candidate] = []
+    seen: set[str] = set()
     for cand in candidates(target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit,
                            deadline=deadline):
+        if cand.program in seen:
+            continue
+        seen.add(cand.program)
         _evaluate(cand, target)
         if cand.solid is not None:
             tried.append(cand)
@@ -282,12 +291,16 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
 
         # A stack with cross features taken off is exact only with them back: each of the best
         # few gets its residual before the choice.
-        for cand in tried[:3]:
-            if time.monotonic() > deadline and cand is not best:
+        finished = []
+        # the best few as they are, and those with cross features taken off (exact only with them back)
+        pool = tried[:2] + [c for c in tried[2:] if c.defeatured][:2]
+        for cand in pool:
+            if time.monotonic() > deadline and finished:
                 break
-            done = residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
-            if done.iou > best.iou + 1e-9:
-                best = done
+            finished.append(residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol))
+        # exact first; then the program with the fewest plain residual pieces and features
+        best = max(finished, key=lambda c: (c.iou >= EXACT, -c.features.count("residual"), -len(c.features),
+                                            c.iou))
     notes = list(loaded.notes)
     header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
     program = best.program.replace("import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1)
