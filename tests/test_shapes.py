@@ -70,7 +70,7 @@ def test_extrusion_along_another_axis(tmp_path):
         (lambda wp: wp.hole(8), "hole", ".hole(8, 12)"),
         (lambda wp: wp.hole(6, 5), "hole", ".hole(6, 5)"),
         (lambda wp: wp.cboreHole(6.6, 11, 4), "counterbored hole", ".cboreHole(6.6, 11, 4, 12)"),
-        (lambda wp: wp.cskHole(6.6, 12, 90), "chamfer", ".hole(6.6, 12)"),
+        (lambda wp: wp.cskHole(6.6, 12, 90), "countersunk hole", ".cskHole(6.6, 12, 90, 12)"),
     ],
     ids=["through", "blind", "counterbored", "countersunk"],
 )
@@ -245,7 +245,7 @@ def test_cli(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "volume IoU 1.00000" in proc.stderr
-    assert "hole_diameter = 4" in out.read_text()
+    assert "bore_diameter = 4" in out.read_text()  # a hole on the plate's axis is a bore (names.py)
     bad = tmp_path / "empty.stl"
     bad.write_bytes(b"")
     proc = subprocess.run([sys.executable, "-m", "model_runtime", "parametrize", str(bad)],

@@ -27,6 +27,19 @@ class Blend:
     face: Any
     kind: str  # "fillet" or "chamfer"
     size: float
+    info: Any = None  # the graph's FaceInfo
+
+
+@dataclass
+class Cone:
+    """A conical chamfer: a countersink when a hole on its axis opens where it is widest."""
+
+    index: int  # position in the blend list
+    axis_point: np.ndarray
+    axis: np.ndarray
+    diameter: float  # widest
+    height_point: np.ndarray  # centre of the widest circle
+    angle: float  # included angle, degrees
 
 
 def _width(face: Any) -> float:
@@ -65,11 +78,11 @@ def find_blends(graph: FaceGraph, axis: np.ndarray, size: float) -> list[Blend]:
         if f.kind in (CYLINDER, TORUS, SPHERE) and f.radius < 0.2 * size:
             tangent, _ = _tangent_edges(f, graph)
             if tangent >= 2 or (f.kind == SPHERE and tangent >= 1):
-                out.append(Blend(f.face, "fillet", f.radius))
+                out.append(Blend(f.face, "fillet", f.radius, f))
         elif f.kind in (PLANE, CONE):
             w = _width(f.face)
             if w < 0.1 * size:
-                out.append(Blend(f.face, "chamfer", w / math.sqrt(2)))
+                out.append(Blend(f.face, "chamfer", w / math.sqrt(2), f))
     return out
 
 
@@ -202,13 +215,25 @@ def remove_blends(solid: Any, graph: FaceGraph, axis: np.ndarray):
     if sharp is None:
         return None
 
-    def ops(num: Any) -> list[str]:
+    cones = []
+    for i, b in enumerate(blends):
+        if b.info is not None and b.info.kind == CONE:
+            circles = [e for e in b.face.Edges() if e.geomType() == "CIRCLE"]
+            if circles:
+                widest = max(circles, key=lambda e: e.radius())
+                c = widest.arcCenter()
+                cones.append(Cone(i, b.info.location, b.info.axis, 2 * widest.radius(), np.array([c.x, c.y, c.z]),
+                                  2 * math.degrees(abs(b.info.angle))))
+
+    def ops(num: Any, skip: frozenset = frozenset()) -> list[str]:
         import cadquery as cq
 
         steps = []
         current = sharp
         groups: dict[tuple, list[Blend]] = {}
-        for b in blends:
+        for i, b in enumerate(blends):
+            if i in skip:
+                continue
             groups.setdefault((b.kind, round(b.size, 4)), []).append(b)
         for (kind, size_), members in sorted(groups.items(), key=lambda kv: kv[0][0] != "chamfer"):
             edges: dict[tuple, Any] = {}
@@ -231,4 +256,4 @@ def remove_blends(solid: Any, graph: FaceGraph, axis: np.ndarray):
             steps.append(f".edges({sel}).{call}({num(size_)})")
         return steps
 
-    return sharp, ops
+    return sharp, ops, cones

@@ -65,7 +65,33 @@ def _count(features: list[str]) -> str:
     return ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in out.items())
 
 
-def prism_program(stack: Stack, num: Numbers, blend_ops: list[str] | None = None) -> Candidate:
+def _countersinks(frame: Frame, groups: list, cones: list) -> dict[int, list]:
+    """For each hole group (by position) whose every hole opens into a coaxial cone: those cones."""
+    out: dict[int, list] = {}
+    for gi, group in enumerate(groups):
+        found = []
+        for h in group.holes:
+            match = None
+            for cone in cones:
+                if abs(abs(float(np.dot(cone.axis, frame.normal))) - 1) > 1e-6:
+                    continue
+                c2 = frame.local(cone.height_point)
+                if (abs(c2[0] - h.center[0]) < 1e-4 and abs(c2[1] - h.center[1]) < 1e-4
+                        and abs(frame.height(cone.height_point) - h.start) < 1e-4 and len(h.levels) == 1):
+                    match = cone
+                    break
+            if match is None:
+                break
+            found.append(match)
+        else:
+            if found and len({round(c.diameter, 6) for c in found}) == 1:
+                out[gi] = found
+    return out
+
+
+def prism_program(stack: Stack, num: Numbers, blend_ops=None, cones: list | None = None) -> Candidate:
+    """The stack as a program; ``blend_ops(num, skip)`` gives the blend steps, ``cones`` the conical
+    chamfers a hole may own as its countersink."""
     frame = stack.frame
     found_holes, rest = holes_mod.find_holes(stack)
     pads = [r for r in rest if not r.inner]
@@ -88,10 +114,15 @@ def prism_program(stack: Stack, num: Numbers, blend_ops: list[str] | None = None
         wp = workplane(frame, frame.world(0, 0, run.z0), num)
         prog.add("pocket", f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})", op="cut")
         features.append("pocket")
-    for group in holes_mod.group_holes(found_holes):
-        prog.add(*_hole_step(frame, group, num), op="chain")
+    groups = holes_mod.group_holes(found_holes)
+    csk = _countersinks(frame, groups, cones or [])
+    used: set[int] = set()
+    for gi, group in enumerate(groups):
+        sink = csk.get(gi)
+        prog.add(*_hole_step(frame, group, num, sink[0] if sink else None), op="chain")
+        used |= {c.index for c in sink or []}
         h = group.holes[0]
-        features.append("counterbored hole" if h.kind == "cbore" else "hole")
+        features.append("countersunk hole" if sink else "counterbored hole" if h.kind == "cbore" else "hole")
         if group.polar:
             features.append("polar pattern")
         elif len(group.holes) > 1:
@@ -104,6 +135,8 @@ def prism_program(stack: Stack, num: Numbers, blend_ops: list[str] | None = None
                  f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
                  op="cut" if run.inner else "union")
         features.append("pocket" if run.inner else "pad")
+    if callable(blend_ops):
+        blend_ops = blend_ops(num, frozenset(used))
     for op in blend_ops or []:
         prog.add("edge blend", op, op="chain")
         features.append("fillet" if ".fillet(" in op else "chamfer")
@@ -119,7 +152,7 @@ def _axis_name(frame: Frame) -> str:
     return "the part's axis"
 
 
-def _hole_step(frame: Frame, group: holes_mod.HoleGroup, num: Numbers) -> tuple[str, str]:
+def _hole_step(frame: Frame, group: holes_mod.HoleGroup, num: Numbers, sink=None) -> tuple[str, str]:
     h = group.holes[0]
     normal = frame.normal if h.from_top else -frame.normal
     hole_frame = frame_for(normal, frame.x_dir) if not h.from_top else frame
@@ -139,6 +172,9 @@ def _hole_step(frame: Frame, group: holes_mod.HoleGroup, num: Numbers) -> tuple[
         d2, depth2 = more[0]
         op = f".cboreHole({num(d2)}, {num(d)}, {num(depth)}, {num(depth + depth2)})"
         what = "counterbored hole"
+    elif sink is not None:
+        op = f".cskHole({num(d)}, {num(sink.diameter)}, {angle_text(sink.angle)}, {num(depth)})"
+        what = "countersunk hole"
     else:
         op = f".hole({num(d)}, {num(depth)})"
         what = "hole"
@@ -183,10 +219,10 @@ def candidates(target: Any, graph: FaceGraph, *, fit_tol: float, level_tol: floa
             return
         frame = Frame((0, 0, 0), d, x_direction(graph, d))
         work = target
-        ops: list[str] = []
+        ops_fn, cones = None, []
         sharp = blends.remove_blends(target, graph, frame.normal)
         if sharp is not None:
-            work, ops_fn = sharp
+            work, ops_fn, cones = sharp
         try:
             stack = slice_stack(work, graph if work is target else build_graph(work), frame,
                                 fit_tol=fit_tol, level_tol=level_tol)
@@ -194,10 +230,8 @@ def candidates(target: Any, graph: FaceGraph, *, fit_tol: float, level_tol: floa
             continue
         for s in (snap, 0.0):
             num = Numbers(s, unit)
-            if sharp is not None and (s == snap or not ops):
-                ops = ops_fn(num)
             try:
-                cand = prism_program(stack, num, ops)
+                cand = prism_program(stack, num, ops_fn, cones)
                 cand.defeatured = sharp is not None
                 yield cand
             except Exception:
