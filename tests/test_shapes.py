@@ -58,7 +58,9 @@ def test_stacked_sections_become_one_pad_each(tmp_path):
 
 
 def test_extrusion_along_another_axis(tmp_path):
-    part = cq.Workplane("YZ").polyline([(0, 0), (40, 0), (40, 4), (4, 4), (4, 40), (0, 40)]).close().extrude(120)
+    part = (
+        cq.Workplane("YZ").polyline([(0, 0), (40, 0), (40, 4), (4, 4), (4, 40), (0, 40)]).close().extrude(120)
+    )
     rec = _rebuild(_step(tmp_path, part))
     assert rec.iou > 0.9999
     assert 'cq.Workplane("YZ"' in rec.program
@@ -241,15 +243,25 @@ def test_cli(tmp_path):
     part = cq.Workplane("XY").box(30, 20, 5, centered=(True, True, False)).faces(">Z").workplane().hole(4)
     step = _step(tmp_path, part)
     out = tmp_path / "part.py"
-    proc = subprocess.run([sys.executable, "-m", "model_runtime", "parametrize", str(step), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "model_runtime", "parametrize", str(step), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "volume IoU 1.00000" in proc.stderr
     assert "bore_diameter = 4" in out.read_text()  # a hole on the plate's axis is a bore (names.py)
     bad = tmp_path / "empty.stl"
     bad.write_bytes(b"")
-    proc = subprocess.run([sys.executable, "-m", "model_runtime", "parametrize", str(bad)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "model_runtime", "parametrize", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: 'empty.stl' is empty."
 
@@ -259,9 +271,23 @@ def test_cli_fcstd(tmp_path):
     part = cq.Workplane("XY").box(40, 30, 6, centered=(True, True, False)).faces(">Z").workplane().hole(5)
     step = _step(tmp_path, part)
     fcstd = tmp_path / "part.FCStd"
-    proc = subprocess.run([sys.executable, "-m", "model_runtime", "parametrize", str(step), "-o",
-                           str(tmp_path / "p.py"), "--fcstd", str(fcstd)],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_runtime",
+            "parametrize",
+            str(step),
+            "-o",
+            str(tmp_path / "p.py"),
+            "--fcstd",
+            str(fcstd),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "a PartDesign Body with named dimensions" in proc.stderr
     assert fcstd.is_file()

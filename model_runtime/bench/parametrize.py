@@ -42,16 +42,20 @@ def bd_warehouse_parts() -> list[tuple[str, object]]:
     try:
         from bd_warehouse.flange import SlipOnFlange, WeldNeckFlange
 
-        out += [("bdw_weldneck_flange", WeldNeckFlange(nps="1", flange_class=150)),
-                ("bdw_slipon_flange", SlipOnFlange(nps="2", flange_class=300))]
+        out += [
+            ("bdw_weldneck_flange", WeldNeckFlange(nps="1", flange_class=150)),
+            ("bdw_slipon_flange", SlipOnFlange(nps="2", flange_class=300)),
+        ]
     except Exception:
         pass
     try:
         from bd_warehouse.fastener import HexNut, PlainWasher, SocketHeadCapScrew
 
-        out += [("bdw_hex_nut_m8", HexNut("M8-1.25", "iso4032", simple=True)),
-                ("bdw_washer_m6", PlainWasher("M6", "iso7089")),
-                ("bdw_shcs_m5", SocketHeadCapScrew("M5-0.8", 20, "iso4762", simple=True))]
+        out += [
+            ("bdw_hex_nut_m8", HexNut("M8-1.25", "iso4032", simple=True)),
+            ("bdw_washer_m6", PlainWasher("M6", "iso7089")),
+            ("bdw_shcs_m5", SocketHeadCapScrew("M5-0.8", 20, "iso4762", simple=True)),
+        ]
     except Exception:
         pass
     return out
@@ -122,7 +126,7 @@ def check_freecad(rows: list[dict], folder: Path) -> None:
             jobs.append({"plan": row["plan"], "brep_path": str(brep)})
             owners.append(row)
     for start in range(0, len(jobs), 25):
-        for row, res in zip(owners[start:start + 25], run_jobs(jobs[start:start + 25]), strict=True):
+        for row, res in zip(owners[start : start + 25], run_jobs(jobs[start : start + 25]), strict=True):
             row["freecad_body"] = bool(res.get("body"))
             row["freecad_volume_error"] = res.get("volume_error")
             row["freecad_message"] = res.get("message")
@@ -185,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         parts = parts[: args.limit]
     tmp = Path(tempfile.mkdtemp(prefix="cadsnap-bench-"))
-    with SandboxPool(workers=args.workers, timeout_s=120.0, memory_mb=4096, max_request_bytes=64 << 20) as pool:
+    with SandboxPool(
+        workers=args.workers, timeout_s=120.0, memory_mb=4096, max_request_bytes=64 << 20
+    ) as pool:
         inputs: dict[str, Path] = {}
         sources: dict[str, str] = {}
         for name, source, origin in parts:
@@ -196,12 +202,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             inputs[step.name], inputs[stl.name] = step, stl
             sources[step.name] = sources[stl.name] = origin
+        print(f"{len(inputs)} inputs from {len(parts)} parts", file=sys.stderr, flush=True)
+
+        def one(path: Path) -> dict:
+            row = run_one(pool, path)
+            score = "{:.5f}".format(row["iou"]) if row.get("ok") else "FAIL " + row.get("error", "")[:80]
+            print(f"{path.name:40s} {score} {row['seconds']:.1f}s", file=sys.stderr, flush=True)
+            return row
+
         with ThreadPoolExecutor(args.workers) as ex:
-            rows = list(ex.map(lambda p: run_one(pool, p), inputs.values()))
+            rows = list(ex.map(one, inputs.values()))
     for row in rows:
         row["set"] = sources[row["input"]]
-        print(f"{row['input']:40s} {'%.5f' % row['iou'] if row.get('ok') else 'FAIL ' + row.get('error', '')[:80]}"
-              f" {row['seconds']:.1f}s", file=sys.stderr)
     if not args.no_freecad:
         check_freecad(rows, tmp)
     summary = {}
@@ -214,31 +226,52 @@ def main(argv: list[str] | None = None) -> int:
                 s["freecad_checked"] = len(fc)
                 s["freecad_equal"] = sum(1 for r in fc if r["freecad_body"])
                 summary[f"{origin}/{kind}"] = s
-    (args.out / "results.json").write_text(json.dumps(
-        {"summary": summary, "rows": [{k: v for k, v in r.items() if k not in ("brep", "plan")} for r in rows]},
-        indent=1))
-    lines = ["# parametrize benchmark", "",
-             "| set | input | parts | IoU target | at target | mean IoU | bbox IoU (floor) | median s | "
-             "full feature tree | FreeCAD Body = solid |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                "rows": [{k: v for k, v in r.items() if k not in ("brep", "plan")} for r in rows],
+            },
+            indent=1,
+        )
+    )
+    lines = [
+        "# parametrize benchmark",
+        "",
+        "| set | input | parts | IoU target | at target | mean IoU | bbox IoU (floor) | median s | "
+        "full feature tree | FreeCAD Body = solid |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for key, s in summary.items():
         origin, kind = key.split("/")
         target = STEP_TARGET if kind == "step" else STL_TARGET
         lines.append(
-            f"| {origin} | {kind.upper()} | {s['parts']} | ≥ {target} | **{100 * s['share_at_target']:.1f} %** "
+            f"| {origin} | {kind.upper()} | {s['parts']} | ≥ {target} | "
+            f"**{100 * s['share_at_target']:.1f} %** "
             f"({s['at_target']}) | {s['mean_iou']:.4f} | {s['mean_bbox_iou']:.4f} | {s['median_s']:.1f} | "
-            f"{s['full_feature_plan']} | {s['freecad_equal']}/{s['freecad_checked']} |")
-    lines += ["", "| input | IoU | bbox IoU | s | features | plan | FreeCAD |", "|---|---|---|---|---|---|---|"]
+            f"{s['full_feature_plan']} | {s['freecad_equal']}/{s['freecad_checked']} |"
+        )
+    lines += [
+        "",
+        "| input | IoU | bbox IoU | s | features | plan | FreeCAD |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r.get("ok"):
             feats = ", ".join(sorted(set(r["features"])))
-            fc = "" if "freecad_body" not in r else ("equal" if r["freecad_body"] else r.get("freecad_message", ""))
-            lines.append(f"| {r['input']} | {r['iou']:.5f} | {r['bbox_iou']:.3f} | {r['seconds']:.1f} | {feats} | "
-                         f"{r['plan_status']} | {fc} |")
+            fc = (
+                ""
+                if "freecad_body" not in r
+                else ("equal" if r["freecad_body"] else r.get("freecad_message", ""))
+            )
+            lines.append(
+                f"| {r['input']} | {r['iou']:.5f} | {r['bbox_iou']:.3f} | {r['seconds']:.1f} | {feats} | "
+                f"{r['plan_status']} | {fc} |"
+            )
         else:
             lines.append(f"| {r['input']} | failed: {r.get('error', '')} | | {r['seconds']:.1f} | | | |")
     (args.out / "report.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:3 + len(summary) + 1]))
+    print("\n".join(lines[: 3 + len(summary) + 1]))
     if not args.no_gallery:
         try:
             gallery(rows, inputs, args.out / "gallery.png")

@@ -9,6 +9,7 @@ Body with its Parameters sheet that ``generate`` does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -20,14 +21,18 @@ from model_runtime.shapes.load import EXTENSIONS
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "parametrize",
-        help="an existing solid (STEP, IGES, BREP) or mesh (STL, OBJ, PLY, 3MF) in, an editable CadQuery program out",
+        help="a solid (STEP, IGES, BREP) or mesh (STL, OBJ, PLY, 3MF) in, an editable CadQuery program out",
         description="Rebuild a shape file as a CadQuery program of sketches and features with named "
         "parameters, in the input's own coordinates. Prints the volume IoU of the rebuilt solid against "
         "the input. Files are read inside the sandbox.",
     )
-    parser.add_argument("input", type=Path, help="the shape file: " + ", ".join(sorted({e[1:] for e in EXTENSIONS})))
+    parser.add_argument(
+        "input", type=Path, help="the shape file: " + ", ".join(sorted({e[1:] for e in EXTENSIONS}))
+    )
     parser.add_argument("-o", "--output", type=Path, metavar="OUT.py", help="write the program here")
-    parser.add_argument("--fcstd", type=Path, metavar="OUT.FCStd", help="also a FreeCAD document with the Body")
+    parser.add_argument(
+        "--fcstd", type=Path, metavar="OUT.FCStd", help="also a FreeCAD document with the Body"
+    )
     parser.add_argument("--step", type=Path, metavar="OUT.step", help="also the rebuilt solid as STEP")
     parser.add_argument("--show-code", action="store_true", help="print the program")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -40,10 +45,14 @@ def parametrize(pool, path: Path, *, timeout_s: float = 120.0, formats=("brep",)
 
     Returns ``{"ok": True, "result": {...}, "exec": ExecResult, "code": named program}`` or
     ``{"ok": False, "error": {"code", "message"}}``. Raises SandboxError when a job crashed."""
+    return parametrize_bytes(pool, path.name, path.read_bytes(), timeout_s=timeout_s, formats=formats)
+
+
+def parametrize_bytes(pool, name: str, data: bytes, *, timeout_s: float = 120.0, formats=("brep",)) -> dict:
+    """``parametrize`` for the content of a file called ``name`` (the server's and the tests' way in)."""
     from model_runtime.feature_plan.parameterise import parameterise
 
-    data = path.read_bytes()
-    reply = pool.run_shape(path.name, data, timeout_s=timeout_s, time_budget_s=max(5.0, 0.5 * timeout_s))
+    reply = pool.run_shape(name, data, timeout_s=timeout_s, time_budget_s=max(5.0, 0.5 * timeout_s))
     if not reply.get("ok"):
         return reply
     result = reply["result"]
@@ -51,10 +60,8 @@ def parametrize(pool, path: Path, *, timeout_s: float = 120.0, formats=("brep",)
     plan = res.feature_plan
     code = result["program"]
     if plan and plan.get("parameters"):
-        try:
+        with contextlib.suppress(SyntaxError, ValueError, KeyError):
             code = parameterise(code, plan)
-        except (SyntaxError, ValueError, KeyError):
-            pass
     return {"ok": True, "result": result, "exec": res, "code": code, "plan": plan}
 
 
@@ -66,20 +73,29 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.input.suffix.lower() not in EXTENSIONS:
         known = ", ".join(sorted({e[1:].upper() for e in EXTENSIONS}))
-        print(f"error: '{args.input.name}' is not a shape file CadSnap reads (known: {known}).", file=sys.stderr)
+        print(
+            f"error: '{args.input.name}' is not a shape file CadSnap reads (known: {known}).", file=sys.stderr
+        )
         return 2
     if args.fcstd is not None:
         from model_runtime.feature_plan.freecad import find_freecadcmd
 
         if find_freecadcmd() is None:
-            print("error: --fcstd needs FreeCAD, and no freecadcmd was found: install FreeCAD 0.20 or newer "
-                  "(e.g. apt-get install freecad) or set CADSNAP_FREECADCMD", file=sys.stderr)
+            print(
+                "error: --fcstd needs FreeCAD, and no freecadcmd was found: install FreeCAD 0.20 or newer "
+                "(e.g. apt-get install freecad) or set CADSNAP_FREECADCMD",
+                file=sys.stderr,
+            )
             return 2
     formats = ["brep"] + (["step"] if args.step else [])
     size = args.input.stat().st_size
     try:
-        with SandboxPool(workers=1, timeout_s=args.timeout, max_request_bytes=max(8 << 20, 2 * size + (1 << 20)),
-                         memory_mb=4096) as pool:
+        with SandboxPool(
+            workers=1,
+            timeout_s=args.timeout,
+            max_request_bytes=max(8 << 20, 2 * size + (1 << 20)),
+            memory_mb=4096,
+        ) as pool:
             out = parametrize(pool, args.input, timeout_s=args.timeout, formats=formats)
     except SandboxError as exc:
         print(f"error: CadSnap could not read '{args.input.name}': {exc}", file=sys.stderr)
@@ -101,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     if result["iou"] < 0.99:
-        print("note: the rebuild differs from the input; the residual features keep what was not recognised",
-              file=sys.stderr)
+        print(
+            "note: the rebuild differs from the input; the residual features keep what was not recognised",
+            file=sys.stderr,
+        )
     if args.output is not None:
         args.output.write_text(code, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)
@@ -117,8 +135,10 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             print(f"error: FreeCAD could not write {args.fcstd}: {exc}", file=sys.stderr)
             return 1
-        print(f"wrote {args.fcstd}: " + ("a PartDesign Body with named dimensions" if is_body else why),
-              file=sys.stderr)
+        print(
+            f"wrote {args.fcstd}: " + ("a PartDesign Body with named dimensions" if is_body else why),
+            file=sys.stderr,
+        )
     if args.show_code or args.output is None:
         print(code)
     if args.json:

@@ -150,8 +150,11 @@ def selector_for(solid: Any, edges: list[Any], num: Any) -> tuple[str, Any]:
 
     # A fast stand-in for each atom finds the candidates; CadQuery itself confirms the one taken.
     tries = [(a, atoms[a]) for a in _ATOMS]
-    tries += [(f"{a} and {b}", atoms[a] & atoms[b]) for a, b in itertools.permutations(_ATOMS, 2)
-              if a < b or a[0] in "<>"]
+    tries += [
+        (f"{a} and {b}", atoms[a] & atoms[b])
+        for a, b in itertools.permutations(_ATOMS, 2)
+        if a < b or a[0] in "<>"
+    ]
     tries += [(f"{a} or {b}", atoms[a] | atoms[b]) for a, b in itertools.combinations(_ATOMS, 2)]
     for sel, guess in tries:
         if guess == target and picks(sel) == target:
@@ -176,7 +179,9 @@ def _atom_sets(edges: list[Any], keys: list[tuple]) -> dict[str, set]:
             lines.append(None)
     out: dict[str, set] = {}
     for name, a in axes.items():
-        out["|" + name] = {k for k, d in zip(keys, lines, strict=True) if d is not None and abs(abs(d @ a) - 1) < 1e-4}
+        out["|" + name] = {
+            k for k, d in zip(keys, lines, strict=True) if d is not None and abs(abs(d @ a) - 1) < 1e-4
+        }
         out["#" + name] = {k for k, d in zip(keys, lines, strict=True) if d is not None and abs(d @ a) < 1e-4}
         h = centers @ a
         out[">" + name] = {k for k, v in zip(keys, h, strict=True) if v > h.max() - 1e-4}
@@ -193,7 +198,8 @@ def cross_features(graph: FaceGraph, axis: np.ndarray, blends: list[Blend]) -> l
     picked = {
         f.index for f in graph.faces
         if prismatic_along(f, axis) == "other" and f.kind in (CYLINDER, CONE)
-        and not any(f.face.wrapped.IsSame(b.face.wrapped) for b in blends) and id(f.face.wrapped) not in blend_ids
+        and not any(f.face.wrapped.IsSame(b.face.wrapped) for b in blends)
+        and id(f.face.wrapped) not in blend_ids
     }  # fmt: skip
     for f in graph.faces:
         if f.kind == PLANE and f.index not in picked and f.neighbours and f.neighbours <= picked:
@@ -222,8 +228,16 @@ def remove_blends(solid: Any, graph: FaceGraph, axis: np.ndarray):
             if circles:
                 widest = max(circles, key=lambda e: e.radius())
                 c = widest.arcCenter()
-                cones.append(Cone(i, b.info.location, b.info.axis, 2 * widest.radius(), np.array([c.x, c.y, c.z]),
-                                  2 * math.degrees(abs(b.info.angle))))
+                cones.append(
+                    Cone(
+                        i,
+                        b.info.location,
+                        b.info.axis,
+                        2 * widest.radius(),
+                        np.array([c.x, c.y, c.z]),
+                        2 * math.degrees(abs(b.info.angle)),
+                    )
+                )
 
     def ops(num: Any, skip: frozenset = frozenset()) -> list[str]:
         import cadquery as cq

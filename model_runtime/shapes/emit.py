@@ -67,8 +67,10 @@ def workplane(frame: Frame, origin, num: Numbers) -> str:
             if all(num.value(c) == 0 for c in origin):
                 return f'cq.Workplane("{name}")'
             return f'cq.Workplane("{name}", origin={num.pt(origin)})'
-    return (f"cq.Workplane(cq.Plane(origin={num.pt(origin)}, xDir={num.pt(frame.x_dir)}, "
-            f"normal={num.pt(frame.normal)}))")
+    return (
+        f"cq.Workplane(cq.Plane(origin={num.pt(origin)}, xDir={num.pt(frame.x_dir)}, "
+        f"normal={num.pt(frame.normal)}))"
+    )
 
 
 def loop_code(loop: Loop, num: Numbers, shift=(0.0, 0.0)) -> str:

@@ -151,7 +151,9 @@ def axis_candidates(graph: FaceGraph, tol: float = 1e-6) -> list[np.ndarray]:
 
     def score(d: np.ndarray) -> tuple:
         share = sum(f.area for f in graph.faces if prismatic_along(f, d, tol) != "other") / total
-        levels = {round(float(np.dot(f.location, d)), 6) for f in graph.faces if prismatic_along(f, d, tol) == "cap"}
+        levels = {
+            round(float(np.dot(f.location, d)), 6) for f in graph.faces if prismatic_along(f, d, tol) == "cap"
+        }
         principal = max(abs(d))
         # most area explained, then fewest section heights (fewest features), then a world axis, Z first
         return (round(share, 4), -len(levels), principal > 1 - 1e-9, abs(d[2]))

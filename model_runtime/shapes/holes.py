@@ -31,8 +31,11 @@ class Hole:
     levels: list[tuple[float, float]]  # (diameter, depth) from the opening inwards
 
     def key(self, digits: int = 4) -> tuple:
-        return (self.from_top, round(self.start, digits),
-                tuple((round(d, digits), round(h, digits)) for d, h in self.levels))
+        return (
+            self.from_top,
+            round(self.start, digits),
+            tuple((round(d, digits), round(h, digits)) for d, h in self.levels),
+        )
 
     @property
     def kind(self) -> str:
@@ -98,7 +101,7 @@ def _as_hole(stack: Stack, center, chain: list[Run], eps: float) -> Hole | None:
     top, bottom = chain[-1].z1, chain[0].z0
     open_top = not material_at(stack, center, top + eps)
     open_bottom = not material_at(stack, center, bottom - eps)
-    for from_top in ((True, False) if open_top else (False,) if open_bottom else ()):
+    for from_top in (True, False) if open_top else (False,) if open_bottom else ():
         ordered = list(reversed(chain)) if from_top else list(chain)
         levels = [(2 * r.loop.segments[0].radius, r.z1 - r.z0) for r in ordered]
         if len(levels) == 1 or (len(levels) == 2 and levels[0][0] > levels[1][0]):

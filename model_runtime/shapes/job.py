@@ -34,8 +34,12 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     except MemoryError:
         return _error(ShapeInputError(f"'{name}' needs more memory than the sandbox allows.", "too_large"))
     except Exception as exc:  # a recogniser failed on an odd shape: say so plainly
-        return _error(ShapeInputError(
-            f"CadSnap could not rebuild '{name}' ({type(exc).__name__}: {str(exc)[:200]}).", "not_recognised"))
+        return _error(
+            ShapeInputError(
+                f"CadSnap could not rebuild '{name}' ({type(exc).__name__}: {str(exc)[:200]}).",
+                "not_recognised",
+            )
+        )
     out = rec.to_dict()
     out.update(kind=loaded.kind, unit=loaded.unit, n_bodies=loaded.n_bodies)
     return {"ok": True, "result": out}

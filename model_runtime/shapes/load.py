@@ -41,7 +41,8 @@ def file_kind(name: str) -> str:
     if ext not in EXTENSIONS:
         known = ", ".join(sorted({e.lstrip(".").upper() for e in EXTENSIONS}))
         raise ShapeInputError(
-            f"'{os.path.basename(name)}' is not a shape file CadSnap reads (known: {known}).", "wrong_extension"
+            f"'{os.path.basename(name)}' is not a shape file CadSnap reads (known: {known}).",
+            "wrong_extension",
         )
     return EXTENSIONS[ext]
 
@@ -87,7 +88,9 @@ def _load_brep(data: bytes, kind: str, name: str) -> Loaded:
             assembly = text.upper().count("NEXT_ASSEMBLY_USAGE_OCCURRENCE")
             reader = STEPControl_Reader()
             if reader.ReadFile(path) != IFSelect_RetDone:
-                raise ShapeInputError(f"'{base}' could not be read as STEP (damaged or not STEP).", "not_a_solid")
+                raise ShapeInputError(
+                    f"'{base}' could not be read as STEP (damaged or not STEP).", "not_a_solid"
+                )
             reader.TransferRoots()
             shape = reader.OneShape()
             if assembly:
@@ -97,13 +100,17 @@ def _load_brep(data: bytes, kind: str, name: str) -> Loaded:
 
             reader = IGESControl_Reader()
             if reader.ReadFile(path) != IFSelect_RetDone:
-                raise ShapeInputError(f"'{base}' could not be read as IGES (damaged or not IGES).", "not_a_solid")
+                raise ShapeInputError(
+                    f"'{base}' could not be read as IGES (damaged or not IGES).", "not_a_solid"
+                )
             reader.TransferRoots()
             shape = reader.OneShape()
         else:
             shape = TopoDS_Shape()
             if not BRepTools.Read_s(shape, path, BRep_Builder()):
-                raise ShapeInputError(f"'{base}' could not be read as BREP (damaged or not BREP).", "not_a_solid")
+                raise ShapeInputError(
+                    f"'{base}' could not be read as BREP (damaged or not BREP).", "not_a_solid"
+                )
     if shape is None or shape.IsNull():
         raise ShapeInputError(f"'{base}' holds no shape.", "not_a_solid")
     wrapped = cq.Shape.cast(shape)
@@ -113,7 +120,8 @@ def _load_brep(data: bytes, kind: str, name: str) -> Loaded:
     if not solids:
         n_faces = len(wrapped.Faces())
         raise ShapeInputError(
-            f"'{base}' holds no solid ({n_faces} faces, open surfaces only): export the part as a closed solid.",
+            f"'{base}' holds no solid ({n_faces} faces, open surfaces only): "
+            "export the part as a closed solid.",
             "not_a_solid",
         )
     solids.sort(key=lambda s: -s.Volume())
@@ -168,13 +176,15 @@ def _load_mesh(data: bytes, kind: str, name: str) -> Loaded:
     try:
         mesh = trimesh.load(io.BytesIO(data), file_type=kind, force="mesh", process=True)
     except Exception as exc:  # trimesh raises many kinds on bad files
-        raise ShapeInputError(f"'{base}' could not be read as {kind.upper()} ({type(exc).__name__}).",
-                              "not_a_solid") from None
+        raise ShapeInputError(
+            f"'{base}' could not be read as {kind.upper()} ({type(exc).__name__}).", "not_a_solid"
+        ) from None
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ShapeInputError(f"'{base}' holds no triangles.", "not_a_solid")
     if len(mesh.faces) > MAX_TRIANGLES:
         raise ShapeInputError(
-            f"'{base}' has {len(mesh.faces):,} triangles; the limit is {MAX_TRIANGLES:,} (decimate it first).",
+            f"'{base}' has {len(mesh.faces):,} triangles; the limit is {MAX_TRIANGLES:,} "
+            "(decimate it first).",
             "too_large",
         )
     notes: list[str] = []
@@ -203,8 +213,10 @@ def _load_mesh(data: bytes, kind: str, name: str) -> Loaded:
     bodies = mesh.split(only_watertight=True)
     if len(bodies) > 1:
         bodies = sorted(bodies, key=lambda m: -abs(m.volume))
-        notes.append(f"'{base}' holds {len(bodies)} separate bodies; took the largest "
-                     f"({100 * abs(bodies[0].volume) / sum(abs(b.volume) for b in bodies):.0f} % of the volume)")
+        notes.append(
+            f"'{base}' holds {len(bodies)} separate bodies; took the largest "
+            f"({100 * abs(bodies[0].volume) / sum(abs(b.volume) for b in bodies):.0f} % of the volume)"
+        )
         mesh = bodies[0]
     if mesh.volume < 0:
         mesh.invert()
@@ -216,11 +228,11 @@ def _load_mesh(data: bytes, kind: str, name: str) -> Loaded:
 def mesh_to_solid(mesh: Any) -> Any:
     """An OCC solid on the mesh's triangles, coplanar triangles merged into planar faces."""
     import cadquery as cq
+    from OCP.BRep import BRep_Builder
     from OCP.BRepBuilderAPI import BRepBuilderAPI_MakeShapeOnMesh, BRepBuilderAPI_MakeSolid
     from OCP.gp import gp_Pnt
     from OCP.Poly import Poly_Triangle, Poly_Triangulation
     from OCP.ShapeUpgrade import ShapeUpgrade_UnifySameDomain
-    from OCP.BRep import BRep_Builder
     from OCP.TopAbs import TopAbs_FACE
     from OCP.TopExp import TopExp_Explorer
     from OCP.TopoDS import TopoDS_Shell

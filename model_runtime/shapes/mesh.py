@@ -48,8 +48,14 @@ def x_direction(d: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x)
 
 
-def slice_mesh(mesh: Any, frame: Frame, fit_tol: float = 0.05, level_tol: float = 0.02,
-               angle_tol: float = 2e-3, snap: float = 0.0) -> Stack:
+def slice_mesh(
+    mesh: Any,
+    frame: Frame,
+    fit_tol: float = 0.05,
+    level_tol: float = 0.02,
+    angle_tol: float = 2e-3,
+    snap: float = 0.0,
+) -> Stack:
     d = frame.normal
     normals = mesh.face_normals
     dots = normals @ d
@@ -59,7 +65,9 @@ def slice_mesh(mesh: Any, frame: Frame, fit_tol: float = 0.05, level_tol: float 
     other = ~(caps | sides)
     # cap heights, weighted by area so that a sliver does not add a level
     levels = list(heights[caps].mean(axis=1)) + [float(heights.min()), float(heights.max())]
-    curved = np.column_stack([heights[other].min(axis=1), heights[other].max(axis=1)]) if other.any() else None
+    curved = (
+        np.column_stack([heights[other].min(axis=1), heights[other].max(axis=1)]) if other.any() else None
+    )
     levels = _merge_levels(levels, level_tol)
     if snap > 0:
         from model_runtime.shapes.emit import Numbers
@@ -129,9 +137,12 @@ def _drop_collinear(pts: np.ndarray, eps: float) -> np.ndarray:
             a, b, c = pts[keep[k - 1]], pts[keep[k]], pts[keep[(k + 1) % n]]
             d = c - a
             length = float(np.hypot(*d))
-            if length > 0 and abs(d[0] * (b[1] - a[1]) - d[1] * (b[0] - a[0])) / length < eps and (
-                (b - a) @ d > 0 and (c - b) @ d > 0
-            ) and not (out and out[-1] == keep[k - 1] and changed):
+            if (
+                length > 0
+                and abs(d[0] * (b[1] - a[1]) - d[1] * (b[0] - a[0])) / length < eps
+                and ((b - a) @ d > 0 and (c - b) @ d > 0)
+                and not (out and out[-1] == keep[k - 1] and changed)
+            ):
                 changed = True
                 continue
             out.append(keep[k])
@@ -159,8 +170,10 @@ def volume_iou(mesh: Any, solid: Any, tolerance: float = 0.01) -> float:
     import manifold3d
 
     def manifold(vertices, faces):
-        m = manifold3d.Mesh(vert_properties=np.asarray(vertices, dtype=np.float32),
-                            tri_verts=np.asarray(faces, dtype=np.uint32))
+        m = manifold3d.Mesh(
+            vert_properties=np.asarray(vertices, dtype=np.float32),
+            tri_verts=np.asarray(faces, dtype=np.uint32),
+        )
         return manifold3d.Manifold(m)
 
     import trimesh

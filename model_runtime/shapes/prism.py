@@ -73,8 +73,14 @@ def section(solid: Any, frame: Frame, z: float, size: float) -> list[Any]:
     return list(common.Faces())
 
 
-def slice_stack(solid: Any, graph: FaceGraph, frame: Frame, tol: float = 1e-6, fit_tol: float = 1e-3,
-                level_tol: float = 1e-4) -> Stack:
+def slice_stack(
+    solid: Any,
+    graph: FaceGraph,
+    frame: Frame,
+    tol: float = 1e-6,
+    fit_tol: float = 1e-3,
+    level_tol: float = 1e-4,
+) -> Stack:
     bb = solid.BoundingBox()
     size = max(bb.xlen, bb.ylen, bb.zlen, 1e-3)
     levels: list[float] = []

@@ -37,8 +37,12 @@ class Loop:
         for s in self.segments:
             if s.kind == "circle":
                 cx, cy = s.center
-                return np.array([(cx + s.radius * math.cos(t), cy + s.radius * math.sin(t))
-                                 for t in np.linspace(0, 2 * math.pi, 4 * per_arc, endpoint=False)])
+                return np.array(
+                    [
+                        (cx + s.radius * math.cos(t), cy + s.radius * math.sin(t))
+                        for t in np.linspace(0, 2 * math.pi, 4 * per_arc, endpoint=False)
+                    ]
+                )
             if s.kind == "line":
                 pts.append(s.start)
             else:
@@ -98,8 +102,10 @@ def _arc_points(s: Segment, n: int) -> list[tuple[float, float]]:
     sweep = (a1 - a0) % (2 * math.pi)
     if (am - a0) % (2 * math.pi) > sweep:  # the arc goes the other way round
         sweep -= 2 * math.pi
-    return [(c[0] + r * math.cos(a0 + sweep * t), c[1] + r * math.sin(a0 + sweep * t))
-            for t in np.linspace(0, 1, n + 1)]
+    return [
+        (c[0] + r * math.cos(a0 + sweep * t), c[1] + r * math.sin(a0 + sweep * t))
+        for t in np.linspace(0, 1, n + 1)
+    ]
 
 
 def circle_through(a, b, c) -> tuple[tuple[float, float], float]:
@@ -298,10 +304,20 @@ def fit_polyline(points: np.ndarray, tol: float, closed: bool = True) -> list[Se
     if closed and len(out) > 2 and out[0].kind == "arc" and out[-1].kind == "arc":
         a, b = out[-1], out[0]
         if math.dist(a.center, b.center) < 2 * tol and abs(a.radius - b.radius) < 2 * tol:
-            out = [Segment("arc", a.start, b.end, mid=_arc_middle(a.start, a.end, b.end, a.center, a.radius),
-                           center=a.center, radius=a.radius)] + out[1:-1]
-    return [Segment(s.kind, tuple(map(float, s.start)), tuple(map(float, s.end)), s.mid, s.center, s.radius)
-            for s in out]
+            out = [
+                Segment(
+                    "arc",
+                    a.start,
+                    b.end,
+                    mid=_arc_middle(a.start, a.end, b.end, a.center, a.radius),
+                    center=a.center,
+                    radius=a.radius,
+                )
+            ] + out[1:-1]
+    return [
+        Segment(s.kind, tuple(map(float, s.start)), tuple(map(float, s.end)), s.mid, s.center, s.radius)
+        for s in out
+    ]
 
 
 def _turning(pts: np.ndarray) -> np.ndarray:

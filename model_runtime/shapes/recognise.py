@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from model_runtime.shapes import blends, holes as holes_mod
+from model_runtime.shapes import blends
+from model_runtime.shapes import holes as holes_mod
 from model_runtime.shapes.emit import Numbers, Program, angle_text, frame_for, loop_code, workplane
 from model_runtime.shapes.graph import FaceGraph, axis_candidates, build_graph, x_direction
 from model_runtime.shapes.load import Loaded
@@ -76,8 +77,12 @@ def _countersinks(frame: Frame, groups: list, cones: list) -> dict[int, list]:
                 if abs(abs(float(np.dot(cone.axis, frame.normal))) - 1) > 1e-6:
                     continue
                 c2 = frame.local(cone.height_point)
-                if (abs(c2[0] - h.center[0]) < 1e-4 and abs(c2[1] - h.center[1]) < 1e-4
-                        and abs(frame.height(cone.height_point) - h.start) < 1e-4 and len(h.levels) == 1):
+                if (
+                    abs(c2[0] - h.center[0]) < 1e-4
+                    and abs(c2[1] - h.center[1]) < 1e-4
+                    and abs(frame.height(cone.height_point) - h.start) < 1e-4
+                    and len(h.levels) == 1
+                ):
                     match = cone
                     break
             if match is None:
@@ -105,8 +110,10 @@ def prism_program(stack: Stack, num: Numbers, blend_ops=None, cones: list | None
             continue
         wp = workplane(frame, frame.world(0, 0, run.z0), num)
         what = "base" if run is base else "boss"
-        prog.add(f"{what}: a sketch extruded {num(run.z1 - run.z0)} along {_axis_name(frame)}",
-                 f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})")
+        prog.add(
+            f"{what}: a sketch extruded {num(run.z1 - run.z0)} along {_axis_name(frame)}",
+            f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
+        )
         features.append("pad")
     for run in cuts:
         if run.depth > 0:
@@ -131,9 +138,11 @@ def prism_program(stack: Stack, num: Numbers, blend_ops=None, cones: list | None
         if run.depth == 0:
             continue
         wp = workplane(frame, frame.world(0, 0, run.z0), num)
-        prog.add("island" if not run.inner else "pocket in island",
-                 f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
-                 op="cut" if run.inner else "union")
+        prog.add(
+            "island" if not run.inner else "pocket in island",
+            f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
+            op="cut" if run.inner else "union",
+        )
         features.append("pocket" if run.inner else "pad")
     if callable(blend_ops):
         blend_ops = blend_ops(num, frozenset(used))
@@ -191,8 +200,10 @@ def revolve_program(turned, num: Numbers) -> Candidate:
     wp = workplane(frame, frame.origin, num)
     loops = sorted(turned.loops, key=lambda lp: -lp.area())
     for i, loop in enumerate(loops):
-        prog.add("turned profile, revolved about the part's axis" if i == 0 else "",
-                 f"{wp}{loop_code(loop, num)}.revolve(360, (0, 0, 0), (0, 1, 0))")
+        prog.add(
+            "turned profile, revolved about the part's axis" if i == 0 else "",
+            f"{wp}{loop_code(loop, num)}.revolve(360, (0, 0, 0), (0, 1, 0))",
+        )
     return Candidate(prog.text(), ["revolve"] * len(loops), "revolve")
 
 
@@ -205,8 +216,16 @@ def _evaluate(cand: Candidate, target: Any) -> Candidate:
     return cand
 
 
-def candidates(target: Any, graph: FaceGraph, *, fit_tol: float, level_tol: float, snap: float,
-               unit: float = 1.0, deadline: float = 1e18):
+def candidates(
+    target: Any,
+    graph: FaceGraph,
+    *,
+    fit_tol: float,
+    level_tol: float,
+    snap: float,
+    unit: float = 1.0,
+    deadline: float = 1e18,
+):
     """Programs to try, best guess first (a generator, so a caller can stop at an exact one)."""
     axis = turning_axis(graph)
     if axis is not None:
@@ -224,8 +243,13 @@ def candidates(target: Any, graph: FaceGraph, *, fit_tol: float, level_tol: floa
         if sharp is not None:
             work, ops_fn, cones = sharp
         try:
-            stack = slice_stack(work, graph if work is target else build_graph(work), frame,
-                                fit_tol=fit_tol, level_tol=level_tol)
+            stack = slice_stack(
+                work,
+                graph if work is target else build_graph(work),
+                frame,
+                fit_tol=fit_tol,
+                level_tol=level_tol,
+            )
         except Exception:
             continue
         for s in (snap, 0.0):
@@ -263,7 +287,9 @@ def _recognise_mesh(loaded: Loaded, started: float, time_budget_s: float) -> Rec
     for d in mesh_mod.axis_candidates(mesh)[:2]:
         frame = Frame((0, 0, 0), d, mesh_mod.x_direction(d))
         try:
-            stack = mesh_mod.slice_mesh(mesh, frame, fit_tol=fit_tol, level_tol=max(0.01, fit_tol / 2), snap=0.02)
+            stack = mesh_mod.slice_mesh(
+                mesh, frame, fit_tol=fit_tol, level_tol=max(0.01, fit_tol / 2), snap=0.02
+            )
         except Exception:
             continue
         for snap in (0.02, 0.0):
@@ -282,11 +308,20 @@ def _recognise_mesh(loaded: Loaded, started: float, time_budget_s: float) -> Rec
     if best is None:
         raise ValueError("no recogniser could rebuild this mesh")
     header = f"Rebuilt by CadSnap from a mesh: {_count(best.features)}."
-    program = best.program.replace("import cadquery as cq\n", "import cadquery as cq\n\n# " + header + "\n", 1)
+    program = best.program.replace(
+        "import cadquery as cq\n", "import cadquery as cq\n\n# " + header + "\n", 1
+    )
     return Recognition(
-        program=program, iou=best.iou, bbox_iou=mesh_mod.bbox_iou(mesh), features=best.features,
-        notes=list(loaded.notes), strategy="mesh " + best.strategy, seconds=time.monotonic() - started,
-        input_volume=float(mesh.volume), output_volume=best.solid.Volume(), solid=best.solid,
+        program=program,
+        iou=best.iou,
+        bbox_iou=mesh_mod.bbox_iou(mesh),
+        features=best.features,
+        notes=list(loaded.notes),
+        strategy="mesh " + best.strategy,
+        seconds=time.monotonic() - started,
+        input_volume=float(mesh.volume),
+        output_volume=best.solid.Volume(),
+        solid=best.solid,
     )
 
 
@@ -306,8 +341,9 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
     deadline = started + time_budget_s
     tried: list[Candidate] = []
     seen: set[str] = set()
-    for cand in candidates(target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit,
-                           deadline=deadline):
+    for cand in candidates(
+        target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline
+    ):
         if cand.program in seen:
             continue
         seen.add(cand.program)
@@ -331,15 +367,27 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
         for cand in pool:
             if time.monotonic() > deadline and finished:
                 break
-            finished.append(residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol))
+            finished.append(
+                residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
+            )
         # exact first; then the program with the fewest plain residual pieces and features
-        best = max(finished, key=lambda c: (c.iou >= EXACT, -c.features.count("residual"), -len(c.features),
-                                            c.iou))
+        best = max(
+            finished, key=lambda c: (c.iou >= EXACT, -c.features.count("residual"), -len(c.features), c.iou)
+        )
     notes = list(loaded.notes)
     header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
-    program = best.program.replace("import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1)
+    program = best.program.replace(
+        "import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1
+    )
     return Recognition(
-        program=program, iou=best.iou, bbox_iou=bbox_iou(target), features=best.features, notes=notes,
-        strategy=best.strategy, seconds=time.monotonic() - started, input_volume=target.Volume(),
-        output_volume=best.solid.Volume(), solid=best.solid,
+        program=program,
+        iou=best.iou,
+        bbox_iou=bbox_iou(target),
+        features=best.features,
+        notes=notes,
+        strategy=best.strategy,
+        seconds=time.monotonic() - started,
+        input_volume=target.Volume(),
+        output_volume=best.solid.Volume(),
+        solid=best.solid,
     )

@@ -58,7 +58,11 @@ def piece_hole(piece: Any, fit_tol: float, level_tol: float):
     if any(c is None for c in circles):
         return None
     centers = {(round(c[0][0], 4), round(c[0][1], 4)) for c in circles}
-    if len(centers) != 1 or len(runs) > 2 or any(abs(a.z1 - b.z0) > 1e-7 for a, b in zip(runs, runs[1:])):
+    if (
+        len(centers) != 1
+        or len(runs) > 2
+        or any(abs(a.z1 - b.z0) > 1e-7 for a, b in zip(runs, runs[1:], strict=False))
+    ):
         return None
     from_top = circles[-1][1] >= circles[0][1]
     pairs = list(zip(runs, circles, strict=True))
@@ -76,14 +80,17 @@ def _circle_of(loop: Any):
     if not arcs or any(s.center is None for s in arcs):
         return None
     c, r = arcs[0].center, arcs[0].radius
-    if all(abs(s.radius - r) < 1e-6 * max(1, r) and np.hypot(s.center[0] - c[0], s.center[1] - c[1]) < 1e-6
-           for s in arcs):
+    if all(
+        abs(s.radius - r) < 1e-6 * max(1, r) and np.hypot(s.center[0] - c[0], s.center[1] - c[1]) < 1e-6
+        for s in arcs
+    ):
         return c, r
     return None
 
 
-def add_residual(best: Any, target: Any, num: Any, evaluate: Any, fit_tol: float = 1e-4,
-                 level_tol: float = 1e-6) -> Any:
+def add_residual(
+    best: Any, target: Any, num: Any, evaluate: Any, fit_tol: float = 1e-4, level_tol: float = 1e-6
+) -> Any:
     from model_runtime.shapes.recognise import Candidate
 
     floor = 1e-6 * target.Volume()
@@ -131,8 +138,10 @@ def add_residual(best: Any, target: Any, num: Any, evaluate: Any, fit_tol: float
             except Exception:
                 continue
             what = "added" if op == "union" else "removed"
-            steps.append(f"# residual: material no recogniser explained, {what} as a plain feature\n{body}"
-                         f"result = result.{op}({name})\n")
+            steps.append(
+                f"# residual: material no recogniser explained, {what} as a plain feature\n{body}"
+                f"result = result.{op}({name})\n"
+            )
             features.append("residual")
     if not steps:
         return best
