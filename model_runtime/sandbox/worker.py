@@ -217,8 +217,11 @@ class Runner:
             # The tracer, when installed, is imported once here rather than in every job.
             from model_runtime.feature_plan import tracer  # noqa: F401
         with contextlib.suppress(Exception):
-            # Shape recognition (the ``shape`` job), likewise imported once.
-            from model_runtime.shapes import job, recognise  # noqa: F401
+            # Shape recognition (the ``shape`` job) and its mesh libraries, likewise imported once.
+            import manifold3d  # noqa: F401
+            import trimesh  # noqa: F401
+
+            from model_runtime.shapes import job, mesh, recognise  # noqa: F401
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         if job.get("kind") == "shape":  # a shape file to read and recognise: model_runtime/shapes/job.py

@@ -31,10 +31,14 @@ def axis_candidates(mesh: Any, tol: float = 2e-3) -> list[np.ndarray]:
         if len(dirs) > 12:
             break
 
+    centers = mesh.triangles_center
+
     def score(d: np.ndarray) -> tuple:
         dots = np.abs(normals @ d)
         ok = (dots > 1 - tol) | (dots < tol)
-        return (round(float(areas[ok].sum()) / total, 3), max(abs(d)) > 1 - 1e-9, abs(d[2]))
+        levels = len(np.unique(np.round(centers[dots > 1 - tol] @ d, 2)))
+        # most area explained, then fewest section heights, then a world axis, Z first
+        return (round(float(areas[ok].sum()) / total, 3), -levels, max(abs(d)) > 1 - 1e-9, abs(d[2]))
 
     return sorted(dirs, key=score, reverse=True)
 

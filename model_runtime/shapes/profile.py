@@ -339,10 +339,13 @@ def _line_ok(pts: np.ndarray, tol: float) -> bool:
 
 
 def _monotonic(pts: np.ndarray, c) -> bool:
+    """Points that go round the centre one way, in small steps (corners of a rectangle are on a
+    circle too, but no tessellation of an arc takes 90° steps)."""
     ang = np.unwrap(np.arctan2(pts[:, 1] - c[1], pts[:, 0] - c[0]))
     steps = np.diff(ang)
     total = abs(ang[-1] - ang[0])
-    return bool((np.all(steps > 0) or np.all(steps < 0)) and total < 1.95 * math.pi)
+    small = bool(np.abs(steps).max() < math.radians(30))
+    return bool((np.all(steps > 0) or np.all(steps < 0)) and total < 1.95 * math.pi and small)
 
 
 def _arc_middle(start, through, end, c, r) -> tuple[float, float]:
