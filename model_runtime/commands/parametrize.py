@@ -52,7 +52,7 @@ def parametrize_bytes(pool, name: str, data: bytes, *, timeout_s: float = 120.0,
     """``parametrize`` for the content of a file called ``name`` (the server's and the tests' way in)."""
     from model_runtime.feature_plan.parameterise import parameterise
 
-    reply = pool.run_shape(name, data, timeout_s=timeout_s, time_budget_s=max(5.0, 0.5 * timeout_s))
+    reply = pool.run_shape(name, data, timeout_s=timeout_s, time_budget_s=min(20.0, 0.5 * timeout_s))
     if not reply.get("ok"):
         return reply
     result = reply["result"]

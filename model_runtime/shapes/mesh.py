@@ -118,6 +118,13 @@ def _loop(coords: np.ndarray, tol: float, snap: float = 0.0) -> Loop:
     size = float(np.ptp(pts, axis=0).max()) if len(pts) else 1.0
     tight = max(1e-3, 2e-5 * size)
     pts = _drop_collinear(pts, 0.2 * tight)
+    from model_runtime.shapes.profile import Segment, fit_circle
+
+    if len(pts) >= 8:  # a whole circle within the loose tolerance (a hole through a faceted cone)
+        c, r, err = fit_circle(pts)
+        if err < tol and r < 1e5:
+            segments = [Segment("circle", (c[0] + r, c[1]), (c[0] + r, c[1]), center=c, radius=r)]
+            return Loop([_snapped(s, snap) for s in segments] if snap > 0 else segments)
     segments = fit_polyline(pts, tight, closed=True)
     if len(segments) > max(8, 0.25 * len(pts)):
         segments = fit_polyline(pts, tol, closed=True)
@@ -196,3 +203,40 @@ def volume_iou(mesh: Any, solid: Any, tolerance: float = 0.01) -> float:
 def bbox_iou(mesh: Any) -> float:
     lo, hi = mesh.bounds
     return float(abs(mesh.volume) / max(np.prod(hi - lo), 1e-12))
+
+
+def revolve_profiles(mesh: Any, fit_tol: float, snap: float = 0.0):
+    """Turned-part candidates: for each world axis across which the mesh is round (equal extents),
+    the half-section through the axis as loops (a ``revolve.Turned``)."""
+    from shapely.geometry import box
+
+    from model_runtime.shapes.revolve import Turned
+
+    lo, hi = mesh.bounds
+    centre = (lo + hi) / 2
+    ext = hi - lo
+    out = []
+    for k in range(3):
+        i, j = [a for a in range(3) if a != k]
+        if abs(ext[i] - ext[j]) > 0.01 * max(ext[i], ext[j]):
+            continue
+        d = np.eye(3)[k]
+        u = np.eye(3)[i]
+        frame = Frame(centre, np.cross(u, d), u)  # local x radial (u), local y along the axis
+        path = mesh.section(plane_origin=centre, plane_normal=frame.normal)
+        if path is None:
+            continue
+        to_2d = np.eye(4)
+        to_2d[:3, :3] = np.vstack([frame.x_dir, frame.y_dir, frame.normal])
+        to_2d[:3, 3] = -to_2d[:3, :3] @ centre
+        planar, _ = path.to_2D(to_2D=to_2d)
+        half = box(0, -1e6, 1e6, 1e6)
+        loops = []
+        for poly in planar.polygons_full:
+            piece = poly.intersection(half)
+            for part in getattr(piece, "geoms", [piece]):
+                if part.geom_type == "Polygon" and part.area > 1e-6 and not part.interiors:
+                    loops.append(_loop(np.asarray(part.exterior.coords), fit_tol, snap))
+        if loops:
+            out.append(Turned(frame, loops))
+    return out

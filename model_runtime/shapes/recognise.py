@@ -207,10 +207,18 @@ def revolve_program(turned, num: Numbers) -> Candidate:
     return Candidate(prog.text(), ["revolve"] * len(loops), "revolve")
 
 
+def _one_valid_solid(program: str) -> Any:
+    """The program's solid; ValueError unless it is one valid solid (what the sandbox accepts)."""
+    solid = run_program(program)
+    if len(solid.Solids()) != 1 or not solid.isValid() or not solid.Volume() > 0:
+        raise ValueError("not one valid solid")
+    return solid
+
+
 def _evaluate(cand: Candidate, target: Any) -> Candidate:
     try:
-        cand.solid = run_program(cand.program)
-        cand.iou = volume_iou(target, cand.solid) if cand.solid.Volume() > 0 else 0.0
+        cand.solid = _one_valid_solid(cand.program)
+        cand.iou = volume_iou(target, cand.solid)
     except Exception:
         cand.solid, cand.iou = None, 0.0
     return cand
@@ -284,7 +292,19 @@ def _recognise_mesh(loaded: Loaded, started: float, time_budget_s: float) -> Rec
     unit = 25.4 if loaded.unit == "in" else 1.0
     deadline = started + time_budget_s
     best: Candidate | None = None
+    for turned in mesh_mod.revolve_profiles(mesh, fit_tol, snap=0.02):
+        try:
+            cand = revolve_program(turned, Numbers(0.02, unit))
+            cand.solid = _one_valid_solid(cand.program)
+            cand.iou = mesh_mod.volume_iou(mesh, cand.solid)
+        except Exception:
+            continue
+        if best is None or cand.iou > best.iou:
+            best = cand
     for d in mesh_mod.axis_candidates(mesh)[:2]:
+        # a turned part that is already close is not sliced again along its axis
+        if best is not None and (best.iou >= 0.995 or (best.strategy == "revolve" and best.iou >= 0.95)):
+            break
         frame = Frame((0, 0, 0), d, mesh_mod.x_direction(d))
         try:
             stack = mesh_mod.slice_mesh(
@@ -295,7 +315,7 @@ def _recognise_mesh(loaded: Loaded, started: float, time_budget_s: float) -> Rec
         for snap in (0.02, 0.0):
             try:
                 cand = prism_program(stack, Numbers(snap, unit))
-                cand.solid = run_program(cand.program)
+                cand.solid = _one_valid_solid(cand.program)
                 cand.iou = mesh_mod.volume_iou(mesh, cand.solid)
             except Exception:
                 continue
