@@ -2,10 +2,11 @@
 as STL, through the sandbox, with the IoU of each rebuild against its input, the bounding-box floor
 beside it, seconds per part, and whether the FreeCAD Body equals the program's solid.
 
-    python -m model_runtime.bench.parametrize --out out/bench/parametrize [--limit N] [--no-freecad]
+    python -m model_runtime.bench.parametrize --out out/bench/parametrize [--extra DIR] [--limit N]
 
-Parts: ``training/eval_oof`` (49 hand-written out-of-family parts) and, when ``bd_warehouse``
-imports, a set of its standard parts (exported to STEP in this process). Each part is exported to
+Parts: ``training/eval_oof`` (49 hand-written out-of-family parts) and, with ``--extra DIR``, a folder
+of third-party STEP files: bd_warehouse's standard parts, exported by ``bd_warehouse_parts.py`` in an
+environment of their own (build123d needs another OCP than CadQuery 2.8). Each part is exported to
 STEP and to STL (linear tolerance 0.05 mm), then read and recognised in the sandbox as a user's
 file would be. Writes ``report.md``, ``results.json`` and ``gallery.png`` (input, rebuild,
 difference, parameter table).
@@ -32,32 +33,18 @@ def oof_parts() -> list[tuple[str, str]]:
     return [(p.stem, p.read_text(encoding="utf-8")) for p in sorted(OOF.glob("*.py"))]
 
 
-def bd_warehouse_parts() -> list[tuple[str, object]]:
-    """A few standard parts from bd_warehouse (real third-party code), as OCC shapes; [] without it."""
-    try:
-        from bd_warehouse import fastener, flange  # noqa: F401
-    except Exception:
-        return []
+def extra_parts(folder: Path) -> list[tuple[str, object]]:
+    """STEP files from ``folder`` (e.g. bd_warehouse's standard parts, ``bd_warehouse_parts.py``)."""
+    import cadquery as cq
+
     out = []
-    try:
-        from bd_warehouse.flange import SlipOnFlange, WeldNeckFlange
-
-        out += [
-            ("bdw_weldneck_flange", WeldNeckFlange(nps="1", flange_class=150)),
-            ("bdw_slipon_flange", SlipOnFlange(nps="2", flange_class=300)),
-        ]
-    except Exception:
-        pass
-    try:
-        from bd_warehouse.fastener import HexNut, PlainWasher, SocketHeadCapScrew
-
-        out += [
-            ("bdw_hex_nut_m8", HexNut("M8-1.25", "iso4032", simple=True)),
-            ("bdw_washer_m6", PlainWasher("M6", "iso7089")),
-            ("bdw_shcs_m5", SocketHeadCapScrew("M5-0.8", 20, "iso4762", simple=True)),
-        ]
-    except Exception:
-        pass
+    for path in sorted(folder.glob("*.st*p")):
+        try:
+            shape = cq.importers.importStep(str(path)).val()
+        except Exception as exc:  # noqa: BLE001 - a file that does not import is reported, not fatal
+            print(f"skip {path.name}: {exc}", file=sys.stderr)
+            continue
+        out.append((path.stem, shape))
     return out
 
 
@@ -179,13 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-freecad", action="store_true")
     parser.add_argument("--no-gallery", action="store_true")
+    parser.add_argument(
+        "--extra", type=Path, help="a folder of third-party STEP files (bd_warehouse_parts.py)"
+    )
+    parser.add_argument("--only-extra", action="store_true", help="the --extra parts only")
     args = parser.parse_args(argv)
 
     from model_runtime.sandbox import SandboxPool
 
     args.out.mkdir(parents=True, exist_ok=True)
-    parts: list[tuple[str, object, str]] = [(n, s, "eval_oof") for n, s in oof_parts()]
-    parts += [(n, s, "bd_warehouse") for n, s in bd_warehouse_parts()]
+    parts: list[tuple[str, object, str]] = (
+        [] if args.only_extra else [(n, s, "eval_oof") for n, s in oof_parts()]
+    )
+    if args.extra is not None:
+        parts += [(n, s, args.extra.name) for n, s in extra_parts(args.extra)]
     if args.limit:
         parts = parts[: args.limit]
     tmp = Path(tempfile.mkdtemp(prefix="cadsnap-bench-"))

@@ -1,6 +1,6 @@
 """Training programs from real parts: shape files (or CadQuery programs) rebuilt by ``parametrize``.
 
-    python -m training.synth.recognised --out data/recognised --bd-warehouse
+    bdw/bin/python model_runtime/bench/bd_warehouse_parts.py parts/   # bd_warehouse's own environment
     python -m training.synth.recognised --out data/recognised parts/*.step parts/*.stl
 
 Each part is read and recognised in the sandbox (``model_runtime.shapes``), exactly as a user's file;
@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("inputs", nargs="*", type=Path, help="STEP/IGES/BREP/STL/OBJ/PLY/3MF files")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--bd-warehouse", action="store_true", help="add bd_warehouse's standard parts")
     parser.add_argument("--eval-oof", action="store_true", help="add training/eval_oof (evaluation only!)")
     parser.add_argument("--min-iou", type=float, default=0.99)
     parser.add_argument("--size", type=int, default=224)
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import cadquery as cq
 
-    from model_runtime.bench.parametrize import _export, bd_warehouse_parts, oof_parts
+    from model_runtime.bench.parametrize import _export, oof_parts
     from model_runtime.commands.parametrize import parametrize
     from model_runtime.render import render
     from model_runtime.sandbox import SandboxError, SandboxPool
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "programs.jsonl").open("a", encoding="utf-8") as log,
     ):
         files: list[tuple[str, Path]] = [(p.stem, p) for p in args.inputs]
-        named = (bd_warehouse_parts() if args.bd_warehouse else []) + (oof_parts() if args.eval_oof else [])
+        named = oof_parts() if args.eval_oof else []
         for name, source in named:
             try:
                 files.append((name, _export(pool, name, source, tmp)[0]))
