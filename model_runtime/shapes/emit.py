@@ -20,21 +20,25 @@ _NAMED = {
     "XZ": ((1, 0, 0), (0, -1, 0)), "YX": ((0, 1, 0), (0, 0, -1)), "ZY": ((0, 0, 1), (-1, 0, 0)),
 }  # fmt: skip
 _GRIDS = (10.0, 5.0, 1.0, 0.5, 0.25, 0.1, 0.05, 0.01, 0.005, 0.001)
+# Inch parts: the same millimetres, snapped to binary fractions of an inch first.
+_INCH_GRIDS = tuple(25.4 * g for g in (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625, 0.001))
 
 
 @dataclass
 class Numbers:
-    """Formats numbers: snapped to the coarsest round grid within ``snap`` (0 = exact, 6 decimals)."""
+    """Formats numbers (mm): snapped to the coarsest round grid within ``snap`` (0 = exact, 6 decimals);
+    ``unit`` 25.4 (an inch part) tries fractions of an inch before round millimetres."""
 
     snap: float = 0.0
-    unit: float = 1.0  # mm per program unit (25.4 for inch parts)
+    unit: float = 1.0
 
     def value(self, v: float) -> float:
-        v = float(v) / self.unit
+        v = float(v)
         if self.snap > 0:
-            for g in _GRIDS:
+            grids = (_INCH_GRIDS if self.unit == 25.4 else ()) + _GRIDS
+            for g in grids:
                 s = round(v / g) * g
-                if abs(s - v) <= self.snap / self.unit:
+                if abs(s - v) <= self.snap:
                     return round(s, 6) + 0.0
         return round(v, 6) + 0.0
 
