@@ -270,4 +270,78 @@ def remove_blends(solid: Any, graph: FaceGraph, axis: np.ndarray):
             steps.append(f".edges({sel}).{call}({num(size_)})")
         return steps
 
-    return sharp, ops, cones
+    try:
+        holes = cross_holes(graph, cross) if sharp is not None and cross else []
+    except Exception:  # an odd face: the residual step keeps what it would have found
+        holes = []
+    return sharp, ops, cones, holes
+
+
+def cross_holes(graph: FaceGraph, faces: list[Any]) -> list[tuple[np.ndarray, Any]]:
+    """The removed cross features that are drilled holes: (axis direction, Hole in a frame on it).
+
+    Coaxial concave cylinders of one radius are a hole drilled over their whole extent along the
+    axis (what ``hole()`` with no depth does: it also crosses any gap on the way), two radii with the
+    wider at one end a counterbore. Anything else is left to the residual step."""
+    from model_runtime.shapes.holes import Hole
+    from model_runtime.shapes.profile import Frame
+
+    infos = [
+        f for f in graph.faces if f.kind == CYLINDER and any(f.face.wrapped.IsSame(x.wrapped) for x in faces)
+    ]
+    groups: dict[tuple, list] = {}
+    for f in infos:
+        d = f.axis / np.linalg.norm(f.axis)
+        d = d if next(c for c in d if abs(c) > 1e-9) > 0 else -d
+        # the point of the axis closest to the origin names the line
+        p = f.location - np.dot(f.location, d) * d
+        try:
+            mid = f.face.positionAt(0.5, 0.5)
+            normal = f.face.normalAt(0.5, 0.5)[0]
+        except Exception:
+            continue
+        radial = np.array(mid.toTuple()) - f.location
+        radial -= np.dot(radial, d) * d
+        if np.dot(np.array(normal.toTuple()), radial) >= 0:  # convex: a boss, not a hole
+            continue
+        key = tuple(np.round(d, 6)) + tuple(np.round(p, 4))
+        groups.setdefault(key, []).append(f)
+    out = []
+    for members in groups.values():
+        d = members[0].axis / np.linalg.norm(members[0].axis)
+        d = d if next(c for c in d if abs(c) > 1e-9) > 0 else -d
+        from model_runtime.shapes.graph import x_direction
+
+        frame = Frame((0, 0, 0), d, x_direction(graph, d))
+        spans: dict[float, list[float]] = {}
+        for f in members:
+            hs = [frame.height(v.toTuple()) for v in f.face.Vertices()]
+            for e in f.face.Edges():
+                hs += [frame.height(e.positionAt(t).toTuple()) for t in (0.0, 0.5, 1.0)]
+            span = spans.setdefault(round(f.radius, 6), [np.inf, -np.inf])
+            span[0], span[1] = min(span[0], min(hs)), max(span[1], max(hs))
+        center = frame.local(members[0].location)
+        radii = sorted(spans, reverse=True)
+        lo = min(s[0] for s in spans.values())
+        hi = max(s[1] for s in spans.values())
+        if len(radii) == 1:
+            out.append((d, frame, Hole(center, True, hi, [(2 * radii[0], hi - lo)])))
+        elif len(radii) == 2:
+            wide, narrow = spans[radii[0]], spans[radii[1]]
+            if abs(wide[1] - hi) < 1e-6 and abs(wide[0] - narrow[1]) < 1e-6:
+                out.append(
+                    (
+                        d,
+                        frame,
+                        Hole(center, True, hi, [(2 * radii[0], hi - wide[0]), (2 * radii[1], wide[0] - lo)]),
+                    )
+                )
+            elif abs(wide[0] - lo) < 1e-6 and abs(wide[1] - narrow[0]) < 1e-6:
+                out.append(
+                    (
+                        d,
+                        frame,
+                        Hole(center, False, lo, [(2 * radii[0], wide[1] - lo), (2 * radii[1], hi - wide[1])]),
+                    )
+                )
+    return out

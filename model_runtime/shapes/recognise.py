@@ -94,7 +94,9 @@ def _countersinks(frame: Frame, groups: list, cones: list) -> dict[int, list]:
     return out
 
 
-def prism_program(stack: Stack, num: Numbers, blend_ops=None, cones: list | None = None) -> Candidate:
+def prism_program(
+    stack: Stack, num: Numbers, blend_ops=None, cones: list | None = None, cross: list | None = None
+) -> Candidate:
     """The stack as a program; ``blend_ops(num, skip)`` gives the blend steps, ``cones`` the conical
     chamfers a hole may own as its countersink."""
     frame = stack.frame
@@ -144,6 +146,18 @@ def prism_program(stack: Stack, num: Numbers, blend_ops=None, cones: list | None
             op="cut" if run.inner else "union",
         )
         features.append("pocket" if run.inner else "pad")
+    by_axis: dict[tuple, tuple] = {}
+    for d, hole_frame, hole in cross or []:
+        by_axis.setdefault(tuple(np.round(d, 6)), (hole_frame, []))[1].append(hole)
+    for hole_frame, axis_holes in by_axis.values():
+        for group in holes_mod.group_holes(axis_holes):
+            comment, expr = _hole_step(hole_frame, group, num)
+            prog.add(comment + f" across, along {_axis_name(hole_frame)}", expr, op="chain")
+            features.append("counterbored hole" if group.holes[0].kind == "cbore" else "hole")
+            if group.polar:
+                features.append("polar pattern")
+            elif len(group.holes) > 1:
+                features.append("hole pattern")
     if callable(blend_ops):
         blend_ops = blend_ops(num, frozenset(used))
     for op in blend_ops or []:
@@ -246,10 +260,10 @@ def candidates(
             return
         frame = Frame((0, 0, 0), d, x_direction(graph, d))
         work = target
-        ops_fn, cones = None, []
+        ops_fn, cones, cross = None, [], []
         sharp = blends.remove_blends(target, graph, frame.normal)
         if sharp is not None:
-            work, ops_fn, cones = sharp
+            work, ops_fn, cones, cross = sharp
         try:
             stack = slice_stack(
                 work,
@@ -263,7 +277,7 @@ def candidates(
         for s in (snap, 0.0):
             num = Numbers(s, unit)
             try:
-                cand = prism_program(stack, num, ops_fn, cones)
+                cand = prism_program(stack, num, ops_fn, cones, cross)
                 cand.defeatured = sharp is not None
                 yield cand
             except Exception:
