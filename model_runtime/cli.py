@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from model_runtime import __version__
 
 # Order is the order of ``--help``.
-COMMANDS = ("generate", "exec", "serve", "doctor", "setup", "eval")
+COMMANDS = ("generate", "exec", "parametrize", "serve", "doctor", "setup", "eval")
 PROG = "python -m model_runtime"
 # Commands that run generated or untrusted input in the sandbox: they take --allow-uncontained.
 SANDBOXED = ("generate", "exec", "serve", "doctor", "eval", "parametrize")

@@ -71,6 +71,12 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     EVENT_ERROR: ("error",),
     EVENT_CANCELLED: ("error",),
 }
+# POST /v1/parametrize (issue 21): a shape file in, a program with named parameters out. Request:
+# ``name`` (the file name; its extension says the format), ``data`` (base64), ``timeout_s``. Result:
+# ``{"result": {PARAMETRIZE_RESULT_FIELDS}}``; refused input: HTTP 422 ``{"error": {code, message}}``.
+PARAMETRIZE_REQUEST_FIELDS = ("name", "data", "timeout_s")
+PARAMETRIZE_RESULT_FIELDS = ("code", "iou", "bbox_iou", "features", "notes", "kind", "unit", "feature_plan",
+                             "brep", "seconds")
 # POST /v1/jobs body; a job's result (GET /v1/jobs/{id} "result", the result event's "result");
 # one entry of its "candidates" (ranked, best first: the first valid one is the winner).
 JOB_REQUEST_FIELDS = ("image", "instruction", "n", "target_size_mm", "frame", "refine", "backend",

@@ -281,6 +281,7 @@ class SandboxPool:
         jail: bool | None = None,
         language_guard: bool = True,
         allow_uncontained: bool | None = None,
+        max_request_bytes: int = 8 * 1024 * 1024,
     ):
         if workers < 1:
             raise ValueError("a SandboxPool needs at least one worker")
@@ -303,7 +304,9 @@ class SandboxPool:
             "memory_mb": self.memory_mb,
             "max_output_bytes": self.max_output_bytes,
             "language_guard": self.language_guard,
+            "max_request_bytes": int(max_request_bytes),
         }
+        self.max_request_bytes = int(max_request_bytes)
         # Base64 STL plus JSON framing can exceed the byte cap; the worker enforces the exact cap.
         self._max_frame_bytes = 2 * self.max_output_bytes + 1024 * 1024
         self._cond = threading.Condition()
@@ -527,6 +530,56 @@ class SandboxPool:
             return ExecResult.from_dict(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise WorkerCrashed(f"the sandbox sent a malformed result ({exc})") from None
+
+    def run_shape(self, name: str, data: bytes, timeout_s: float | None = None,
+                  time_budget_s: float = 60.0) -> dict[str, Any]:
+        """Read and recognise an untrusted shape file in a job process (``model_runtime/shapes/job.py``).
+
+        Returns the job's reply, ``{"ok": True, "result": {...}}`` or ``{"ok": False, "error": {...}}``
+        for input it refuses; raises a SandboxError when the job process crashed or ran out of time.
+        """
+        import base64
+
+        timeout = self.timeout_s if timeout_s is None else float(timeout_s)
+        job = {
+            "kind": "shape", "name": str(name), "data": base64.b64encode(data).decode("ascii"),
+            "time_budget_s": float(time_budget_s), "timeout_s": timeout,
+            "max_output_bytes": self.max_output_bytes,
+        }  # fmt: skip
+        if len(job["data"]) > self.max_request_bytes - 4096:
+            raise OutputTooLarge(
+                f"the file is {len(data) / 1e6:.1f} MB; the sandbox takes files up to "
+                f"{(self.max_request_bytes - 4096) * 3 / 4 / 1e6:.0f} MB"
+            )
+        worker = self._acquire()
+        try:
+            worker.send(job)
+            reply = worker.wait_reply(timeout + _REPLY_GRACE_S)
+        except queue.Empty:
+            self._replace(worker)
+            raise Timeout(f"reading the shape took longer than {timeout:g} s and was stopped") from None
+        except _Died:
+            code_, how = worker.exit_description()
+            self._replace(worker)
+            raise self._death_error(code_, how, worker) from None
+        except BaseException:
+            self._replace(worker)
+            raise
+        worker.jobs += 1
+        with self._cond:
+            self.jobs += 1
+        if not worker.forks or worker.jobs >= self.max_jobs_per_worker:
+            self._replace(worker)
+        else:
+            self._release(worker)
+        if isinstance(reply.get("crashed"), dict):
+            raise self._crash_error(reply["crashed"])
+        if not reply.get("ok") and isinstance(reply.get("error"), dict) and reply["error"].get("shape"):
+            reply["error"] = protocol.safe_json(reply["error"], _MAX_ERROR_CHARS)
+            return reply
+        if not reply.get("ok"):
+            raise error_from_dict(protocol.safe_json(reply.get("error") or {}, _MAX_ERROR_CHARS))
+        return protocol.safe_json(reply, 4 * 1024 * 1024)
 
     @staticmethod
     def _crash_error(crash: dict[str, Any]) -> SandboxError:

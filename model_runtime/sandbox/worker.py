@@ -219,8 +219,18 @@ class Runner:
         with contextlib.suppress(Exception):
             # The tracer, when installed, is imported once here rather than in every job.
             from model_runtime.feature_plan import tracer  # noqa: F401
+        with contextlib.suppress(Exception):
+            # Shape recognition (the ``shape`` job) and its mesh libraries, likewise imported once.
+            import manifold3d  # noqa: F401
+            import trimesh  # noqa: F401
+
+            from model_runtime.shapes import job, mesh, recognise  # noqa: F401
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        if job.get("kind") == "shape":  # a shape file to read and recognise: model_runtime/shapes/job.py
+            from model_runtime.shapes.job import run_job
+
+            return run_job(job)
         started = time.perf_counter()
         printer = _Printer()
         try:
@@ -425,6 +435,7 @@ class Zygote:
         self.memory_mb = int(config.get("memory_mb", 2048))
         self.max_output_bytes = int(config.get("max_output_bytes", 64 * 1024 * 1024))
         self.max_reply_bytes = 2 * self.max_output_bytes + 1024 * 1024
+        self.max_request_bytes = int(config.get("max_request_bytes", 8 * 1024 * 1024))
         self.scratch = Path(config.get("scratch") or os.getcwd())
         self.spares = max(1, int(config.get("spares", 1)))
         self.runner = Runner(self.max_output_bytes, language_guard=bool(config.get("language_guard", True)))
@@ -500,7 +511,7 @@ class Zygote:
             apply_job_limits(self.memory_mb, self.max_output_bytes)
             syscalls.install(os.getpid())
             with os.fdopen(job_fd, "rb", buffering=0) as stream:
-                job = read_frame(stream, 16 * 1024 * 1024)
+                job = read_frame(stream, max(16 * 1024 * 1024, self.max_request_bytes + 1024 * 1024))
             if job is None:
                 os._exit(0)  # the zygote is shutting down
             os.chdir(job["folder"])
