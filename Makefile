@@ -3,11 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# The CPU build of torch; a bare `torch` in a fresh venv may pull a multi-GB CUDA build.
+# torch for the training and test stack (the GUI tests run a tiny model on it). pip takes it from PyPI, whose
+# Linux wheels are the CUDA build (several GB of nvidia wheels: a ~7 GB venv on Debian 13's Python 3.13),
+# unless a CPU wheel is at hand (find-links); TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU
+# build from PyTorch's own index instead.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 IMAGE ?= model_runtime/examples/flange.png
 
-.PHONY: run test lint bench setup dev clean model model-cpu
+.PHONY: run test lint bench setup dev clean model model-cpu jail
 
 # Re-installs when pyproject.toml changes (new dependencies reach existing venvs).
 $(VENV)/.core: pyproject.toml
@@ -22,19 +26,33 @@ $(VENV)/.llama: $(VENV)/.core
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.core
-	$(PIP) install -q "$(TORCH)"
+	@test -n "$(TORCH_INDEX)" || echo "note: torch comes from PyPI, the CUDA build on Linux (several GB) unless a CPU wheel is at hand; make dev TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build"
+	$(PIP) install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -q -e ".[dev]"
 	touch $@
 
 setup: $(VENV)/.llama
 
+# Generated code runs only in a bubblewrap jail on Linux: install it where we may, else say how.
+jail:
+	@if [ "$$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing bubblewrap (the jail for generated code)…"; \
+	    (apt-get install -y -qq bubblewrap || (apt-get update -qq && apt-get install -y -qq bubblewrap)) >/dev/null; \
+	  else \
+	    echo "CadSnap runs generated code in a bubblewrap jail: install it first (sudo apt install bubblewrap)," \
+	         "or run knowingly without one: CADSNAP_ALLOW_UNCONTAINED=1 make run"; \
+	    [ -n "$$CADSNAP_ALLOW_UNCONTAINED" ]; \
+	  fi; \
+	fi
+
 dev: $(VENV)/.dev $(VENV)/.llama
 
 # The main job on the built-in model: a picture in, a STEP file out.
-run: setup
+run: setup jail
 	$(PY) -m model_runtime generate $(IMAGE) -o part.step --show-code
 
-test: dev
+test: dev jail
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -45,6 +63,7 @@ bench: dev
 	$(PY) -m model_runtime.bench.backends --out out/bench
 	$(PY) -m model_runtime.bench.workbench --out out/bench
 	$(PY) -m training.bench_synth --out out/bench
+	$(PY) -m training.bench_search --data training/eval_oof --evaluations 0,10,20,60,120 --out out/bench/search
 	$(PY) -m model_runtime.bench.feature_tree --n 535 --composed 100 --out out/bench  # needs FreeCAD
 
 # Regenerate the data and retrain the built-in model into model_runtime/models: 60k samples (about

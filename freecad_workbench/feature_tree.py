@@ -667,6 +667,7 @@ def build_body(doc, plan: dict, name: str = "Body", into=None, clean_up: bool = 
     if not plan["features"]:
         raise BuildError("; ".join(plan["reasons"]) or "the feature plan has no steps")
     before = {o.Name for o in doc.Objects}
+    stable_element_names(doc)
     builder = _BodyBuilder(doc, plan, name, into)
     try:
         builder.build()
@@ -676,6 +677,42 @@ def build_body(doc, plan: dict, name: str = "Body", into=None, clean_up: bool = 
         raise
     show_only_tip(builder.body)
     return builder.body, builder.dims.sheet, builder.loose_sketches
+
+
+def stable_element_names(doc) -> bool:
+    """Whether the edges and faces a Fillet, Chamfer or Thickness names in ``doc`` keep their names when
+    something upstream changes; turns the document's string hasher off where that touches no one's work.
+
+    FreeCAD 1.x names sub-elements through the document's string hasher, and 1.0 loses a dress-up's
+    edges after an upstream recompute: a sheet cell, a Pad length, a reopen ("Invalid edge link",
+    FreeCAD issue 18169). Without the hasher (``UseHasher = False``) the names survive. That is a
+    setting of the whole document, and changing it makes FreeCAD recompute every shape in it, outside
+    any undo step: CadSnap sets it only on a document that holds nothing yet (one it creates, or a new
+    empty one), and leaves a user's document with shapes as it is (``hashed_dressup_note`` says so).
+    0.20 has no hasher and no such loss.
+    """
+    if "UseHasher" not in doc.PropertiesList:
+        return True
+    if doc.UseHasher and not doc.Objects:
+        doc.UseHasher = False
+    return not doc.UseHasher
+
+
+DRESSUPS = ("PartDesign::Fillet", "PartDesign::Chamfer", "PartDesign::Thickness")
+
+
+def hashed_dressup_note(body) -> str:
+    """A sentence for the Report view when ``body`` has a dress-up whose edges FreeCAD 1.0 may lose (its
+    document names them through the string hasher, see ``stable_element_names``); else ""."""
+    doc = body.Document
+    dressups = [o.Label for o in body.Group if o.TypeId in DRESSUPS]
+    if not dressups or stable_element_names(doc):
+        return ""
+    return (
+        f"{body.Label}: this FreeCAD may drop the edges of {', '.join(dressups)} when a dimension changes "
+        f"(FreeCAD issue 18169, topological naming in 1.0); typing App.getDocument('{doc.Name}')."
+        "UseHasher = False in the Python console keeps them, and makes FreeCAD recompute the document."
+    )
 
 
 def remove_new_objects(doc, before: set[str]) -> None:

@@ -77,6 +77,8 @@ def insert_plan(doc, plan: dict | None, brep: str, info: SolidInfo, name: str, l
             raise
         if body is not None:
             doc.commitTransaction()
+            if note := feature_tree.hashed_dressup_note(body):  # FreeCAD 1.0 in a user's document
+                FreeCAD.Console.PrintWarning(f"CadSnap: {note}\n")
             return obj, ""
         _roll_back(doc, before)  # the Body that did not match goes; the solid comes in its own step
         message = TREE_FALLBACK_PREFIX + reason

@@ -113,6 +113,11 @@ def explain_code(code: str | None, message: str | None = None, *, runtime_url: s
         return UserError("The runtime has no model to generate with; choose a model in Preferences, or "
                          "press Set up runtime… to install the built-in one.",
                          (ACTION_PREFERENCES, ACTION_SETUP), code)
+    if code == protocol.ERROR_UNCONTAINED:
+        cause = _first_line(message).split(" Fix:")[0] if message else "no sandbox jail works here."
+        return UserError(f"{cause} So generated code does not run; install bubblewrap, or tick “Run "
+                         "generated code even without a sandbox jail” in Preferences (it then runs with "
+                         "your user's rights).", (ACTION_PREFERENCES,), code)
     if code == protocol.ERROR_ALL_INVALID:
         tried = f"{candidates} programs" if candidates else "programs"
         return UserError(f"None of the {tried} the model wrote built a solid; try more candidates, an "
@@ -218,5 +223,8 @@ def sandbox_warning(health: dict[str, Any]) -> str:
     if not isinstance(sandbox, dict) or sandbox.get("contained") is not False:
         return ""
     summary = str(sandbox.get("summary") or "").strip().rstrip(".")
+    if sandbox.get("refused"):
+        return (f"⛔ {summary}: generated code will not run. Install bubblewrap, or allow it in "
+                "Preferences.")
     return ("⚠ Generated code runs without operating-system containment"
             + (f" ({summary})" if summary else "") + ".")

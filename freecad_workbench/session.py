@@ -60,3 +60,4 @@ def set_picture(picture: Picture) -> Picture:
 region_selector = None
 edit_dialog = None
 setup_dialog = None
+parametric_dialog = None  # Make parametric (issue 21)

@@ -308,6 +308,10 @@ class GeneratePanel:
         self.close()
         if not through_slot and Gui.Control.activeDialog():
             Gui.Control.closeDialog()
+        if not Gui.Control.activeDialog():
+            # FreeCAD 1.x puts back the tab that was in front when the panel opened, which in a fresh
+            # profile is the Tasks tab, empty now: show the Model, as 0.20 does, with the new part in it.
+            Gui.Control.showModelView()
 
     def close(self) -> None:
         """Cancel the job on the runtime, stop the timer, and take the dialog down if it is ours."""

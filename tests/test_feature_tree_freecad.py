@@ -124,7 +124,7 @@ def test_feature_tree_in_real_freecad(tmp_path, fixtures):
         "tests.freecad.fc_feature_tree", addon_home(tmp_path), CADSNAP_FC_FIXTURES=str(fixtures)
     )
     ran = re.search(r"Ran (\d+) tests?", output)
-    assert ran and int(ran.group(1)) == 7, output
+    assert ran and int(ran.group(1)) == 8, output
     assert (fixtures / "part.FCStd").is_file()
 
 

@@ -24,6 +24,7 @@ from tests.freecad.harness import REPO_ROOT, run_gui_flow
 from tests.freecad.models import tiny_box_model
 
 README_SCREENSHOT = REPO_ROOT / "freecad_workbench" / "resources" / "screenshot.png"
+README_SCREENSHOT_1X = REPO_ROOT / "freecad_workbench" / "resources" / "screenshot-freecad-1.png"
 SCREENSHOTS = REPO_ROOT / "freecad_workbench" / "resources" / "screenshots"
 
 
@@ -145,6 +146,8 @@ def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path,
     # The GUI shows the Body's solid only: its Tip, not its sketches or earlier features.
     assert result["shown"] == {"visible": ["PartDesign::Pad"], "tip": "PartDesign::Pad", "body": True}
     assert result["editor_line_numbers"] == [1, 2, 3]
+    # The panel is gone and the left dock shows the Model tab with the new Body, not an empty Tasks tab.
+    assert result["model_in_front"] is True, result["model_in_front"]
 
     # Edit CadQuery, a dimension changed: the Body is rebuilt from the new plan (name, label, placement
     # and spreadsheet kept); one undo brings the old Body back.
@@ -197,7 +200,8 @@ def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path,
 @pytest.mark.llama
 def test_the_builtin_model_in_freecad_for_the_readme(tmp_path):
     """Capture a flange in FreeCAD and generate with the built-in model (gguf, model_runtime/models): the
-    README's screenshot is this run's panel (CADSNAP_UPDATE_SCREENSHOT=1 writes it)."""
+    README's screenshot is this run's panel (CADSNAP_UPDATE_SCREENSHOT=1 writes it: screenshot.png from
+    FreeCAD 0.20, screenshot-freecad-1.png from 1.x)."""
     prefs = {"runtime_url": f"http://127.0.0.1:{free_port()}", "interpreter": sys.executable,
              "backend": "auto", "candidates": 4, "startup_timeout_s": 120.0, "job_timeout_s": 120.0}
     result, output = run_gui_flow(tmp_path, prefs, reference="flange", deadline_s=150, timeout_s=300)
@@ -209,7 +213,8 @@ def test_the_builtin_model_in_freecad_for_the_readme(tmp_path):
     assert result["valid"] and result["solids"] == 1 and result["parts_added"] == 1
     assert "import cadquery as cq" in result["source"]
     if os.environ.get("CADSNAP_UPDATE_SCREENSHOT"):
-        _save_small_png(tmp_path / "panel.png", README_SCREENSHOT)
+        one_x = result.get("freecad_version", [0])[0] >= 1
+        _save_small_png(tmp_path / "panel.png", README_SCREENSHOT_1X if one_x else README_SCREENSHOT)
 
 
 def _save_small_png(source: Path, target: Path, limit: int = 300_000) -> None:

@@ -399,6 +399,20 @@ def test_serve_command_carries_the_preferences():
         "/venv/bin/python", "-m", "model_runtime", "serve", "--host", "127.0.0.1", "--port", "5123",
         "--backend", "gguf", "--model", "/m/a.gguf", "--mmproj", "/m/p.gguf"]
     assert "--backend" not in launcher.serve_command(Path("py"), Preferences())
+    assert "--allow-uncontained" not in launcher.serve_command(Path("py"), Preferences())
+    opted_in = launcher.serve_command(Path("py"), Preferences(allow_uncontained=True))
+    assert opted_in[-1] == "--allow-uncontained"
+
+
+def test_a_runtime_without_a_jail_is_explained_with_its_fix():
+    # The runtime's own words for the refusal (model_runtime.sandbox.pool.refusal), as a job error.
+    said = ("Generated code cannot be contained here: bubblewrap is not installed. Fix: Install bubblewrap "
+            "(Debian/Ubuntu: sudo apt install bubblewrap). To run generated code without containment anyway")
+    error = messages.explain_code(protocol.ERROR_UNCONTAINED, said)
+    assert error.text.startswith("Generated code cannot be contained here: bubblewrap is not installed.")
+    assert "Preferences" in error.text and messages.ACTION_PREFERENCES in error.actions
+    line = messages.sandbox_warning({"sandbox": {"contained": False, "refused": True, "summary": said[:69]}})
+    assert line.startswith("⛔") and "will not run" in line and "\n" not in line
 
 
 def test_setup_commands_make_a_venv_then_install(tmp_path):

@@ -1,4 +1,4 @@
-"""Render CadQuery programs with real FreeCAD 0.20 for the domain-gap evaluation.
+"""Render CadQuery programs with real FreeCAD (0.20 or 1.x) for the domain-gap evaluation.
 
 Each program runs in the sandbox; its solid crosses to FreeCAD as BREP text and is shown in a fresh
 document; the isometric view is saved with ``ActiveView.saveImage`` (FreeCAD's own renderer, the
@@ -37,8 +37,14 @@ ZOOM_OUT = 1.25  # camera height after fitAll, relative: about the reference ren
 
 # Runs inside FreeCAD's own Python (stdlib + FreeCAD only). Reads the job file named in the env.
 DRIVER = r'''
-import json, os
+import json, os, sys
 import FreeCAD, FreeCADGui, Part
+try:
+    from pivy import coin  # noqa: F401 - FreeCAD 1.x's getCameraNode() returns a pivy node only then
+except ImportError:
+    pass
+# FreeCAD 1.x's GUI sends a script's print() to the Report view only: markers go to the terminal.
+out = sys.__stdout__
 
 job = json.load(open(os.environ["CADSNAP_FREECAD_JOB"], encoding="utf-8"))
 done = []
@@ -59,10 +65,10 @@ for item in job["items"]:
         view.saveImage(item["png"], job["size"], job["size"], job["background"])
         done.append(item["name"])
     except Exception as exc:  # one bad shape must not lose the batch; reported by name
-        print("''' + ITEM_FAILED + r'''", item["name"], repr(exc), flush=True)
+        print("''' + ITEM_FAILED + r'''", item["name"], repr(exc), file=out, flush=True)
     FreeCAD.closeDocument(doc.Name)
 json.dump(done, open(job["done"], "w"))
-print("''' + DONE_MARKER + r'''", flush=True)
+print("''' + DONE_MARKER + r'''", file=out, flush=True)
 os._exit(0)
 '''
 

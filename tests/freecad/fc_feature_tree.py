@@ -69,6 +69,29 @@ class FeatureTreeTest(unittest.TestCase):
             self.doc.recompute()
             self.assertAlmostEqual(body.Shape.Volume / self.plan["volume"], 1.0, places=6, msg=name)
 
+    def test_a_users_document_with_shapes_keeps_its_naming_and_is_told(self):
+        """FreeCAD 1.x: a document with nothing in it builds without the string hasher (dress-ups keep
+        their edges, FreeCAD issue 18169); one that already holds shapes keeps its setting, and the Report
+        view says what that means for the Body's Fillet. 0.20 has no hasher: nothing to set or say."""
+        hashing = "UseHasher" in self.doc.PropertiesList
+        body, _, _ = feature_tree.build_body(self.doc, self.plan)
+        self.assertTrue(feature_tree.stable_element_names(self.doc))
+        self.assertEqual(feature_tree.hashed_dressup_note(body), "")
+        users = FreeCAD.newDocument("UsersDocument")
+        try:
+            users.addObject("Part::Box", "Box")
+            users.recompute()
+            theirs, _, _ = feature_tree.build_body(users, self.plan)
+            note = feature_tree.hashed_dressup_note(theirs)
+            if hashing:
+                self.assertTrue(users.UseHasher)
+                self.assertIn("Fillet", note)
+                self.assertIn("UseHasher = False", note)
+            else:
+                self.assertEqual(note, "")
+        finally:
+            FreeCAD.closeDocument(users.Name)
+
     def test_polar_pattern_count_and_counterbore_are_parameters(self):
         data = json.loads((FIXTURES / "flange.json").read_text(encoding="utf-8"))
         brep = Path(data["brep_path"]).read_text(encoding="utf-8")

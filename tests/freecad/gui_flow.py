@@ -41,6 +41,7 @@ def fail(message):
 def main():
     from freecad_workbench import preferences
 
+    RESULT["freecad_version"] = [int(part) for part in FreeCAD.Version()[:2]]
     preferences.Preferences(**CONFIG["prefs"]).save(preferences.freecad_group())
     Gui.activateWorkbench("CadSnapWorkbench")
     Gui.getMainWindow().statusBar().messageChanged.connect(STATUS_BAR.append)
@@ -209,7 +210,8 @@ def accept(panel, doc, pressed, remaining, timing):
                 camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3], placement=list(obj.Placement.Base),
                 tree=tree_facts(doc, obj), insert_message=panel.insert_message, edit_active=edit_active(),
                 shown=shown_members(obj), saved_pictures=saved_pictures(doc),
-                report_inserted=report_text().count(f"CadSnap: inserted {obj.Label}"))
+                report_inserted=report_text().count(f"CadSnap: inserted {obj.Label}"),
+                model_in_front=model_in_front())
             screenshot("final")
             if CONFIG.get("edit_code"):
                 codes = CONFIG["edit_code"]
@@ -220,6 +222,18 @@ def accept(panel, doc, pressed, remaining, timing):
         finish()
 
     after_insert(panel, inserted)
+
+
+def model_in_front():
+    """Whether the left dock shows the Model tab (the tree) rather than Tasks: tabs of the Combo View in
+    0.20, two tabified docks in 1.x. None where there is no such pair of tabs."""
+    from freecad_workbench.qt import QtWidgets
+
+    for bar in Gui.getMainWindow().findChildren(QtWidgets.QTabBar):
+        texts = [bar.tabText(i) for i in range(bar.count())]
+        if "Model" in texts and "Tasks" in texts:
+            return bar.tabText(bar.currentIndex()) == "Model"
+    return None
 
 
 def edit_active():
@@ -809,7 +823,7 @@ def widen_task_area():
 
     window = Gui.getMainWindow()
     for dock in window.findChildren(QtWidgets.QDockWidget):
-        if dock.objectName() in ("Combo View", "ComboView"):
+        if dock.objectName() in ("Combo View", "ComboView", "Tasks"):  # "Tasks": its own dock in 1.x
             window.resizeDocks([dock], [430], QtCore.Qt.Horizontal)
 
 

@@ -1,28 +1,57 @@
 """Runs FreeCAD the way a user has it: the add-on laid out as the Addon Manager installs it.
 
 ``addon_home(tmp)`` makes a throwaway HOME whose ``.local/share/FreeCAD/Mod/CadSnap`` links to this
-repository (setting PYTHONPATH for freecadcmd crashes it), so the user's real FreeCAD config is never
-touched. FreeCAD swallows exceptions and exits 0: callers fail on any Traceback in the output.
+repository (and ``.local/share/FreeCAD/v1-1/Mod/CadSnap`` on FreeCAD 1.1, which reads a folder per version;
+setting PYTHONPATH for freecadcmd crashes it), so the user's real FreeCAD config is never touched.
+FreeCAD swallows exceptions and exits 0: callers fail on any Traceback in the output.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
+def freecad_version() -> tuple[int, int] | None:
+    """(major, minor) of the installed ``freecadcmd`` (its ``--version`` crashes 0.20), or None."""
+    script = "import FreeCAD; print('CADSNAP-FREECAD-VERSION', *FreeCAD.Version()[:2])"
+    with tempfile.TemporaryDirectory(prefix="cadsnap-fc-version-") as home:
+        try:
+            proc = subprocess.run(["freecadcmd", "-c", script], env=freecad_env(Path(home)), cwd=home,
+                                  capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return None
+    found = re.search(r"CADSNAP-FREECAD-VERSION (\d+) (\d+)", proc.stdout)
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+def mod_folders(home: Path) -> list[Path]:
+    """Where FreeCAD looks for add-ons under ``home``: ``.local/share/FreeCAD/Mod`` up to 1.0, and from
+    1.1 on a folder per version, ``.local/share/FreeCAD/v1-1/Mod``."""
+    data = home / ".local" / "share" / "FreeCAD"
+    folders = [data / "Mod"]
+    version = freecad_version()
+    if version is not None and version >= (1, 1):
+        folders.append(data / f"v{version[0]}-{version[1]}" / "Mod")
+    return folders
+
+
 def addon_home(base: Path) -> Path:
     home = base / "home"
-    mod = home / ".local" / "share" / "FreeCAD" / "Mod"
-    mod.mkdir(parents=True, exist_ok=True)
-    link = mod / "CadSnap"
-    if not link.exists():
-        link.symlink_to(REPO_ROOT, target_is_directory=True)
+    for mod in mod_folders(home):
+        mod.mkdir(parents=True, exist_ok=True)
+        link = mod / "CadSnap"
+        if not link.exists():
+            link.symlink_to(REPO_ROOT, target_is_directory=True)
     return home
 
 
