@@ -38,6 +38,7 @@ class FixedTexts:
     name = "fixed"
     model_id = "fixed-texts"
     load_s = 0.0
+    follows_instructions = True  # the instruction picks the texts (the pipeline passes it on)
 
     def __init__(self) -> None:
         self.timings = StageTimings()
