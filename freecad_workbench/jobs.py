@@ -113,6 +113,7 @@ class GenerateRequest:
     target_size_mm: float | None = None
     backend: str | None = None
     refine: bool = True  # let the runtime fit the winner's dimensions to the picture
+    budget_s: float | None = None  # the cap on the whole job; the picture search uses what is left
 
     def validate(self) -> None:
         if not self.image:
@@ -142,6 +143,8 @@ class GenerateRequest:
             body["backend"] = self.backend
         if not self.refine:
             body["refine"] = False
+        if self.budget_s is not None:
+            body["budget_s"] = float(self.budget_s)
         return body
 
 
@@ -198,6 +201,8 @@ class JobState:
     error_message: str | None = None
     backend: str = ""
     model: str = ""
+    # The picture search's best so far (the ``best`` event): score, source, evaluations, budget.
+    search_best: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -224,6 +229,8 @@ class JobState:
         elif kind == protocol.EVENT_CANDIDATE:
             incoming = Candidate.from_dict(event, fallback_index=len(self.candidates))
             self.candidate(incoming.index).merge(incoming)
+        elif kind == protocol.EVENT_BEST:
+            self.search_best = {k: event.get(k) for k in ("score", "source", "evaluations", "budget")}
         elif kind == protocol.EVENT_RESULT:
             self.apply_job({"status": protocol.JOB_DONE, "result": event.get("result")})
         elif kind == protocol.EVENT_ERROR:
@@ -279,6 +286,18 @@ class JobState:
         after = float(after if isinstance(after, (int, float)) else fit.get("score", 0))
         return (f"{changed} dimension{'s' if changed != 1 else ''} fitted to the picture "
                 f"(similarity {before:.2f} → {after:.2f}).")
+
+    def verdict(self) -> str:
+        """The runtime's plain words when its answer is only a guess (a low picture score), else ""."""
+        verdict = (self.result or {}).get("verdict")
+        if isinstance(verdict, dict) and verdict.get("guess"):
+            return str(verdict.get("message") or "").strip()
+        return ""
+
+    def instruction_note(self) -> str:
+        """How the runtime used the instruction (the model read it, or it became constraints), or ""."""
+        used = (self.result or {}).get("instruction")
+        return str(used.get("message") or "").strip() if isinstance(used, dict) else ""
 
     def ranked(self) -> list[Candidate]:
         """Valid candidates first, best score first; then the invalid ones by index."""

@@ -446,9 +446,11 @@ class PanelController:
             return
         if state.status == protocol.JOB_DONE and state.best() is not None:
             valid = sum(bool(c.valid) for c in state.candidates.values())
-            fitted = state.fit_summary()
+            notes = [n for n in (state.fit_summary(), state.instruction_note()) if n]
+            guess = state.verdict()
             self.stage_line = (f"Done: {valid} of {len(state.candidates)} candidates valid. "
-                               + (fitted + " " if fitted else "") + "Press OK to insert.")
+                               + "".join(n + " " for n in notes)
+                               + (f"⚠ {guess} " if guess else "") + "Press OK to insert.")
             return
         if state.status == protocol.JOB_CANCELLED:
             self.stage_line = "Cancelled; the document is unchanged."
@@ -535,6 +537,10 @@ _JOB_ERRORS_FROM_A_LIVE_RUNTIME = frozenset({protocol.ERROR_BAD_IMAGE, protocol.
 def _stage_text(state: JobState) -> str:
     if state.status == protocol.JOB_QUEUED:
         return "Queued on the runtime"
+    best = state.search_best
+    if best and isinstance(best.get("score"), (int, float)):
+        tries = f", {best.get('evaluations')}/{best.get('budget')} tries" if best.get("budget") else ""
+        return f"Searching: best match so far {best['score']:.2f} ({best.get('source') or 'model'}{tries})"
     stage = state.stage.replace("_", " ")
     return f"Working: {stage} ({state.progress:.0%})" if stage else "Working…"
 

@@ -48,6 +48,8 @@ class Preferences:
     # Run generated code even where the runtime has no operating-system jail (no bubblewrap, macOS,
     # Windows): it then runs with the user's rights. Off unless the user turns it on knowingly.
     allow_uncontained: bool = False
+    # The user's cap on a whole Generate job, seconds: the picture search uses what the model leaves.
+    search_budget_s: float = 5.0
 
     def validated(self) -> Preferences:
         """A copy with whitespace trimmed; PreferencesError names the first bad setting."""
@@ -71,6 +73,8 @@ class Preferences:
             raise PreferencesError(f"Candidates must be between 1 and {protocol.MAX_CANDIDATES}.")
         if not 64 <= prefs.capture_size <= 2048:
             raise PreferencesError("Capture size must be between 64 and 2048 pixels.")
+        if not 0 < prefs.search_budget_s <= 600:
+            raise PreferencesError("Search time must be between 0 and 600 seconds.")
         for name in ("connect_timeout_s", "startup_timeout_s", "job_timeout_s", "exec_timeout_s"):
             if not getattr(prefs, name) > 0:
                 raise PreferencesError(f"{name.replace('_s', '').replace('_', ' ').capitalize()} "

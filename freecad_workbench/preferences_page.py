@@ -48,6 +48,13 @@ class PreferencePage:
             "does not run it. Tick this to run it anyway, with your user's rights: only for models and "
             "servers you trust.")
         layout.addRow("Containment", self.allow_uncontained)
+        self.search_budget_s = QtWidgets.QDoubleSpinBox()
+        self.search_budget_s.setRange(0.5, 600)
+        self.search_budget_s.setSuffix(" s")
+        self.search_budget_s.setToolTip(
+            "How long a Generate job may take in all: after the model, the runtime searches for the part "
+            "that best matches the picture until this time is up (the best so far is kept).")
+        layout.addRow("Search time", self.search_budget_s)
         self.capture_size = QtWidgets.QSpinBox()
         self.capture_size.setRange(64, 2048)
         self.capture_size.setSuffix(" px")
@@ -76,6 +83,7 @@ class PreferencePage:
         self.capture_size.setValue(prefs.capture_size)
         self.insert_as.setCurrentIndex(0 if prefs.feature_tree else 1)
         self.allow_uncontained.setChecked(prefs.allow_uncontained)
+        self.search_budget_s.setValue(prefs.search_budget_s)
         for name, box in self.timeouts.items():
             box.setValue(getattr(prefs, name))
 
@@ -88,6 +96,7 @@ class PreferencePage:
             remote_url=self.remote_url.text(), candidates=self.candidates.value(),
             capture_size=self.capture_size.value(), feature_tree=self.insert_as.currentIndex() == 0,
             allow_uncontained=self.allow_uncontained.isChecked(),
+            search_budget_s=self.search_budget_s.value(),
             **{name: box.value() for name, box in self.timeouts.items()})
         try:
             prefs.save(preferences.freecad_group())

@@ -159,7 +159,10 @@ def test_evaluation_cli_on_a_five_sample_folder_with_a_real_model(eval_folder, b
     assert samples["box_same"]["iou"] > 0.95  # a picture the program already matches stays matched
     assert summary["iou_mean"] > summary["model_iou_mean"]
     assert "before fitting" in (out / "report.md").read_text()
-    assert 0.0 < samples["disc"]["iou"] < 0.9 and 0.0 < samples["plate"]["iou"] < 1.0
+    # The picture search (on by default, as a user gets it) finds the disc a box-only model cannot
+    # write: its envelope, a cylinder; the model's own box stays far from it.
+    assert samples["disc"]["iou"] > 0.9 and samples["disc"]["model_iou"] < 0.9
+    assert 0.0 < samples["plate"]["iou"] < 1.0
     assert samples["disc"]["chamfer"] > samples["box_same"]["chamfer"]
     assert summary["families"]["block"]["n"] == 3 and summary["families"]["plate"]["n"] == 1
     assert summary["latency_s"]["p50"] > 0 and "generate_s" in summary["stages_s"]

@@ -284,6 +284,28 @@ def test_the_winner_caption_shows_the_score_the_status_line_shows(config_dir):
     assert "(similarity 0.88 → 0.97). Press OK to insert." in view.stage_line and view.select_index == 1
 
 
+def test_the_search_streams_its_best_and_a_guess_says_so(config_dir):
+    controller = lifecycle.PanelController(prefs_for("http://127.0.0.1:1"), RuntimeManager())
+    controller.job = lifecycle._Job(1)
+    controller.state.apply({"type": protocol.EVENT_STATUS, "stage": "search", "progress": 0.8})
+    controller.state.apply(protocol.best_event(0.8123, "envelope:box+fit", 23, 64, None, "code"))
+    controller._after_job_change()
+    assert controller.view().stage_line == "Searching: best match so far 0.81 (envelope:box+fit, 23/64 tries)"
+    controller.state.apply_job({"status": protocol.JOB_DONE, "result": {
+        "code": "c", "result": {"brep": "B"}, "score": 0.41,
+        "candidates": [{"index": 0, "valid": True, "score": 0.41}],
+        "verdict": {"guess": True, "score": 0.41, "message": "This is a guess (picture score 0.41)."},
+        "instruction": {"text": "4 holes", "used_by": "search", "message": "The instruction set 4 holes."}}})
+    controller._after_job_change()
+    line = controller.view().stage_line
+    assert "The instruction set 4 holes. ⚠ This is a guess (picture score 0.41). Press OK" in line
+    sure = {"guess": False, "score": 0.95, "message": "A close match."}
+    controller.state.apply_job({"status": protocol.JOB_DONE, "result": {**controller.state.result,
+                                                                       "verdict": sure}})
+    controller._after_job_change()
+    assert "⚠" not in controller.view().stage_line
+
+
 BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
 
 

@@ -115,6 +115,7 @@ def test_preferences_round_trip_with_the_right_types():
     ({"candidates": protocol.MAX_CANDIDATES + 1}, "Candidates"),
     ({"capture_size": 10}, "Capture size"),
     ({"job_timeout_s": 0.0}, "Job timeout"),
+    ({"search_budget_s": 0.0}, "Search time"),
 ])
 def test_bad_preferences_name_the_setting(changes, words):
     group = ParamGroup()

@@ -145,7 +145,8 @@ def test_the_workbench_reads_only_fields_the_runtime_sends():
                      "sandbox", "contained", "mechanism", "summary", "refused"}
     sent = ({"type", "job_id"} | {f for fields in protocol.EVENT_FIELDS.values() for f in fields}
             | set(protocol.JOB_RESULT_FIELDS) | set(protocol.CANDIDATE_FIELDS) | job_fields | exec_fields
-            | error_fields | refinement_fields | health_fields
+            | error_fields | refinement_fields | health_fields | set(protocol.SEARCH_FIELDS)
+            | set(protocol.VERDICT_FIELDS) | set(protocol.INSTRUCTION_FIELDS)
             | set(protocol.JOB_REQUEST_FIELDS))  # written into the request body, not read
     for name in ("jobs.py", "lifecycle.py", "messages.py"):
         read = _fields_read((ROOT / "freecad_workbench" / name).read_text(encoding="utf-8"))
@@ -161,6 +162,7 @@ def test_the_request_the_workbench_builds_is_the_one_the_server_takes():
     assert set(JobBody.model_fields) == set(protocol.JOB_REQUEST_FIELDS)
     image = base64.b64decode(png())
     body = workbench_jobs.GenerateRequest(image=image, instruction="a plate", n=3, target_size_mm=60,
-                                          backend="gguf", refine=False).to_json()
+                                          backend="gguf", refine=False, budget_s=7.5).to_json()
+    assert body["budget_s"] == 7.5
     assert set(body) <= set(protocol.JOB_REQUEST_FIELDS)
     JobBody(**body)  # validates
