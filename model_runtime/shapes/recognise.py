@@ -375,17 +375,23 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
     deadline = started + time_budget_s
     tried: list[Candidate] = []
     seen: set[str] = set()
-    for cand in candidates(
-        target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline
-    ):
-        if cand.program in seen:
-            continue
-        seen.add(cand.program)
-        _evaluate(cand, target)
-        if cand.solid is not None:
-            tried.append(cand)
-        if cand.iou >= EXACT or time.monotonic() > deadline:
-            break
+    from model_runtime.shapes.prism import DEADLINE, OutOfTime
+
+    DEADLINE[0] = deadline
+    try:
+        for cand in candidates(
+            target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline
+        ):
+            if cand.program in seen:
+                continue
+            seen.add(cand.program)
+            _evaluate(cand, target)
+            if cand.solid is not None:
+                tried.append(cand)
+            if cand.iou >= EXACT or time.monotonic() > deadline:
+                break
+    except OutOfTime:
+        pass
     if not tried:
         raise ValueError("no recogniser could rebuild this shape")
     tried.sort(key=lambda c: -c.iou)
