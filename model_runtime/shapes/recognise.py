@@ -94,6 +94,39 @@ def _countersinks(frame: Frame, groups: list, cones: list) -> dict[int, list]:
     return out
 
 
+def _connected_order(pads: list) -> list:
+    """The pads in an order where each one touches those before it: a PartDesign Body adds one
+    feature at a time and refuses a pad that would leave two separate solids."""
+    if len(pads) < 3:
+        return pads
+    from shapely.geometry import Polygon
+
+    polys = []
+    for run in pads:
+        try:
+            poly = Polygon(run.loop.points(8)).buffer(0)
+        except Exception:
+            poly = None
+        polys.append(poly)
+
+    def touches(i: int, j: int) -> bool:
+        a, b = pads[i], pads[j]
+        if a.z1 < b.z0 - 1e-9 or b.z1 < a.z0 - 1e-9 or polys[i] is None or polys[j] is None:
+            return False
+        overlap_z = min(a.z1, b.z1) - max(a.z0, b.z0)
+        if overlap_z > 1e-9:
+            return polys[i].intersects(polys[j])
+        return polys[i].intersection(polys[j]).area > 1e-9
+
+    order = [0]
+    left = list(range(1, len(pads)))
+    while left:
+        nxt = next((j for j in left if any(touches(i, j) for i in order)), left[0])
+        order.append(nxt)
+        left.remove(nxt)
+    return [pads[i] for i in order]
+
+
 def prism_program(
     stack: Stack, num: Numbers, blend_ops=None, cones: list | None = None, cross: list | None = None
 ) -> Candidate:
@@ -104,6 +137,7 @@ def prism_program(
     pads = [r for r in rest if not r.inner]
     cuts = [r for r in rest if r.inner]
     pads.sort(key=lambda r: (r.depth, -r.loop.area() * (r.z1 - r.z0)))
+    pads = _connected_order(pads)
     prog = Program()
     features: list[str] = []
     base = pads[0] if pads else None
