@@ -266,6 +266,28 @@ def test_cli(tmp_path):
     assert proc.stderr.strip() == "error: 'empty.stl' is empty."
 
 
+def test_server_and_workbench_client(pool, tmp_path, monkeypatch):
+    """POST /v1/parametrize through the workbench's own client: a Body's worth of result, or one
+    plain sentence for bad input."""
+    from freecad_workbench.client import ApiError, RuntimeClient
+    from model_runtime.server import ServerConfig, create_app
+    from tests.server_thread import BackgroundServer
+
+    monkeypatch.setenv("CADSNAP_CONFIG_DIR", str(tmp_path))
+    app = create_app(ServerConfig(token_path=tmp_path / "token"), pool=pool)
+    part = cq.Workplane("XY").box(40, 30, 6, centered=(True, True, False)).faces(">Z").workplane().hole(5)
+    step = _step(tmp_path, part)
+    with BackgroundServer(app) as srv:
+        client = RuntimeClient(srv.url, token=(tmp_path / "token").read_text().strip(), timeout_s=60)
+        result = client.parametrize(step.name, step.read_bytes(), timeout_s=60)
+        assert result["iou"] > 0.9999
+        assert result["feature_plan"]["status"] == "mapped"
+        assert "bore_diameter = 5" in result["code"] and result["brep"].strip()
+        with pytest.raises(ApiError) as info:
+            client.parametrize("part.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", timeout_s=60)
+        assert "open mesh" in info.value.message
+
+
 @pytest.mark.freecad
 def test_cli_fcstd(tmp_path):
     part = cq.Workplane("XY").box(40, 30, 6, centered=(True, True, False)).faces(">Z").workplane().hole(5)
