@@ -103,6 +103,15 @@ def test_linear_and_polar_patterns(tmp_path):
     assert ".polarArray(12, 0, 360, 6).hole(4, 8)" in rec.program
 
 
+def test_equal_bosses_are_one_step(tmp_path):
+    part = cq.Workplane("XY").box(60, 40, 4, centered=(True, True, False))
+    part = part.faces(">Z").workplane().rarray(10, 1, 5, 1).rect(2, 40).extrude(15)
+    rec = _rebuild(_step(tmp_path, part))
+    assert rec.iou > 0.9999
+    assert "pad pattern" in rec.features
+    assert ".pushPoints([(-20, 0), (-10, 0), (0, 0), (10, 0), (20, 0)]).rect(2, 40).extrude(15)" in rec.program
+
+
 def test_fillets_and_chamfers(tmp_path):
     part = cq.Workplane("XY").box(60, 40, 20, centered=(True, True, False)).edges(">Z").fillet(3)
     part = part.edges("<Z").chamfer(1.5)

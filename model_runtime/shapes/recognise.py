@@ -94,6 +94,44 @@ def _countersinks(frame: Frame, groups: list, cones: list) -> dict[int, list]:
     return out
 
 
+def _shape_key(loop) -> tuple | None:
+    """Size of a rectangle or circle, whatever its position: equal keys are equal features."""
+    rect = loop.as_rectangle()
+    if rect is not None:
+        return ("rect", round(rect[2], 6), round(rect[3], 6))
+    if loop.is_circle:
+        return ("circle", round(loop.segments[0].radius, 6))
+    return None
+
+
+def _where(loop) -> tuple[float, float]:
+    rect = loop.as_rectangle()
+    return (rect[0], rect[1]) if rect is not None else loop.segments[0].center
+
+
+def _equal_runs(run, runs: list, done: set) -> list:
+    key = _shape_key(run.loop)
+    if key is None:
+        return []
+    return [
+        r for r in runs
+        if id(r) not in done and r.depth == run.depth and abs(r.z0 - run.z0) < 1e-9
+        and abs(r.z1 - run.z1) < 1e-9 and _shape_key(r.loop) == key
+    ]  # fmt: skip
+
+
+def _points_code(runs: list, num: Numbers) -> str:
+    pts = sorted(_where(r.loop) for r in runs)
+    return ".pushPoints([" + ", ".join(f"({num(x)}, {num(y)})" for x, y in pts) + "])"
+
+
+def _shape_code(loop, num: Numbers) -> str:
+    key = _shape_key(loop)
+    if key[0] == "rect":
+        return f".rect({num(key[1])}, {num(key[2])})"
+    return f".circle({num(key[1])})"
+
+
 def _connected_order(pads: list) -> list:
     """The pads in an order where each one touches those before it: a PartDesign Body adds one
     feature at a time and refuses a pad that would leave two separate solids."""
@@ -141,11 +179,22 @@ def prism_program(
     prog = Program()
     features: list[str] = []
     base = pads[0] if pads else None
+    done: set[int] = set()
     for run in pads:
-        if run.depth > 0:
+        if run.depth > 0 or id(run) in done:
             continue
         wp = workplane(frame, frame.world(0, 0, run.z0), num)
         what = "base" if run is base else "boss"
+        equal = [] if run is base else _equal_runs(run, pads, done)
+        if len(equal) > 1:
+            # equal bosses on one height range: one sketch on all their points (a pattern in FreeCAD)
+            done |= {id(r) for r in equal}
+            prog.add(
+                f"{len(equal)} equal bosses extruded {num(run.z1 - run.z0)} along {_axis_name(frame)}",
+                f"{wp}{_points_code(equal, num)}{_shape_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
+            )
+            features += ["pad", "pad pattern"]
+            continue
         prog.add(
             f"{what}: a sketch extruded {num(run.z1 - run.z0)} along {_axis_name(frame)}",
             f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
