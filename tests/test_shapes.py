@@ -105,11 +105,11 @@ def test_linear_and_polar_patterns(tmp_path):
 
 def test_equal_bosses_are_one_step(tmp_path):
     part = cq.Workplane("XY").box(60, 40, 4, centered=(True, True, False))
-    part = part.faces(">Z").workplane().rarray(10, 1, 5, 1).rect(2, 40).extrude(15)
+    part = part.faces(">Z").workplane().rarray(10, 1, 5, 1).rect(2, 30).extrude(15)
     rec = _rebuild(_step(tmp_path, part))
     assert rec.iou > 0.9999
     assert "pad pattern" in rec.features
-    assert ".pushPoints([(-20, 0), (-10, 0), (0, 0), (10, 0), (20, 0)]).rect(2, 40).extrude(15)" in rec.program
+    assert ".pushPoints([(-20, 0), (-10, 0), (0, 0), (10, 0), (20, 0)]).rect(2, 30)" in rec.program
 
 
 def test_fillets_and_chamfers(tmp_path):
