@@ -93,6 +93,16 @@ def test_turned_part_is_one_revolve(tmp_path):
     assert ".revolve(360" in rec.program
 
 
+def test_flange_is_a_revolve_with_a_bolt_circle(tmp_path):
+    profile = [(25, 0), (75, 0), (75, 16), (38, 16), (30, 50), (25, 50)]
+    part = cq.Workplane("XZ").polyline(profile).close().revolve(360, (0, 0, 0), (0, 1, 0))
+    part = part.faces(">Z[-2]").workplane().polarArray(60, 45, 360, 8).hole(14)
+    rec = _rebuild(_step(tmp_path, part))
+    assert rec.iou > 0.9999
+    assert rec.features[0] == "revolve" and "polar pattern" in rec.features
+    assert ".polarArray(60, 45, 360, 8).hole(14, 16)" in rec.program
+
+
 def test_linear_and_polar_patterns(tmp_path):
     plate = cq.Workplane("XY").box(140, 60, 8, centered=(True, True, False))
     part = plate.faces(">Z").workplane().rarray(20, 20, 3, 2).hole(5)

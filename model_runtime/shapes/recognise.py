@@ -229,18 +229,7 @@ def prism_program(
             op="cut" if run.inner else "union",
         )
         features.append("pocket" if run.inner else "pad")
-    by_axis: dict[tuple, tuple] = {}
-    for d, hole_frame, hole in cross or []:
-        by_axis.setdefault(tuple(np.round(d, 6)), (hole_frame, []))[1].append(hole)
-    for hole_frame, axis_holes in by_axis.values():
-        for group in holes_mod.group_holes(axis_holes):
-            comment, expr = _hole_step(hole_frame, group, num)
-            prog.add(comment + f" across, along {_axis_name(hole_frame)}", expr, op="chain")
-            features.append("counterbored hole" if group.holes[0].kind == "cbore" else "hole")
-            if group.polar:
-                features.append("polar pattern")
-            elif len(group.holes) > 1:
-                features.append("hole pattern")
+    features += _cross_hole_steps(prog, cross or [], num)
     if callable(blend_ops):
         blend_ops = blend_ops(num, frozenset(used))
     for op in blend_ops or []:
@@ -291,17 +280,85 @@ def _hole_step(frame: Frame, group: holes_mod.HoleGroup, num: Numbers, sink=None
     return comment, f".copyWorkplane({wp}){where}{op}"
 
 
-def revolve_program(turned, num: Numbers) -> Candidate:
+def revolve_program(turned, num: Numbers, cross: list | None = None) -> Candidate:
     frame = turned.frame
     prog = Program()
     wp = workplane(frame, frame.origin, num)
     loops = sorted(turned.loops, key=lambda lp: -lp.area())
+    features = ["revolve"] * len(loops)
     for i, loop in enumerate(loops):
         prog.add(
             "turned profile, revolved about the part's axis" if i == 0 else "",
             f"{wp}{loop_code(loop, num)}.revolve(360, (0, 0, 0), (0, 1, 0))",
         )
-    return Candidate(prog.text(), ["revolve"] * len(loops), "revolve")
+    features += _cross_hole_steps(prog, cross or [], num, across=False)
+    return Candidate(prog.text(), features, "revolve")
+
+
+def _cross_hole_steps(prog: Program, cross: list, num: Numbers, across: bool = True) -> list[str]:
+    """Holes taken off by defeaturing, drilled again along their own axes; the feature names."""
+    features: list[str] = []
+    by_axis: dict[tuple, tuple] = {}
+    for d, hole_frame, hole in cross:
+        by_axis.setdefault(tuple(np.round(d, 6)), (hole_frame, []))[1].append(hole)
+    for hole_frame, axis_holes in by_axis.values():
+        for group in holes_mod.group_holes(axis_holes):
+            comment, expr = _hole_step(hole_frame, group, num)
+            if across:
+                comment += f" across, along {_axis_name(hole_frame)}"
+            prog.add(comment, expr, op="chain")
+            features.append("counterbored hole" if group.holes[0].kind == "cbore" else "hole")
+            if group.polar:
+                features.append("polar pattern")
+            elif len(group.holes) > 1:
+                features.append("hole pattern")
+    return features
+
+
+def _drilled_turned_part(target: Any, graph: FaceGraph, fit_tol: float):
+    """A turned part with drilled holes (a flange): the holes off by defeaturing, the rest one
+    revolve, the holes back as hole steps. (Turned, cross holes) or None."""
+    from model_runtime.shapes.graph import CYLINDER, parallel
+
+    bb = target.BoundingBox()
+    size = max(bb.xlen, bb.ylen, bb.zlen)
+    round_faces = [f for f in graph.faces if f.kind in ("cylinder", "cone", "torus")]
+    if not round_faces:
+        return None
+    main = max(round_faces, key=lambda f: f.area)
+    a, d = main.location, main.axis / np.linalg.norm(main.axis)
+
+    def coaxial(f) -> bool:
+        v = f.location - a
+        return parallel(f.axis, d, 1e-6) and np.linalg.norm(v - np.dot(v, d) * d) < 1e-5 * max(1.0, size)
+
+    drilled = [
+        f for f in graph.faces
+        if f.kind == CYLINDER and not coaxial(f) and f.radius < 0.25 * size and blends._concave(f)
+    ]  # fmt: skip
+    if not drilled:
+        return None
+    ids = {f.index for f in drilled}
+    for f in graph.faces:  # a counterbore's floor: a plane that only the hole's faces surround
+        if f.kind == "plane" and f.index not in ids and f.neighbours and f.neighbours <= ids:
+            ids.add(f.index)
+    faces = [graph.faces[i].face for i in sorted(ids)]
+    if len(faces) > 120 or sum(f.Area() for f in faces) > 0.5 * graph.area:
+        return None
+    sharp = blends.defeature(target, faces)
+    if sharp is None:
+        return None
+    axis = turning_axis(build_graph(sharp))
+    if axis is None:
+        return None
+    turned = half_section(sharp, axis[0], axis[1], fit_tol)
+    if turned is None:
+        return None
+    try:
+        cross = blends.cross_holes(graph, faces)
+    except Exception:
+        return None
+    return turned, cross
 
 
 def _one_valid_solid(program: str) -> Any:
@@ -338,6 +395,14 @@ def candidates(
         if turned is not None:
             for s in (snap, 0.0):
                 yield revolve_program(turned, Numbers(s, unit))
+    else:
+        try:
+            drilled = _drilled_turned_part(target, graph, fit_tol)
+        except Exception:
+            drilled = None
+        if drilled is not None:
+            for s in (snap, 0.0):
+                yield revolve_program(drilled[0], Numbers(s, unit), drilled[1])
     for d in axis_candidates(graph)[:3]:
         if time.monotonic() > deadline:
             return
