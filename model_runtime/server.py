@@ -533,8 +533,7 @@ def parametrize_shape(body: ParametrizeBody, request: Request):
     except SandboxError as exc:
         return JSONResponse(exc.to_dict(), status_code=422)
     if not out["ok"]:
-        return JSONResponse({"error": {"code": out["error"]["code"], "message": out["error"]["message"]}},
-                            status_code=422)
+        return error_response(422, out["error"]["code"], out["error"]["message"])
     r = out["result"]
     result = {k: r.get(k) for k in protocol.PARAMETRIZE_RESULT_FIELDS if k in r}
     result.update(code=out["code"], feature_plan=out["plan"], brep=out["exec"].brep)

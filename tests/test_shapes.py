@@ -93,6 +93,16 @@ def test_turned_part_is_one_revolve(tmp_path):
     assert ".revolve(360" in rec.program
 
 
+def test_flange_is_a_revolve_with_a_bolt_circle(tmp_path):
+    profile = [(25, 0), (75, 0), (75, 16), (38, 16), (30, 50), (25, 50)]
+    part = cq.Workplane("XZ").polyline(profile).close().revolve(360, (0, 0, 0), (0, 1, 0))
+    part = part.faces(">Z[-2]").workplane().polarArray(60, 45, 360, 8).hole(14)
+    rec = _rebuild(_step(tmp_path, part))
+    assert rec.iou > 0.9999
+    assert rec.features[0] == "revolve" and "polar pattern" in rec.features
+    assert ".polarArray(60, 45, 360, 8).hole(14, 16)" in rec.program
+
+
 def test_linear_and_polar_patterns(tmp_path):
     plate = cq.Workplane("XY").box(140, 60, 8, centered=(True, True, False))
     part = plate.faces(">Z").workplane().rarray(20, 20, 3, 2).hole(5)
@@ -101,6 +111,15 @@ def test_linear_and_polar_patterns(tmp_path):
     assert rec.iou > 0.9999
     assert "polar pattern" in rec.features and "hole pattern" in rec.features
     assert ".polarArray(12, 0, 360, 6).hole(4, 8)" in rec.program
+
+
+def test_equal_bosses_are_one_step(tmp_path):
+    part = cq.Workplane("XY").box(60, 40, 4, centered=(True, True, False))
+    part = part.faces(">Z").workplane().rarray(10, 1, 5, 1).rect(2, 30).extrude(15)
+    rec = _rebuild(_step(tmp_path, part))
+    assert rec.iou > 0.9999
+    assert "pad pattern" in rec.features
+    assert ".pushPoints([(-20, 0), (-10, 0), (0, 0), (10, 0), (20, 0)]).rect(2, 30)" in rec.program
 
 
 def test_fillets_and_chamfers(tmp_path):
@@ -264,6 +283,28 @@ def test_cli(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: 'empty.stl' is empty."
+
+
+def test_server_and_workbench_client(pool, tmp_path, monkeypatch):
+    """POST /v1/parametrize through the workbench's own client: a Body's worth of result, or one
+    plain sentence for bad input."""
+    from freecad_workbench.client import ApiError, RuntimeClient
+    from model_runtime.server import ServerConfig, create_app
+    from tests.server_thread import BackgroundServer
+
+    monkeypatch.setenv("CADSNAP_CONFIG_DIR", str(tmp_path))
+    app = create_app(ServerConfig(token_path=tmp_path / "token"), pool=pool)
+    part = cq.Workplane("XY").box(40, 30, 6, centered=(True, True, False)).faces(">Z").workplane().hole(5)
+    step = _step(tmp_path, part)
+    with BackgroundServer(app) as srv:
+        client = RuntimeClient(srv.url, token=(tmp_path / "token").read_text().strip(), timeout_s=60)
+        result = client.parametrize(step.name, step.read_bytes(), timeout_s=60)
+        assert result["iou"] > 0.9999
+        assert result["feature_plan"]["status"] == "mapped"
+        assert "bore_diameter = 5" in result["code"] and result["brep"].strip()
+        with pytest.raises(ApiError) as info:
+            client.parametrize("part.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", timeout_s=60)
+        assert "open mesh" in info.value.message
 
 
 @pytest.mark.freecad

@@ -133,7 +133,7 @@ def gallery(rows: list[dict], inputs: dict[str, Path], path: Path, n: int = 8) -
     cell, table_w = 200, 330
     sheet = Image.new("RGB", (3 * cell + table_w, cell * len(picked) + 24), "white")
     draw = ImageDraw.Draw(sheet)
-    for j, title in enumerate(("input", "rebuild", "difference (both ways)")):
+    for j, title in enumerate(("input", "rebuild", "difference both ways (zoomed to fit)")):
         draw.text((j * cell + 6, 4), title, fill="black")
     draw.text((3 * cell + 6, 4), "parameters", fill="black")
     for i, row in enumerate(picked):

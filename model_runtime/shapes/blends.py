@@ -75,7 +75,7 @@ def find_blends(graph: FaceGraph, axis: np.ndarray, size: float) -> list[Blend]:
     for f in graph.faces:
         if prismatic_along(f, axis) != "other":
             continue
-        if f.kind in (CYLINDER, TORUS, SPHERE) and f.radius < 0.2 * size:
+        if f.kind in (CYLINDER, TORUS, SPHERE) and f.radius < 0.1 * size:
             tangent, _ = _tangent_edges(f, graph)
             if tangent >= 2 or (f.kind == SPHERE and tangent >= 1):
                 out.append(Blend(f.face, "fillet", f.radius, f))
@@ -197,7 +197,7 @@ def cross_features(graph: FaceGraph, axis: np.ndarray, blends: list[Blend]) -> l
     blend_ids = {id(b.face.wrapped) for b in blends}
     picked = {
         f.index for f in graph.faces
-        if prismatic_along(f, axis) == "other" and f.kind in (CYLINDER, CONE)
+        if prismatic_along(f, axis) == "other" and f.kind in (CYLINDER, CONE) and _concave(f)
         and not any(f.face.wrapped.IsSame(b.face.wrapped) for b in blends)
         and id(f.face.wrapped) not in blend_ids
     }  # fmt: skip
@@ -207,6 +207,19 @@ def cross_features(graph: FaceGraph, axis: np.ndarray, blends: list[Blend]) -> l
     return [graph.faces[i].face for i in sorted(picked)]
 
 
+def _concave(f: Any) -> bool:
+    """A cylinder or cone that bounds a hole (its normal points at its axis), not a boss."""
+    try:
+        mid = f.face.positionAt(0.5, 0.5)
+        normal = f.face.normalAt(0.5, 0.5)[0]
+    except Exception:
+        return False
+    d = f.axis / np.linalg.norm(f.axis)
+    radial = np.array(mid.toTuple()) - f.location
+    radial -= np.dot(radial, d) * d
+    return float(np.dot(np.array(normal.toTuple()), radial)) < 0
+
+
 def remove_blends(solid: Any, graph: FaceGraph, axis: np.ndarray):
     """(sharp solid, ops(num) -> blend steps), or None when there is nothing to take off."""
     bb = solid.BoundingBox()
@@ -214,6 +227,21 @@ def remove_blends(solid: Any, graph: FaceGraph, axis: np.ndarray):
     blends = find_blends(graph, axis, size)
     cross = cross_features(graph, axis, blends)
     if not blends and not cross:
+        return None
+    # Blends and drilled features are a small part of a part's skin; taking off more than that is
+    # remodelling (and OCC's defeaturing can then run for minutes): leave it to the other paths.
+    total = graph.area or 1.0
+    if sum(b.face.Area() for b in blends) > 0.3 * total:
+        blends = []
+    if sum(f.Area() for f in cross) > 0.3 * total or len(cross) > 200:
+        cross = []
+    if not blends and not cross:
+        return None
+    # Only when what is taken off is all that stands across the axis: otherwise the result is no
+    # prism anyway, and defeaturing a partial set of blends is where OCC can run for minutes.
+    removed = [b.face for b in blends] + cross
+    others = [f for f in graph.faces if prismatic_along(f, axis) == "other"]
+    if len(removed) > 120 or any(not any(f.face.wrapped.IsSame(r.wrapped) for r in removed) for f in others):
         return None
     sharp = defeature(solid, [b.face for b in blends] + cross) if cross else None
     if sharp is None and blends:

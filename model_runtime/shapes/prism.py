@@ -7,6 +7,7 @@ and the residual step account for.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,14 @@ import numpy as np
 
 from model_runtime.shapes.graph import FaceGraph, prismatic_along
 from model_runtime.shapes.profile import Frame, Loop, Region, face_regions
+
+# When recognition must stop (time.monotonic()); set by ``recognise`` for the job it runs. Slicing
+# checks it per slab, so one slow candidate cannot take the whole job past its time.
+DEADLINE = [float("inf")]
+
+
+class OutOfTime(Exception):
+    """Recognition used its time budget; the best program so far is kept."""
 
 
 @dataclass
@@ -98,6 +107,8 @@ def slice_stack(
     levels = [z for z in _merge_levels(levels, level_tol) if lo_all - level_tol <= z <= hi_all + level_tol]
     slabs: list[Slab] = []
     for z0, z1 in zip(levels, levels[1:], strict=False):
+        if time.monotonic() > DEADLINE[0]:
+            raise OutOfTime("out of time while slicing")
         if z1 - z0 < level_tol:
             continue
         prismatic = not any(lo < z1 - level_tol and hi > z0 + level_tol for lo, hi in curved)

@@ -94,6 +94,77 @@ def _countersinks(frame: Frame, groups: list, cones: list) -> dict[int, list]:
     return out
 
 
+def _shape_key(loop) -> tuple | None:
+    """Size of a rectangle or circle, whatever its position: equal keys are equal features."""
+    rect = loop.as_rectangle()
+    if rect is not None:
+        return ("rect", round(rect[2], 6), round(rect[3], 6))
+    if loop.is_circle:
+        return ("circle", round(loop.segments[0].radius, 6))
+    return None
+
+
+def _where(loop) -> tuple[float, float]:
+    rect = loop.as_rectangle()
+    return (rect[0], rect[1]) if rect is not None else loop.segments[0].center
+
+
+def _equal_runs(run, runs: list, done: set) -> list:
+    key = _shape_key(run.loop)
+    if key is None:
+        return []
+    return [
+        r for r in runs
+        if id(r) not in done and r.depth == run.depth and abs(r.z0 - run.z0) < 1e-9
+        and abs(r.z1 - run.z1) < 1e-9 and _shape_key(r.loop) == key
+    ]  # fmt: skip
+
+
+def _points_code(runs: list, num: Numbers) -> str:
+    pts = sorted(_where(r.loop) for r in runs)
+    return ".pushPoints([" + ", ".join(f"({num(x)}, {num(y)})" for x, y in pts) + "])"
+
+
+def _shape_code(loop, num: Numbers) -> str:
+    key = _shape_key(loop)
+    if key[0] == "rect":
+        return f".rect({num(key[1])}, {num(key[2])})"
+    return f".circle({num(key[1])})"
+
+
+def _connected_order(pads: list) -> list:
+    """The pads in an order where each one touches those before it: a PartDesign Body adds one
+    feature at a time and refuses a pad that would leave two separate solids."""
+    if len(pads) < 3:
+        return pads
+    from shapely.geometry import Polygon
+
+    polys = []
+    for run in pads:
+        try:
+            poly = Polygon(run.loop.points(8)).buffer(0)
+        except Exception:
+            poly = None
+        polys.append(poly)
+
+    def touches(i: int, j: int) -> bool:
+        a, b = pads[i], pads[j]
+        if a.z1 < b.z0 - 1e-9 or b.z1 < a.z0 - 1e-9 or polys[i] is None or polys[j] is None:
+            return False
+        overlap_z = min(a.z1, b.z1) - max(a.z0, b.z0)
+        if overlap_z > 1e-9:
+            return polys[i].intersects(polys[j])
+        return polys[i].intersection(polys[j]).area > 1e-9
+
+    order = [0]
+    left = list(range(1, len(pads)))
+    while left:
+        nxt = next((j for j in left if any(touches(i, j) for i in order)), left[0])
+        order.append(nxt)
+        left.remove(nxt)
+    return [pads[i] for i in order]
+
+
 def prism_program(
     stack: Stack, num: Numbers, blend_ops=None, cones: list | None = None, cross: list | None = None
 ) -> Candidate:
@@ -104,14 +175,26 @@ def prism_program(
     pads = [r for r in rest if not r.inner]
     cuts = [r for r in rest if r.inner]
     pads.sort(key=lambda r: (r.depth, -r.loop.area() * (r.z1 - r.z0)))
+    pads = _connected_order(pads)
     prog = Program()
     features: list[str] = []
     base = pads[0] if pads else None
+    done: set[int] = set()
     for run in pads:
-        if run.depth > 0:
+        if run.depth > 0 or id(run) in done:
             continue
         wp = workplane(frame, frame.world(0, 0, run.z0), num)
         what = "base" if run is base else "boss"
+        equal = [] if run is base else _equal_runs(run, pads, done)
+        if len(equal) > 1:
+            # equal bosses on one height range: one sketch on all their points (a pattern in FreeCAD)
+            done |= {id(r) for r in equal}
+            prog.add(
+                f"{len(equal)} equal bosses extruded {num(run.z1 - run.z0)} along {_axis_name(frame)}",
+                f"{wp}{_points_code(equal, num)}{_shape_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
+            )
+            features += ["pad", "pad pattern"]
+            continue
         prog.add(
             f"{what}: a sketch extruded {num(run.z1 - run.z0)} along {_axis_name(frame)}",
             f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
@@ -146,18 +229,7 @@ def prism_program(
             op="cut" if run.inner else "union",
         )
         features.append("pocket" if run.inner else "pad")
-    by_axis: dict[tuple, tuple] = {}
-    for d, hole_frame, hole in cross or []:
-        by_axis.setdefault(tuple(np.round(d, 6)), (hole_frame, []))[1].append(hole)
-    for hole_frame, axis_holes in by_axis.values():
-        for group in holes_mod.group_holes(axis_holes):
-            comment, expr = _hole_step(hole_frame, group, num)
-            prog.add(comment + f" across, along {_axis_name(hole_frame)}", expr, op="chain")
-            features.append("counterbored hole" if group.holes[0].kind == "cbore" else "hole")
-            if group.polar:
-                features.append("polar pattern")
-            elif len(group.holes) > 1:
-                features.append("hole pattern")
+    features += _cross_hole_steps(prog, cross or [], num)
     if callable(blend_ops):
         blend_ops = blend_ops(num, frozenset(used))
     for op in blend_ops or []:
@@ -208,17 +280,85 @@ def _hole_step(frame: Frame, group: holes_mod.HoleGroup, num: Numbers, sink=None
     return comment, f".copyWorkplane({wp}){where}{op}"
 
 
-def revolve_program(turned, num: Numbers) -> Candidate:
+def revolve_program(turned, num: Numbers, cross: list | None = None) -> Candidate:
     frame = turned.frame
     prog = Program()
     wp = workplane(frame, frame.origin, num)
     loops = sorted(turned.loops, key=lambda lp: -lp.area())
+    features = ["revolve"] * len(loops)
     for i, loop in enumerate(loops):
         prog.add(
             "turned profile, revolved about the part's axis" if i == 0 else "",
             f"{wp}{loop_code(loop, num)}.revolve(360, (0, 0, 0), (0, 1, 0))",
         )
-    return Candidate(prog.text(), ["revolve"] * len(loops), "revolve")
+    features += _cross_hole_steps(prog, cross or [], num, across=False)
+    return Candidate(prog.text(), features, "revolve")
+
+
+def _cross_hole_steps(prog: Program, cross: list, num: Numbers, across: bool = True) -> list[str]:
+    """Holes taken off by defeaturing, drilled again along their own axes; the feature names."""
+    features: list[str] = []
+    by_axis: dict[tuple, tuple] = {}
+    for d, hole_frame, hole in cross:
+        by_axis.setdefault(tuple(np.round(d, 6)), (hole_frame, []))[1].append(hole)
+    for hole_frame, axis_holes in by_axis.values():
+        for group in holes_mod.group_holes(axis_holes):
+            comment, expr = _hole_step(hole_frame, group, num)
+            if across:
+                comment += f" across, along {_axis_name(hole_frame)}"
+            prog.add(comment, expr, op="chain")
+            features.append("counterbored hole" if group.holes[0].kind == "cbore" else "hole")
+            if group.polar:
+                features.append("polar pattern")
+            elif len(group.holes) > 1:
+                features.append("hole pattern")
+    return features
+
+
+def _drilled_turned_part(target: Any, graph: FaceGraph, fit_tol: float):
+    """A turned part with drilled holes (a flange): the holes off by defeaturing, the rest one
+    revolve, the holes back as hole steps. (Turned, cross holes) or None."""
+    from model_runtime.shapes.graph import CYLINDER, parallel
+
+    bb = target.BoundingBox()
+    size = max(bb.xlen, bb.ylen, bb.zlen)
+    round_faces = [f for f in graph.faces if f.kind in ("cylinder", "cone", "torus")]
+    if not round_faces:
+        return None
+    main = max(round_faces, key=lambda f: f.area)
+    a, d = main.location, main.axis / np.linalg.norm(main.axis)
+
+    def coaxial(f) -> bool:
+        v = f.location - a
+        return parallel(f.axis, d, 1e-6) and np.linalg.norm(v - np.dot(v, d) * d) < 1e-5 * max(1.0, size)
+
+    drilled = [
+        f for f in graph.faces
+        if f.kind == CYLINDER and not coaxial(f) and f.radius < 0.25 * size and blends._concave(f)
+    ]  # fmt: skip
+    if not drilled:
+        return None
+    ids = {f.index for f in drilled}
+    for f in graph.faces:  # a counterbore's floor: a plane that only the hole's faces surround
+        if f.kind == "plane" and f.index not in ids and f.neighbours and f.neighbours <= ids:
+            ids.add(f.index)
+    faces = [graph.faces[i].face for i in sorted(ids)]
+    if len(faces) > 120 or sum(f.Area() for f in faces) > 0.5 * graph.area:
+        return None
+    sharp = blends.defeature(target, faces)
+    if sharp is None:
+        return None
+    axis = turning_axis(build_graph(sharp))
+    if axis is None:
+        return None
+    turned = half_section(sharp, axis[0], axis[1], fit_tol)
+    if turned is None:
+        return None
+    try:
+        cross = blends.cross_holes(graph, faces)
+    except Exception:
+        return None
+    return turned, cross
 
 
 def _one_valid_solid(program: str) -> Any:
@@ -255,6 +395,14 @@ def candidates(
         if turned is not None:
             for s in (snap, 0.0):
                 yield revolve_program(turned, Numbers(s, unit))
+    else:
+        try:
+            drilled = _drilled_turned_part(target, graph, fit_tol)
+        except Exception:
+            drilled = None
+        if drilled is not None:
+            for s in (snap, 0.0):
+                yield revolve_program(drilled[0], Numbers(s, unit), drilled[1])
     for d in axis_candidates(graph)[:3]:
         if time.monotonic() > deadline:
             return
@@ -375,17 +523,23 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
     deadline = started + time_budget_s
     tried: list[Candidate] = []
     seen: set[str] = set()
-    for cand in candidates(
-        target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline
-    ):
-        if cand.program in seen:
-            continue
-        seen.add(cand.program)
-        _evaluate(cand, target)
-        if cand.solid is not None:
-            tried.append(cand)
-        if cand.iou >= EXACT or time.monotonic() > deadline:
-            break
+    from model_runtime.shapes.prism import DEADLINE, OutOfTime
+
+    DEADLINE[0] = deadline
+    try:
+        for cand in candidates(
+            target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline
+        ):
+            if cand.program in seen:
+                continue
+            seen.add(cand.program)
+            _evaluate(cand, target)
+            if cand.solid is not None:
+                tried.append(cand)
+            if cand.iou >= EXACT or time.monotonic() > deadline:
+                break
+    except OutOfTime:
+        pass
     if not tried:
         raise ValueError("no recogniser could rebuild this shape")
     tried.sort(key=lambda c: -c.iou)

@@ -11,12 +11,13 @@ dust and dropped.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import numpy as np
 
 from model_runtime.shapes.graph import axis_candidates, build_graph, x_direction
-from model_runtime.shapes.prism import slice_stack
+from model_runtime.shapes.prism import DEADLINE, slice_stack
 from model_runtime.shapes.profile import Frame
 
 MAX_PIECES = 12
@@ -108,6 +109,8 @@ def add_residual(
     drilled: dict[tuple, tuple[Frame, list]] = {}
     rest = []
     for piece in sorted(extra, key=lambda p: -p.Volume()):
+        if time.monotonic() > DEADLINE[0]:
+            break
         try:
             found = piece_hole(piece, fit_tol, level_tol)
         except Exception:
@@ -131,6 +134,8 @@ def add_residual(
     extra = rest
     for op, pieces in (("union", missing), ("cut", extra)):
         for piece in sorted(pieces, key=lambda p: -p.Volume())[:MAX_PIECES]:
+            if time.monotonic() > DEADLINE[0]:
+                break
             n += 1
             name = f"piece_{n}"
             try:

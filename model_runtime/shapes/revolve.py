@@ -58,9 +58,9 @@ def half_section(solid, point, direction, fit_tol: float = 1e-3) -> Turned | Non
         helper = np.array([1.0, 0, 0])
     u = helper - np.dot(helper, d) * d
     u /= np.linalg.norm(u)
-    # project the solid's centre onto the axis so the profile sits near the origin
-    c = solid.Center()
-    a = point + np.dot(np.array([c.x, c.y, c.z]) - point, d) * d
+    # the axis point nearest the world origin: the profile's numbers are the part's own heights
+    point = np.asarray(point, dtype=float)
+    a = point - np.dot(point, d) * d
     normal = np.cross(u, d)
     frame = Frame(a, normal, u)  # local x = radial u, local y = d
     bb = solid.BoundingBox()
