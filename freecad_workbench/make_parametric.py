@@ -112,20 +112,16 @@ class ParametricDialog(QtWidgets.QDialog):
         doc = FreeCAD.ActiveDocument or FreeCAD.newDocument()
         info = insert.SolidInfo(source=result.get("code", ""), backend="parametrize")
         plan = result.get("feature_plan")
-        doc.openTransaction(f"CadSnap: make {label} parametric")
         try:
-            obj, message = insert.insert_part(
-                doc, result.get("brep", ""), info, plan=plan if isinstance(plan, dict) else None
-            )
-            obj.Label = f"{label}_parametric"
-            if original is not None and hasattr(original, "Visibility"):
-                original.Visibility = False
+            # One insertion path with Generate: checked, built and committed in its own undo step.
+            obj, message = insert.insert_plan(
+                doc, plan if isinstance(plan, dict) else None, result.get("brep", ""), info,
+                name="Parametric", label=f"{label} parametric")
         except insert.InsertError as error:
-            doc.abortTransaction()
             self.lines.append(f"{label}: {error}")
             return
-        doc.commitTransaction()
-        doc.recompute()
+        if original is not None and hasattr(original, "Visibility"):
+            original.Visibility = False  # the original stays in the document, hidden under its rebuild
         line = summary(label, result)
         if message:
             line += " " + messages.tree_fallback(obj.Label, message)

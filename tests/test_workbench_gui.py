@@ -287,6 +287,22 @@ def _serve(port: int, config_dir: Path, log: Path) -> subprocess.Popen:
 
 
 @pytest.mark.gui
+@pytest.mark.gui
+def test_make_parametric_turns_the_selected_solid_into_a_body(tmp_path):
+    prefs = {"runtime_url": f"http://127.0.0.1:{free_port()}", "interpreter": sys.executable,
+             "startup_timeout_s": 90.0}
+    result, output = run_gui_flow(tmp_path, prefs, scenario="parametric", timeout_s=240, deadline_s=150)
+
+    assert "Traceback" not in output, output[-5000:]
+    assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
+    made = result["parametric"]
+    assert made["bodies"] == 1 and made["reference_hidden"] and made["body_visible"], made
+    assert "volume IoU" in made["status"] and made["iou"] > 0.999, made
+    assert made["tree"]["sheet"] and len(made["tree"]["parameters"]) >= 3  # the box and its hole, named
+    assert made["undo"] and "parametric" in made["undo"][0] and made["after_undo"] == [], made
+    assert not result["report_errors"], result["report_errors"]
+
+
 def test_failures_show_one_plain_sentence_with_a_fix_and_leave_the_document_alone(tmp_path):
     from freecad_workbench.launcher import find_base_python
 

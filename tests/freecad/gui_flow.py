@@ -73,6 +73,8 @@ def main():
         return errors(doc)
     if CONFIG.get("scenario") == "recapture":
         return recapture(doc, CONFIG.get("recaptures", 20))
+    if CONFIG.get("scenario") == "parametric":
+        return parametric(doc, reference)
     press(doc, CONFIG.get("repeats", 1), cancel_first=CONFIG.get("cancel_first", False))
 
 
@@ -620,6 +622,46 @@ def file_insert(doc):
         "visibility_restored": shown_before == [o.Name for o in doc.Objects if o.ViewObject.Visibility]}
     step("earlier_left_out", **RESULT["earlier_left_out"])
     finish()
+
+
+def parametric(doc, reference):
+    """Make parametric on the selected reference part (a Part box with a hole): the runtime recognises
+    it in its sandbox; a Body with a Parameters sheet lands in one undo step, the original hidden."""
+    from freecad_workbench import session
+
+    Gui.Selection.clearSelection()
+    Gui.Selection.addSelection(reference)
+    before = {o.Name for o in doc.Objects}
+    Gui.runCommand("CadSnap_MakeParametric")
+    dialog = session.parametric_dialog
+    deadline = time.monotonic() + CONFIG.get("deadline_s", 120)
+    poll = QtCore.QTimer()
+
+    def check():
+        if dialog.close_button.text() != "Close" and time.monotonic() < deadline:
+            return
+        poll.stop()
+        added = [doc.getObject(n) for n in {o.Name for o in doc.Objects} - before]
+        bodies = [o for o in added if o.TypeId == "PartDesign::Body"]
+        body = bodies[0] if bodies else None
+        facts = {"status": dialog.status.text(), "bodies": len(bodies),
+                 "reference_hidden": not reference.ViewObject.Visibility}
+        if body is not None:
+            common = body.Shape.common(reference.Shape).Volume
+            facts.update(label=body.Label, tree=tree_facts(doc, body), undo=doc.UndoNames[:1],
+                         body_visible=body.ViewObject.Visibility,
+                         iou=common / (body.Shape.Volume + reference.Shape.Volume - common))
+            doc.undo()
+            facts["after_undo"] = sorted({o.Name for o in doc.Objects} - before)
+        RESULT["parametric"] = facts
+        RESULT["ok"] = True
+        step("parametric", **facts)
+        dialog.close()
+        finish()
+
+    poll.timeout.connect(guarded(poll, check))
+    poll.start(200)
+    RESULT["_poll"] = poll
 
 
 def report_text():
