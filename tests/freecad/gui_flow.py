@@ -608,7 +608,7 @@ def shoot_panel(path):
 
     window = Gui.getMainWindow()
     docks = [dock for dock in window.findChildren(QtWidgets.QDockWidget)
-             if dock.objectName() in ("Combo View", "ComboView")]
+             if dock.objectName() in ("Combo View", "ComboView", "Tasks")]  # "Tasks": 1.x
     widget = docks[0] if docks else window
     QtWidgets.QApplication.processEvents()
     path.parent.mkdir(parents=True, exist_ok=True)
