@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 IMAGE ?= model_runtime/examples/flange.png
 
-.PHONY: run test lint bench setup dev clean model model-cpu
+.PHONY: run test lint bench setup dev clean model model-cpu jail
 
 # Re-installs when pyproject.toml changes (new dependencies reach existing venvs).
 $(VENV)/.core: pyproject.toml
@@ -33,13 +33,26 @@ $(VENV)/.dev: $(VENV)/.core
 
 setup: $(VENV)/.llama
 
+# Generated code runs only in a bubblewrap jail on Linux: install it where we may, else say how.
+jail:
+	@if [ "$$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing bubblewrap (the jail for generated code)…"; \
+	    (apt-get install -y -qq bubblewrap || (apt-get update -qq && apt-get install -y -qq bubblewrap)) >/dev/null; \
+	  else \
+	    echo "CadSnap runs generated code in a bubblewrap jail: install it first (sudo apt install bubblewrap)," \
+	         "or run knowingly without one: CADSNAP_ALLOW_UNCONTAINED=1 make run"; \
+	    [ -n "$$CADSNAP_ALLOW_UNCONTAINED" ]; \
+	  fi; \
+	fi
+
 dev: $(VENV)/.dev $(VENV)/.llama
 
 # The main job on the built-in model: a picture in, a STEP file out.
-run: setup
+run: setup jail
 	$(PY) -m model_runtime generate $(IMAGE) -o part.step --show-code
 
-test: dev
+test: dev jail
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -50,6 +63,7 @@ bench: dev
 	$(PY) -m model_runtime.bench.backends --out out/bench
 	$(PY) -m model_runtime.bench.workbench --out out/bench
 	$(PY) -m training.bench_synth --out out/bench
+	$(PY) -m training.bench_search --data training/eval_oof --evaluations 0,10,20,60,120 --out out/bench/search
 	$(PY) -m model_runtime.bench.feature_tree --n 535 --composed 100 --out out/bench  # needs FreeCAD
 
 # Regenerate the data and retrain the built-in model into model_runtime/models: 60k samples (about

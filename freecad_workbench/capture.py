@@ -20,17 +20,28 @@ class CaptureError(Exception):
 
 def capture_view(size: int) -> session.Picture:
     """The active 3D view rendered at ``size``×``size`` on white, with its camera orientation and the
-    bounding box of what is visible. The selection is cleared for the shot (its highlight would be
-    part of the picture) and restored after."""
+    bounding box of what the picture shows.
+
+    What it shows: the selection when there is one, else the visible parts without earlier CadSnap
+    results (unless they are all there is); everything else is hidden for the shot and shown again
+    after, and the picture's note says what was taken. The selection is cleared for the shot (its
+    highlight would be part of the picture) and restored after."""
     document = Gui.ActiveDocument
     view = getattr(document, "ActiveView", None) if document else None
     if view is None or not hasattr(view, "saveImage"):
         raise CaptureError("Open a document with a 3D view to capture it.")
+    doc = document.Document
     path = session.new_capture_path("view")
     selected = _take_selection()
+    chosen = [doc.getObject(name) for document_name, name, _subs in selected
+              if document_name == doc.Name and doc.getObject(name) is not None]
+    subject, note = _subject(doc, chosen)
+    hidden = _hide_all_but(doc, subject)
     try:
         view.saveImage(str(path), size, size, "White")
     finally:
+        for obj in hidden:
+            obj.ViewObject.Visibility = True
         _restore_selection(selected)
     if not path.is_file():
         raise CaptureError("FreeCAD did not save the 3D view image; try again.")
@@ -38,21 +49,68 @@ def capture_view(size: int) -> session.Picture:
     if hasattr(view, "getCameraOrientation"):
         camera = str(view.getCameraOrientation().Q)
     return session.set_picture(session.Picture(png=path.read_bytes(), path=str(path), source="view",
-                                               camera=camera, visible_box=visible_box(document.Document)))
+                                               camera=camera, visible_box=_box_of(subject), note=note))
+
+
+def _shown(obj) -> bool:
+    view_object = getattr(obj, "ViewObject", None)
+    shape = getattr(obj, "Shape", None)
+    return (view_object is not None and bool(view_object.Visibility) and shape is not None
+            and not shape.isNull())
+
+
+def _subject(doc, chosen: list) -> tuple[list, str]:
+    """(the shown parts the capture is of, what the panel says about it)."""
+    from .insert import cadsnap_owner
+
+    if chosen:
+        # A click on a Body's face selects its feature: the picture is of the Body.
+        owners = list({(cadsnap_owner(o) or _body_of(o) or o).Name: cadsnap_owner(o) or _body_of(o) or o
+                       for o in chosen}.values())
+        labels = ", ".join(o.Label for o in owners[:3]) + (" …" if len(owners) > 3 else "")
+        return owners, f"Captured the selection only ({labels}); its size is the overall size."
+    shown = [o for o in doc.Objects if _shown(o) and _top_level(o)]
+    earlier = [o for o in shown if cadsnap_owner(o) is not None]
+    if earlier and len(earlier) < len(shown):
+        return ([o for o in shown if cadsnap_owner(o) is None],
+                "Earlier CadSnap results were left out of the picture and the size; select a part to "
+                "capture only that.")
+    return shown, ""
+
+
+def _body_of(obj):
+    return next((p for p in getattr(obj, "InList", ()) if p.TypeId == "PartDesign::Body"), None)
+
+
+def _top_level(obj) -> bool:
+    """Not a feature inside a Body (the Body stands for it) or a member of another shown shape."""
+    return _body_of(obj) is None
+
+
+def _hide_all_but(doc, subject: list) -> list:
+    """Hide every shown part that is not in ``subject`` (nor inside or around one); returns them."""
+    keep = {o.Name for o in subject}
+    for obj in subject:
+        keep |= {o.Name for o in obj.OutListRecursive} | {o.Name for o in obj.InListRecursive}
+    hidden = [o for o in doc.Objects if _shown(o) and o.Name not in keep]
+    for obj in hidden:
+        obj.ViewObject.Visibility = False
+    return hidden
+
+
+def _box_of(objects: list) -> placement.Box | None:
+    boxes = []
+    for obj in objects:
+        shape = getattr(obj, "Shape", None)
+        box = shape.BoundBox if shape is not None and not shape.isNull() else None
+        if box is not None and box.isValid():
+            boxes.append((box.XMin, box.YMin, box.ZMin, box.XMax, box.YMax, box.ZMax))
+    return placement.union(boxes)
 
 
 def visible_box(doc) -> placement.Box | None:
-    """The bounding box of every visible shape in ``doc``, or None when nothing with a shape shows."""
-    boxes = []
-    for obj in getattr(doc, "Objects", ()):
-        shape = getattr(obj, "Shape", None)
-        view_object = getattr(obj, "ViewObject", None)
-        if shape is None or shape.isNull() or view_object is None or not view_object.Visibility:
-            continue
-        box = shape.BoundBox
-        if box.isValid():
-            boxes.append((box.XMin, box.YMin, box.ZMin, box.XMax, box.YMax, box.ZMax))
-    return placement.union(boxes)
+    """The bounding box of every part shown in ``doc``, or None when nothing with a shape shows."""
+    return _box_of([o for o in getattr(doc, "Objects", ()) if _shown(o) and _top_level(o)])
 
 
 def _take_selection() -> list[tuple[str, str, tuple[str, ...]]]:

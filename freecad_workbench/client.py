@@ -99,6 +99,16 @@ class RuntimeClient:
         answer = self._json("POST", "/exec", body, timeout_s=wait)
         return answer.get("result", answer)
 
+    def parametrize(self, name: str, data: bytes, *, timeout_s: float = 120.0) -> dict[str, Any]:
+        """Make parametric: a shape file's bytes in (read in the runtime's sandbox), the named program,
+        its feature plan, BREP and volume IoU against the input out
+        (``protocol.PARAMETRIZE_RESULT_FIELDS``)."""
+        import base64
+
+        body = {"name": name, "data": base64.b64encode(data).decode("ascii"), "timeout_s": timeout_s}
+        answer = self._json("POST", "/parametrize", body, timeout_s=timeout_s + self.timeout_s)
+        return answer.get("result", answer)
+
     def submit_job(self, payload: dict[str, Any]) -> str:
         """POST /v1/jobs with a request body (see ``jobs.GenerateRequest.to_json``); returns the job id."""
         answer = self._json("POST", "/jobs", payload)

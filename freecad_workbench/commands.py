@@ -1,4 +1,7 @@
-"""The workbench's toolbar and menu commands (FreeCAD GUI). Each is a thin call into a module."""
+"""The workbench's toolbar and menu commands (FreeCAD GUI). Each is a thin call into a module.
+
+The top of the workbench's imports: the panel and the editor are imported lazily from here and never
+import this module back (they speak through ``report``)."""
 
 from __future__ import annotations
 
@@ -13,9 +16,9 @@ from .preferences import current as current_preferences
 ICONS = Path(__file__).resolve().parent / "resources" / "icons"
 
 TOOLBAR = ["CadSnap_CaptureView", "CadSnap_CaptureRegion", "CadSnap_OpenImage", "CadSnap_Generate",
-           "CadSnap_EditCode"]
-MENU = TOOLBAR[:3] + ["CadSnap_PasteImage"] + TOOLBAR[3:] + ["Separator", "CadSnap_SetupRuntime",
-                                                          "CadSnap_Preferences"]
+           "CadSnap_EditCode", "CadSnap_MakeParametric"]
+MENU = TOOLBAR[:3] + ["CadSnap_PasteImage"] + TOOLBAR[3:] + ["CadSnap_OpenShape", "Separator",
+                                                          "CadSnap_SetupRuntime", "CadSnap_Preferences"]
 
 
 def _icon(name: str) -> str:
@@ -27,18 +30,6 @@ def _report(error: Exception) -> None:
 
     FreeCAD.Console.PrintWarning(f"CadSnap: {error}\n")
     QtWidgets.QMessageBox.warning(Gui.getMainWindow(), "CadSnap", str(error))
-
-
-def tell(text: str, short: str = "") -> None:
-    """Say something once where it outlives a closing dialog: ``text`` in the Report view, ``short`` in
-    the status bar. FreeCAD echoes a warning to the status bar itself, cut off in the middle when long,
-    through the event queue: ``short`` is shown after that, so it is what stays."""
-    from .qt import QtCore
-
-    FreeCAD.Console.PrintWarning(f"CadSnap: {text}\n")
-    window = Gui.getMainWindow()
-    if window is not None and short:
-        QtCore.QTimer.singleShot(0, lambda: window.statusBar().showMessage(f"CadSnap: {short}", 30_000))
 
 
 def open_generate_panel(picture: session.Picture | None = None):
@@ -149,6 +140,30 @@ class EditCode(_Command):
             session.edit_dialog.show()
 
 
+class MakeParametric(_Command):
+    icon, menu = "Generate", "Make parametric"
+    tip = "Rebuild the selected solid(s) as PartDesign Bodies with named parameters (checked by volume IoU)"
+
+    def IsActive(self):  # noqa: N802
+        selection = Gui.Selection.getSelection()
+        return any(getattr(o, "Shape", None) is not None and o.Shape.Solids for o in selection)
+
+    def Activated(self):  # noqa: N802
+        from . import make_parametric
+
+        make_parametric.run(make_parametric.selected_shapes())
+
+
+class OpenShape(_Command):
+    icon, menu = "OpenImage", "Open shape…"
+    tip = "Rebuild a STEP, IGES, BREP, STL, OBJ, PLY or 3MF file as a PartDesign Body with named parameters"
+
+    def Activated(self):  # noqa: N802
+        from . import make_parametric
+
+        make_parametric.open_shape_file()
+
+
 class SetupRuntime(_Command):
     icon, menu = "SetupRuntime", "Set up runtime…"
     tip = "Create a Python environment and install the CadSnap runtime into it"
@@ -172,6 +187,7 @@ COMMANDS = {
     "CadSnap_CaptureView": CaptureView, "CadSnap_CaptureRegion": CaptureRegion,
     "CadSnap_OpenImage": OpenImage, "CadSnap_PasteImage": PasteImage, "CadSnap_Generate": Generate,
     "CadSnap_EditCode": EditCode, "CadSnap_SetupRuntime": SetupRuntime, "CadSnap_Preferences": Preferences,
+    "CadSnap_MakeParametric": MakeParametric, "CadSnap_OpenShape": OpenShape,
 }
 _registered = False
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import FreeCAD
 
-from . import commands, insert, messages, session
+from . import insert, messages, report, session
 from .background import Background
 from .client import ClientError
+from .code_editor import CodeEditor
 from .launcher import LauncherError
 from .preferences import current as current_preferences
-from .qt import QtGui, QtWidgets
+from .qt import QtWidgets
 
 
 class EditDialog(QtWidgets.QDialog):
@@ -28,9 +29,7 @@ class EditDialog(QtWidgets.QDialog):
         self.setObjectName("CadSnapEditDialog")
         self.resize(720, 560)
         layout = QtWidgets.QVBoxLayout(self)
-        self.editor = QtWidgets.QPlainTextEdit(obj.CadQuerySource)
-        self.editor.setFont(QtGui.QFont("Monospace", 10))
-        self.editor.setLineWrapMode(QtWidgets.QPlainTextEdit.NoWrap)
+        self.editor = CodeEditor(obj.CadQuerySource)  # line numbers: the runtime's errors name a line
         layout.addWidget(self.editor, 1)
         self.status = QtWidgets.QLabel("Edit the program; the final solid must be bound to `result`.")
         self.status.setWordWrap(True)
@@ -107,7 +106,7 @@ class EditDialog(QtWidgets.QDialog):
             done = f"Updated {self.obj.Label}" + (f": volume {volume:.1f} mm³." if volume else ".")
             if message:
                 self.message = messages.tree_fallback(self.obj.Label, message, edited=True)
-                commands.tell(self.message, messages.tree_fallback_short(self.obj.Label, edited=True))
+                report.tell(self.message, messages.tree_fallback_short(self.obj.Label, edited=True))
                 done = f"{done} {self.message}"
             self._say(done)
         elif kind in ("failed", "crash"):

@@ -9,8 +9,12 @@ saved document needs nothing from CadSnap.
 
 After building, the Body is compared with the CadQuery solid (volume and IoU >= ``MIN_IOU``). A plan
 with an unmapped step, a feature that fails, or a Body that does not match falls back to today's
-solid with source (``insert.insert_part`` decides, through ``checked_body``), and the message says which
+solid with source (``insert.insert_plan`` decides, through ``check_plan``), and the message says which
 step could not become a feature. Needs FreeCAD, Part and Sketcher; no GUI.
+
+A built Body shows its solid only: the Tip is visible, sketches and earlier features hidden. A document
+written by ``freecadcmd`` stores each object's Visibility and the GUI shows what it stores, so this is
+set here, not left to the GUI.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import Sketcher
 
 from model_runtime import protocol
 
-from . import insert
+from .brep import shape_from_brep
+from .sheet_values import NAME_COLUMN_PX, parameter_unit, sheet_content
 
 MIN_IOU = 0.999
 MAX_VOLUME_ERROR = 1e-3  # relative
@@ -81,7 +86,11 @@ def _step_name(index: int, feature: dict) -> str:
 
 
 class _Dims:
-    """Named dimensions: one spreadsheet cell per parameter; expressions that read it."""
+    """Named dimensions: one spreadsheet cell per parameter; expressions that read it.
+
+    Values stay plain numbers, their unit in a column beside them: expressions mix them with plain
+    coordinates (``12.5 - Parameters.hole_spacing_x * ...``), and FreeCAD refuses to add a length to
+    a number."""
 
     def __init__(self, doc, parameters: list[dict]) -> None:
         self.sheet = None
@@ -90,10 +99,14 @@ class _Dims:
             self.sheet = doc.addObject("Spreadsheet::Sheet", SHEET_NAME)
             self.sheet.set("A1", "Parameter")
             self.sheet.set("B1", "Value")
+            self.sheet.set("C1", "Unit")
+            self.sheet.setStyle("A1:C1", "bold")
+            self.sheet.setColumnWidth("A", NAME_COLUMN_PX)
             for row, parameter in enumerate(parameters, start=2):
                 self.sheet.set(f"A{row}", parameter["name"])
-                self.sheet.set(f"B{row}", repr(float(parameter["value"])))
+                self.sheet.set(f"B{row}", sheet_content(parameter["value"]))
                 self.sheet.setAlias(f"B{row}", parameter["name"])
+                self.sheet.set(f"C{row}", parameter_unit(parameter["name"]))
 
     def expr(self, dim: dict | None, factor: float = 1.0) -> str | None:
         """The expression for ``factor`` x the dimension, or None when it is not named."""
@@ -292,10 +305,10 @@ class _SketchBuilder:
 
 
 class _BodyBuilder:
-    def __init__(self, doc, plan: dict, name: str) -> None:
+    def __init__(self, doc, plan: dict, name: str, into=None) -> None:
         self.doc = doc
         self.plan = plan
-        self.body = doc.addObject("PartDesign::Body", name)
+        self.body = into if into is not None else doc.addObject("PartDesign::Body", name)
         self.dims = _Dims(doc, plan.get("parameters") or [])
         self.features: list = []  # one FreeCAD feature per plan step (None for steps without one)
         self.loose_sketches: list[str] = []
@@ -598,9 +611,21 @@ class _BodyBuilder:
         return obj
 
 
-def build_body(doc, plan: dict, name: str = "Body"):
+def show_only_tip(body) -> None:
+    """The Body's solid in view and nothing else: the Tip shown, every sketch and earlier feature (a
+    MultiTransform's inner LinearPatterns too) and the Origin hidden."""
+    tip = body.Tip
+    for obj in body.Group:
+        obj.Visibility = obj is tip
+    if getattr(body, "Origin", None) is not None:
+        body.Origin.Visibility = False
+    body.Visibility = True
+
+
+def build_body(doc, plan: dict, name: str = "Body", into=None):
     """(Body, spreadsheet or None, loose sketch labels) for ``plan``; BuildError names the failing step.
 
+    ``into``: an empty Body to build in (Edit CadQuery keeps its Body), else a new Body ``name``.
     Objects made before a failure are removed again, so the document is as it was.
     """
     try:
@@ -611,12 +636,13 @@ def build_body(doc, plan: dict, name: str = "Body"):
         raise BuildError("; ".join(plan["reasons"]) or "the feature plan has no steps")
     before = {o.Name for o in doc.Objects}
     stable_element_names(doc)
-    builder = _BodyBuilder(doc, plan, name)
+    builder = _BodyBuilder(doc, plan, name, into)
     try:
         builder.build()
     except Exception:
         remove_new_objects(doc, before)
         raise
+    show_only_tip(builder.body)
     return builder.body, builder.dims.sheet, builder.loose_sketches
 
 
@@ -673,7 +699,8 @@ def compare(shape, reference) -> tuple[float, float]:
 
 def check_body(body, brep: str) -> tuple[bool, float, float]:
     """(matches, IoU, relative volume error) of the Body against the CadQuery solid's BREP text."""
-    reference = insert.shape_from_brep(brep)
+    reference = shape_from_brep(brep)
+    reference.Placement = body.Placement  # a Body rebuilt in place keeps its placement
     shape = body.Shape
     if shape.isNull() or not shape.Solids:
         return False, 0.0, 1.0
@@ -690,24 +717,31 @@ def plan_problem(plan: dict | None) -> str:
     return ""
 
 
-def checked_body(doc, plan: dict | None, brep: str, name: str = "Body"):
-    """(Body, spreadsheet, "") when ``plan`` builds a Body that matches the solid in ``brep``; else
-    (None, None, why) with whatever was built removed again. Runs inside the caller's transaction."""
-    reason = plan_problem(plan)
-    if reason:
-        return None, None, reason
-    before = {o.Name for o in doc.Objects}
+def check_plan(plan: dict | None, brep: str) -> str:
+    """Why ``plan`` cannot become a Body that matches the solid in ``brep``, or "" when it can.
+
+    Built and checked in a scratch document, before the caller opens its transaction: FreeCAD 0.20
+    crashes on undo of a transaction that made objects and removed them again (a Body that failed its
+    check), and a document opened inside another's transaction ends that transaction in the GUI. So
+    only a plan known to match is then built in the user's document."""
+    return plan_problem(plan) or trial(plan, brep)
+
+
+def trial(plan: dict, brep: str) -> str:
+    """Why ``plan`` does not build a Body matching ``brep``, found in a scratch document; "" when it does."""
+    active = FreeCAD.ActiveDocument
+    scratch = FreeCAD.newDocument("CadSnapCheck", "CadSnapCheck", True, True)  # hidden, temporary
     try:
-        body, sheet, _loose = build_body(doc, plan, name)
+        body, _sheet, _loose = build_body(scratch, plan)
         ok, iou, error = check_body(body, brep)
         if ok:
-            if note := hashed_dressup_note(body):
-                FreeCAD.Console.PrintWarning(f"CadSnap: {note}\n")
-            return body, sheet, ""
-        reason = f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
-    except BuildError as error:  # build_body has removed what it made
-        return None, None, str(error)
+            return ""
+        return f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
+    except BuildError as error:
+        return str(error)
     except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
-        reason = f"the feature tree failed ({error})"
-    remove_new_objects(doc, before)
-    return None, None, reason
+        return f"the feature tree failed ({error})"
+    finally:
+        FreeCAD.closeDocument(scratch.Name)
+        if active is not None:
+            FreeCAD.setActiveDocument(active.Name)

@@ -1,33 +1,37 @@
-"""Putting a generated solid into a FreeCAD document, as one undoable transaction.
+"""Putting a part into a FreeCAD document, as one undoable transaction: the one insertion path.
 
-Needs FreeCAD and Part (not the GUI), so ``freecadcmd`` tests reach it. The object carries its CadQuery
-source and where it came from as properties in the "CadSnap" group, which .FCStd files keep.
+:func:`insert_plan` takes a feature plan, the solid's BREP, its source and a name and placement, and
+knows nothing of pictures: Generate (:func:`insert_part`, named after its picture), headless documents
+and any later command that has a plan go through it. Imports point one way: ``insert`` ->
+``feature_tree`` -> ``brep``. Needs FreeCAD and Part (not the GUI), so ``freecadcmd`` tests reach it.
+The object carries its CadQuery source and where it came from as properties in the "CadSnap" group,
+which .FCStd files keep (the input picture inside the file).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import FreeCAD
-import Part
 
+from . import feature_tree
+from .brep import InsertError, shape_from_brep
 from .messages import TREE_FALLBACK_PREFIX
 from .naming import object_label, object_name
+
+__all__ = ["InsertError", "SolidInfo", "insert_part", "insert_plan", "shape_from_brep", "update_part"]
 
 GROUP = "CadSnap"
 BODY_TYPE = "PartDesign::Body"
 
 
-class InsertError(Exception):
-    """The solid could not be inserted; the document is unchanged."""
-
-
 @dataclass
 class SolidInfo:
-    """Where a solid came from; each field becomes a property of the inserted object."""
+    """Where a part came from; each field becomes a property of the inserted object."""
 
     source: str
-    image_path: str = ""
+    image_path: str = ""  # "" for parts that did not come from a picture
     backend: str = ""
     model: str = ""
     score: float = 0.0
@@ -36,9 +40,11 @@ class SolidInfo:
 
 
 # (property type, name, tooltip); names carry the group's prefix so they never clash with Part's.
+# InputImage is a FileIncluded property: the saved .FCStd carries the picture itself, not a path to a
+# capture in a cache folder.
 PROPERTIES = (
-    ("App::PropertyString", "CadQuerySource", "The CadQuery program that builds this solid"),
-    ("App::PropertyFile", "InputImage", "The picture the solid was generated from"),
+    ("App::PropertyString", "CadQuerySource", "The CadQuery program that builds this part"),
+    ("App::PropertyFileIncluded", "InputImage", "The picture the part was generated from"),
     ("App::PropertyString", "Backend", "The runtime backend that generated the program"),
     ("App::PropertyString", "Model", "The model that generated the program"),
     ("App::PropertyFloat", "Score", "The candidate's score (higher is better)"),
@@ -47,43 +53,50 @@ PROPERTIES = (
 )
 
 
-def shape_from_brep(brep: str) -> Part.Shape:
-    """A valid, non-empty Part shape from BREP text, else InsertError."""
-    if not brep or not brep.strip():
-        raise InsertError("The runtime sent no geometry.")
-    shape = Part.Shape()
-    try:
-        shape.importBrepFromString(brep)
-    except Exception as error:  # noqa: BLE001 - OCCT reports bad BREP text as a bare Part.OCCError
-        raise InsertError(f"The geometry could not be read ({error}).") from None
-    if shape.isNull() or not shape.Solids:
-        raise InsertError("The geometry has no solid.")
-    if not shape.isValid():
-        raise InsertError("The geometry is not a valid solid.")
-    return shape
+def insert_plan(doc, plan: dict | None, brep: str, info: SolidInfo, name: str, label: str = "",
+                placement=None, feature_tree_wanted: bool = True):
+    """(object, message): the part for ``plan`` and its solid ``brep`` named ``name`` (FreeCAD appends
+    001… when taken), labelled ``label`` (else its name), at ``placement`` (a Placement or a Vector).
 
-
-def insert_solid(doc, brep: str, info: SolidInfo, placement=None):
-    """Add a ``Part::Feature`` named after the image; returns it. One transaction: undo removes it,
-    and any failure leaves the document as it was."""
+    A PartDesign Body built from ``plan`` when ``feature_tree_wanted`` and the Body matches the solid,
+    else the solid with source; the message says why a tree fell back ("" when there is nothing to
+    say). One transaction: undo removes it, any failure leaves the document as it was."""
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
-    doc.openTransaction(f"CadSnap: insert {object_label(info.image_path)}")
+    reason = feature_tree.check_plan(plan, brep) if feature_tree_wanted else ""  # also before it
+    doc.openTransaction(f"CadSnap: insert {label or name}")
     try:
-        obj = _add_solid(doc, shape, info, placement)
+        if feature_tree_wanted and not reason:
+            body, sheet, _loose = feature_tree.build_body(doc, plan, name)
+            obj, message = _dress_body(body, sheet, info, label, placement), ""
+            if note := feature_tree.hashed_dressup_note(body):  # FreeCAD 1.0 in a user's document
+                FreeCAD.Console.PrintWarning(f"CadSnap: {note}\n")
+        else:
+            obj = _add_solid(doc, shape, info, placement, name, label)
+            message = TREE_FALLBACK_PREFIX + reason if reason else ""
         doc.recompute()
     except Exception:
         doc.abortTransaction()
         raise
     doc.commitTransaction()
-    return obj
+    return obj, message
 
 
-def _add_solid(doc, shape, info: SolidInfo, placement=None, name: str = "", label: str = ""):
+def insert_part(doc, brep: str, info: SolidInfo, placement=None, plan: dict | None = None,
+                feature_tree: bool = True):
+    """:func:`insert_plan` for a part generated from a picture: named after ``info.image_path``."""
+    return insert_plan(doc, plan, brep, info, object_name(info.image_path), object_label(info.image_path),
+                       placement, feature_tree)
+
+
+def insert_solid(doc, brep: str, info: SolidInfo, placement=None):
+    """A ``Part::Feature`` with source named after the picture; returns it (one transaction)."""
+    return insert_part(doc, brep, info, placement, feature_tree=False)[0]
+
+
+def _add_solid(doc, shape, info: SolidInfo, placement, name: str, label: str = ""):
     """The ``Part::Feature`` with its CadSnap properties, inside the caller's transaction."""
-    obj = doc.addObject("Part::Feature", name or object_name(info.image_path))
-    obj.Label = label or object_label(info.image_path)
-    for type_name, prop, tooltip in PROPERTIES:
-        obj.addProperty(type_name, prop, GROUP, tooltip)
+    obj = doc.addObject("Part::Feature", name)
+    obj.Label = label or obj.Name
     _write_info(obj, info)
     obj.Shape = shape
     if placement is not None:
@@ -92,7 +105,7 @@ def _add_solid(doc, shape, info: SolidInfo, placement=None, name: str = "", labe
 
 
 def _as_placement(placement):
-    """A Placement from a Placement or a Vector (a picked point, an offset beside the captured part)."""
+    """A Placement from a Placement or a Vector (a picked point, an offset beside the other parts)."""
     return placement if isinstance(placement, FreeCAD.Placement) else FreeCAD.Placement(
         placement, FreeCAD.Rotation())
 
@@ -143,8 +156,12 @@ def read_info(obj) -> SolidInfo:
 
 
 def _write_info(obj, info: SolidInfo) -> None:
+    for type_name, prop, tooltip in PROPERTIES:
+        if prop not in obj.PropertiesList:
+            obj.addProperty(type_name, prop, GROUP, tooltip)
     obj.CadQuerySource = info.source
-    obj.InputImage = info.image_path
+    if info.image_path and Path(info.image_path).is_file():
+        obj.InputImage = info.image_path  # copied into the document
     obj.Backend = info.backend
     obj.Model = info.model
     obj.Score = float(info.score or 0.0)
@@ -152,49 +169,12 @@ def _write_info(obj, info: SolidInfo) -> None:
     obj.CaptureCamera = info.camera
 
 
-# --- CadSnap feature tree (issue 15): the one call the panel and headless documents use. ---
-def insert_part(doc, brep: str, info: SolidInfo, placement=None, plan: dict | None = None,
-                feature_tree: bool = True):
-    """(object, message): a PartDesign Body built from the runtime's feature ``plan`` when
-    ``feature_tree`` is on and the Body matches the solid, else the solid with source; the message
-    says why a tree fell back ("" when there was nothing to say). One transaction either way."""
-    if not feature_tree:
-        return insert_solid(doc, brep, info, placement), ""
-
-    shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
-    label = object_label(info.image_path)
-    doc.openTransaction(f"CadSnap: insert {label}")
-    try:
-        obj, message = _body_or_solid(doc, plan, brep, shape, info, object_name(info.image_path), label,
-                                      placement)
-        doc.recompute()
-    except Exception:
-        doc.abortTransaction()
-        raise
-    doc.commitTransaction()
-    return obj, message
-
-
-def _body_or_solid(doc, plan: dict | None, brep: str, shape, info: SolidInfo, name: str, label: str,
-                   placement=None):
-    """(object, message) inside the caller's transaction: the checked Body for ``plan`` dressed as
-    CadSnap's, else the solid with source and why the tree fell back."""
-    from .feature_tree import checked_body
-
-    body, sheet, reason = checked_body(doc, plan, brep, name)
-    if body is None:
-        return _add_solid(doc, shape, info, placement, name=name, label=label), TREE_FALLBACK_PREFIX + reason
-    return _dress_body(body, sheet, info, label, placement), ""
-
-
 def _dress_body(body, sheet, info: SolidInfo, label: str, placement=None):
     """A built Body as CadSnap's: its label (and its spreadsheet's), the CadSnap properties a solid
     has, its placement."""
-    body.Label = label
+    body.Label = label or body.Name
     if sheet is not None:
-        sheet.Label = f"{label} parameters"
-    for type_name, prop, tooltip in PROPERTIES:
-        body.addProperty(type_name, prop, GROUP, tooltip)
+        sheet.Label = f"{body.Label} parameters"
     _write_info(body, info)
     if placement is not None:
         body.Placement = _as_placement(placement)
@@ -211,28 +191,40 @@ def update_part(obj, brep: str, source: str, plan: dict | None = None):
 
 
 def replace_body(body, brep: str, source: str, plan: dict | None):
-    """Replace a CadSnap Body by one built from ``plan`` in one undoable transaction; (object, message).
+    """Rebuild a CadSnap Body from ``plan`` in one undoable transaction; (object, message).
 
-    The new object keeps the Body's name where it can, its Label, Placement, parent group and CadSnap
-    properties (with the new source); the old Body goes with its features, sketches and the Parameters
-    spreadsheet only it used. When the plan cannot become a Body that matches ``brep``, a solid with
-    source takes its place and the message says which step could not become a feature. Undo brings the
-    old Body back whole."""
-
+    The Body itself stays (its name, Label, Placement, parent group, Origin and CadSnap properties, with
+    the new source): its features, sketches and the spreadsheet only it used are replaced by the new
+    plan's. Keeping the Body matters for undo: FreeCAD 0.20's GUI prints errors ("Origin … doesn't
+    contain feature with role XY_Plane") when it restores a removed Body and its Origin. When the plan
+    cannot become a Body that matches ``brep``, the Body holds the new solid as its base feature (a
+    hidden ``Part::Feature``) and the message says which step could not become a feature. Undo brings
+    the old Body back whole."""
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
     if not is_cadsnap_object(body):
         raise InsertError(f"{body.Label} was not made by CadSnap: it has no CadQuery source.")
     doc = body.Document
-    name, label, placement = body.Name, body.Label, body.Placement
-    info = read_info(body)
-    info.source = source
-    parent = _parent_group(body)
+    name, label = body.Name, body.Label
+    reason = feature_tree.check_plan(plan, brep)  # before the transaction (see check_plan)
     doc.openTransaction(f"CadSnap: edit {label}")
     try:
-        _remove_body(body)
-        new, message = _body_or_solid(doc, plan, brep, shape, info, name, label, placement)
-        if parent is not None:
-            parent.addObject(new)
+        _empty_body(body)
+        if not reason:
+            _built, sheet, _loose = feature_tree.build_body(doc, plan, name, into=body)
+            body.CadQuerySource = source
+            if sheet is not None:
+                sheet.Label = f"{label} parameters"
+            new, message = body, ""
+        else:
+            # The new solid becomes the Body's base feature: the Body stays (see above), in the
+            # program's coordinates, placed by the Body.
+            base = doc.addObject("Part::Feature", f"{name}_solid")
+            base.Label = f"{label} solid"
+            base.Shape = shape
+            base.Visibility = False
+            body.BaseFeature = base
+            body.CadQuerySource = source
+            new, message = body, TREE_FALLBACK_PREFIX + reason
         doc.recompute()
     except Exception:
         doc.abortTransaction()
@@ -241,24 +233,21 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
     return new, message
 
 
-def _parent_group(obj):
-    """The group (folder or App::Part) holding ``obj``, or None."""
-    getter = getattr(obj, "getParentGroup", None)
-    return getter() if getter is not None else None
-
-
-def _remove_body(body) -> None:
-    """Remove a Body, its features and sketches (last first) and the spreadsheets only they read; its
-    Origin goes with the Body. The spreadsheets go first: undo restores objects in the order they were
+def _empty_body(body) -> None:
+    """Remove a Body's features and sketches (last first) and the spreadsheets only they read; the Body
+    and its Origin stay. The spreadsheets go first: undo restores objects in the order they were
     removed, and a feature restored before its spreadsheet keeps expressions that no longer drive it."""
     doc = body.Document
+    base = body.BaseFeature  # the solid an earlier edit without a feature tree left
     members = list(body.Group)
     owned = {o.Name for o in members} | {body.Name}
     sheets = {o.Name: o for member in [body, *members] for o in member.OutList
               if o.TypeId == "Spreadsheet::Sheet"}
-    sheets = [s for s in sheets.values() if {o.Name for o in s.InList} <= owned]
-    for sheet in sheets:
-        doc.removeObject(sheet.Name)
+    for sheet in sheets.values():
+        if {o.Name for o in sheet.InList} <= owned:
+            doc.removeObject(sheet.Name)
     for member in reversed(members):
         doc.removeObject(member.Name)
-    doc.removeObject(body.Name)
+    if base is not None:
+        body.BaseFeature = None
+        doc.removeObject(base.Name)

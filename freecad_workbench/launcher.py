@@ -112,6 +112,8 @@ def serve_command(interpreter: Path, prefs: Preferences) -> list[str]:
         command += ["--adapter", prefs.adapter_path]
     if prefs.backend == "remote" and prefs.remote_url:
         command += ["--remote-url", prefs.remote_url]
+    if prefs.allow_uncontained:
+        command += ["--allow-uncontained"]
     return command
 
 

@@ -135,6 +135,7 @@ class PanelModel:
     cards: list[CandidateCard]
     select_index: int | None
     code: str
+    containment_line: str = ""  # what contains generated code, when it is contained
 
 
 class PanelController:
@@ -161,41 +162,69 @@ class PanelController:
         self.stage_line = ""
         self.built: Candidate | None = None  # a candidate /v1/exec just built, for the panel to insert
         self.crash_report = ""  # a traceback from a worker, for the panel to log
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the panel's end: every worker stops
+        self._watch_stop = threading.Event()  # the current runtime watcher's end (new settings)
+        self.watch_generation = 0  # messages from an earlier watcher (older settings) are dropped
 
     # --- runtime status --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start watching the runtime (starting it when the preferences allow)."""
-        self.spawn(self._watch_runtime, "cadsnap-health")
+        generation, prefs, stop = self.watch_generation, self.prefs, self._watch_stop
+        self.spawn(lambda: self._watch_runtime(generation, prefs, stop), "cadsnap-health")
 
-    def _watch_runtime(self) -> None:
+    def use_prefs(self, prefs: Preferences) -> bool:
+        """Take new preferences (a fix made in Preferences while the panel is open); True when they
+        change the runtime, which is then watched (and started) anew. The next Generate uses them."""
+        old, self.prefs = self.prefs, prefs
+        if self.closed or _runtime_settings(old) == _runtime_settings(prefs):
+            return False
+        self._watch_stop.set()
+        self._watch_stop = threading.Event()
+        self.watch_generation += 1
+        self.client, self.health = None, {}
+        self.runtime_phase, self.runtime_line = messages.PHASE_CHECKING, "checking…"
+        if self.error is not None and self.error.code in _SETTINGS_CODES and not self.running:
+            self.error = None  # it was about the old settings
+        self.start()
+        return True
+
+    def _watch_runtime(self, generation: int, prefs: Preferences, stop: threading.Event) -> None:
         client: RuntimeClient | None = None
         down, health = False, {}
-        while not self._stop.is_set():
+
+        def post(kind: str, value: Any) -> None:
+            self.inbox.post(kind, (generation, value))
+
+        def stopped() -> bool:
+            return self._stop.is_set() or stop.is_set()
+
+        while not stopped():
             try:
                 if client is None:
-                    client, health = self.runtime.ensure(
-                        self.prefs, lambda text: self.inbox.post("runtime_text", text), self._stop)
+                    client, health = self.runtime.ensure(prefs, lambda text: post("runtime_text", text), stop)
                 else:
                     health = client.health(timeout_s=2.0)
                 down = False
-                self.inbox.post("health", (client, health))
+                post("health", (client, health))
             except (ClientError, LauncherError) as error:
-                if self._stop.is_set():
+                if stopped():
                     return
                 if not down:
-                    self.inbox.post("runtime_down", error)
+                    post("runtime_down", error)
                 down = True
                 # Watch without starting again: a runtime that dies at start would loop otherwise.
-                client = client or self.runtime.client(self.prefs)
+                client = client or self.runtime.client(prefs)
             ready = not down and messages.health_phase(health) == messages.PHASE_READY
-            self._stop.wait(self.poll_ready_s if ready else self.poll_waiting_s)
+            stop.wait(self.poll_ready_s if ready else self.poll_waiting_s)
 
     # --- picture ---------------------------------------------------------------------------------
 
     def set_picture(self, png: bytes | None, decodes: bool = True) -> bool:
-        """Check a new picture (``decodes``: what Qt's decoder said); Generate needs a readable one."""
+        """Check a new picture (``decodes``: what Qt's decoder said); Generate needs a readable one.
+        The job of the picture before is dropped (cancelled on the runtime when it runs): its result
+        belongs to that picture, and OK must never insert it under this one's name and camera."""
+        self.discard_job()
         self.picture_error = None
         if not png:
             return False
@@ -216,6 +245,18 @@ class PanelController:
     def running(self) -> bool:
         return self.job is not None and not self.state.finished
 
+    def discard_job(self) -> None:
+        """Forget the current job and its candidates (cancelling it on the runtime when it runs)."""
+        if self.job is None:
+            return
+        if self.running:
+            self.cancel()
+        self.generation += 1  # its late messages are dropped
+        self.job, self.state, self.built = None, JobState(), None
+        self.stage_line = "A new picture: press Generate."
+        if self.error is not None and self.error.code not in _RUNTIME_CODES:
+            self.error = None  # it was about the old picture's job
+
     def generate(self, payload: dict[str, Any]) -> None:
         """Start a job for a request body (``jobs.GenerateRequest.to_json``); cancels a running one."""
         if self.closed:
@@ -233,9 +274,10 @@ class PanelController:
         def post(kind: str, value: Any) -> None:
             self.inbox.post(kind, (job.generation, value))
 
+        watch = self.watch_generation
         try:
             client, _health = self.runtime.ensure(
-                self.prefs, lambda text: self.inbox.post("runtime_text", text), job.cancel)
+                self.prefs, lambda text: self.inbox.post("runtime_text", (watch, text)), job.cancel)
             if job.cancel.is_set():
                 post("event", {"type": protocol.EVENT_CANCELLED})
                 return
@@ -287,6 +329,7 @@ class PanelController:
         if self.running:
             self.cancel()
         self._stop.set()
+        self._watch_stop.set()
         self.inbox.close()
 
     @staticmethod
@@ -328,6 +371,10 @@ class PanelController:
         return changed
 
     def _apply(self, kind: str, payload: Any) -> None:
+        if kind in ("runtime_text", "health", "runtime_down"):
+            generation, payload = payload
+            if generation != self.watch_generation:
+                return  # about the runtime of settings replaced since
         if kind == "runtime_text":
             if self.runtime_phase not in (messages.PHASE_READY, messages.PHASE_LOADING):
                 self.runtime_phase, self.runtime_line = messages.PHASE_STARTING, str(payload)
@@ -380,7 +427,9 @@ class PanelController:
                 self._runtime_down(value)  # the status line must not keep saying "Starting…"
             user_error = self._explain(value)
             state.status, state.error_code, state.error_message = protocol.JOB_FAILED, user_error.code, None
-            self.stage_line = "The job failed; the document is unchanged."
+            submitted = self.job is not None and self.job.job_id is not None
+            self.stage_line = ("The job failed; the document is unchanged." if submitted
+                               else "No job was started; the document is unchanged.")
             self._show(user_error)
             return
         self._after_job_change()
@@ -404,16 +453,24 @@ class PanelController:
             self._show(messages.explain_code(protocol.ERROR_ALL_INVALID, candidates=len(state.candidates)))
         else:
             self._show(messages.explain_code(state.error_code, state.error_message,
-                                             runtime_url=self.prefs.runtime_url,
-                                             candidates=len(state.candidates)))
+                                             candidates=len(state.candidates), **self._settings()))
+
+    def _settings(self) -> dict[str, Any]:
+        """What an error sentence needs to know of the preferences."""
+        return {"runtime_url": self.prefs.runtime_url, "start_runtime": self.prefs.start_runtime,
+                "local": self.prefs.is_local}
 
     def _explain(self, error: Any) -> UserError:
         if isinstance(error, BaseException):
-            return messages.explain_exception(error, self.prefs.runtime_url, self.prefs.interpreter)
+            return messages.explain_exception(error, interpreter=self.prefs.interpreter, **self._settings())
         return messages.explain_code(None, str(error))
 
     def _show(self, error: UserError) -> None:
         self.error = error
+
+    def show_error(self, error: UserError) -> None:
+        """An error from the panel itself (a capture, an insertion): shown in the one error place."""
+        self._show(error)
 
     # --- what the panel draws --------------------------------------------------------------------
 
@@ -428,10 +485,14 @@ class PanelController:
         return PanelModel(
             runtime_line=f"Runtime: {self.runtime_line}",
             runtime_warning=messages.sandbox_warning(self.health),
-            stage_line=self.stage_line, progress=state.progress if self.job else 0.0,
+            # One message at a time: under an error, a stage line ("Done … Press OK to insert.") would
+            # contradict it.
+            stage_line="" if error is not None else self.stage_line,
+            progress=state.progress if self.job else 0.0,
             running=self.running, can_generate=not self.running and self.picture_error is None
             and not self.closed,
-            error=error, cards=cards, select_index=winner.index if winner else None, code=code)
+            error=error, cards=cards, select_index=winner.index if winner else None, code=code,
+            containment_line=messages.sandbox_note(self.health))
 
     @staticmethod
     def _card(candidate: Candidate, winner: Candidate | None) -> CandidateCard:
@@ -451,6 +512,14 @@ class PanelController:
 
 _RUNTIME_CODES = frozenset({"runtime_unreachable", "runtime_not_installed", "runtime_start_failed",
                             "runtime_start_timeout", protocol.ERROR_NO_BACKEND, "client_timeout"})
+# Errors new preferences may have fixed.
+_SETTINGS_CODES = _RUNTIME_CODES | {protocol.ERROR_UNAUTHORIZED, "launcher"}
+
+
+def _runtime_settings(prefs: Preferences) -> tuple:
+    """The preferences that decide which runtime the panel talks to (and starts)."""
+    return (prefs.runtime_url, prefs.interpreter, prefs.start_runtime, prefs.backend, prefs.model_path,
+            prefs.mmproj_path, prefs.adapter_path, prefs.remote_url, prefs.startup_timeout_s)
 
 # Errors a runtime that is up answers with: they say nothing about the runtime being down.
 _JOB_ERRORS_FROM_A_LIVE_RUNTIME = frozenset({protocol.ERROR_BAD_IMAGE, protocol.ERROR_BAD_REQUEST,

@@ -7,6 +7,7 @@ fixes it, plus the buttons that carry out the fix. The panel shows one at a time
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from model_runtime import protocol
@@ -42,8 +43,10 @@ def bad_picture(detail: str = "") -> UserError:
                      code=protocol.ERROR_BAD_IMAGE)
 
 
-def explain_exception(error: BaseException, runtime_url: str = "", interpreter: str = "") -> UserError:
-    """The sentence for anything the client or the launcher raised."""
+def explain_exception(error: BaseException, runtime_url: str = "", interpreter: str = "", *,
+                      start_runtime: bool = False, local: bool = True) -> UserError:
+    """The sentence for anything the client or the launcher raised. ``start_runtime`` and ``local``:
+    whether CadSnap may start the runtime itself (the preference, and a loopback URL)."""
     url = runtime_url or "the runtime URL"
     if isinstance(error, RuntimeNotInstalled):
         return UserError("CadSnap's runtime is not installed yet; press Set up runtime… to install it "
@@ -69,19 +72,31 @@ def explain_exception(error: BaseException, runtime_url: str = "", interpreter: 
     if isinstance(error, LauncherError):
         return UserError(f"{str(error).rstrip('.')}.", (ACTION_PREFERENCES,), "launcher")
     if isinstance(error, client_module.ClientError):
-        return explain_code(error.code, error.message, runtime_url=url, detail=error.detail)
+        return explain_code(error.code, error.message, runtime_url=url, detail=error.detail,
+                            start_runtime=start_runtime, local=local)
     return UserError(f"CadSnap failed unexpectedly ({type(error).__name__}: {error}); the document is "
                      "unchanged, and the Report view has the details.", code=protocol.ERROR_INTERNAL)
 
 
 def explain_code(code: str | None, message: str | None = None, *, runtime_url: str = "the runtime URL",
-                 detail: dict[str, Any] | None = None, candidates: int = 0) -> UserError:
+                 detail: dict[str, Any] | None = None, candidates: int = 0, start_runtime: bool = False,
+                 local: bool = True) -> UserError:
     """The sentence for an error code from the runtime (an HTTP error body or a failed job)."""
     message = (message or "").strip()
     if code == protocol.ERROR_UNAUTHORIZED:
         return UserError(f"A program answers at {runtime_url} but refused CadSnap's access token (it is "
                          "another user's or an old runtime); stop it, or give the Runtime URL another "
                          "port in Preferences.", (ACTION_PREFERENCES,), code)
+    if code == client_module.ERROR_UNREACHABLE and start_runtime and local:
+        # CadSnap starts this runtime itself: it was running, or was started, and is gone now.
+        return UserError(f"The CadSnap runtime at {runtime_url} stopped answering; press Try again to start "
+                         "it again, and if it stops again, read runtime.log in CadSnap's cache folder.",
+                         (ACTION_RETRY, ACTION_PREFERENCES), code)
+    if code == client_module.ERROR_UNREACHABLE and start_runtime:
+        return UserError(f"No CadSnap runtime answers at {runtime_url}, and CadSnap starts one itself "
+                         "only at a 127.0.0.1 address; start it on that machine with “python -m "
+                         "model_runtime serve”, or set a 127.0.0.1 Runtime URL in Preferences.",
+                         (ACTION_PREFERENCES, ACTION_RETRY), code)
     if code == client_module.ERROR_UNREACHABLE:
         return UserError(f"No CadSnap runtime answers at {runtime_url}; start one with “python -m "
                          "model_runtime serve”, or tick “Start the runtime when needed” in Preferences.",
@@ -98,6 +113,11 @@ def explain_code(code: str | None, message: str | None = None, *, runtime_url: s
         return UserError("The runtime has no model to generate with; choose a model in Preferences, or "
                          "press Set up runtime… to install the built-in one.",
                          (ACTION_PREFERENCES, ACTION_SETUP), code)
+    if code == protocol.ERROR_UNCONTAINED:
+        cause = _first_line(message).split(" Fix:")[0] if message else "no sandbox jail works here."
+        return UserError(f"{cause} So generated code does not run; install bubblewrap, or tick “Run "
+                         "generated code even without a sandbox jail” in Preferences (it then runs with "
+                         "your user's rights).", (ACTION_PREFERENCES,), code)
     if code == protocol.ERROR_ALL_INVALID:
         tried = f"{candidates} programs" if candidates else "programs"
         return UserError(f"None of the {tried} the model wrote built a solid; try more candidates, an "
@@ -122,14 +142,30 @@ TREE_FALLBACK_PREFIX = "Inserted as a solid with source: "
 
 def tree_fallback(label: str, message: str, edited: bool = False) -> str:
     """The one sentence (Report view, status bar) when a feature tree was asked for and a solid with
-    source went in instead; ``message`` is ``insert.insert_part``'s ("Inserted as a solid with source:
-    <which step could not become a feature, or why the Body was not kept>")."""
+    source went in instead (after Edit CadQuery: the Body holds the solid as its base feature);
+    ``message`` is ``insert.insert_plan``'s ("Inserted as a solid with source: <which step could not
+    become a feature, or why the Body was not kept>")."""
     why = message.strip()
     if why.startswith(TREE_FALLBACK_PREFIX.strip()):
         why = why[len(TREE_FALLBACK_PREFIX.strip()):].strip()
-    done = "updated" if edited else "inserted"
-    return (f"{label} was {done} as a solid with its CadQuery source, not as a feature tree: "
+    done = ("updated with the new solid as its base feature" if edited
+            else "inserted as a solid with its CadQuery source")
+    return (f"{label} was {done}, not as a feature tree: "
             f"{why.rstrip('.') or 'the program could not be mapped to features'}.")
+
+
+def inserted(label: str, parameters: int | None, image_path: str = "") -> str:
+    """The Report view's line after a part went in: what it is and where it came from.
+    ``parameters``: the Body's named dimensions, None for a solid with source."""
+    if parameters is None:
+        what = "a solid with its CadQuery source"
+    elif parameters == 0:
+        what = "a PartDesign Body"
+    else:
+        what = (f"a PartDesign Body with {parameters} named dimension{'s' if parameters != 1 else ''} "
+                f"in “{label} parameters”")
+    source = f" from {PurePath(image_path).name}" if image_path else ""
+    return f"inserted {label}: {what}{source}."
 
 
 def tree_fallback_short(label: str, edited: bool = False) -> str:
@@ -172,11 +208,23 @@ def describe_health(health: dict[str, Any]) -> str:
     return f"ready — {backend}, {model}"
 
 
+def sandbox_note(health: dict[str, Any]) -> str:
+    """One line when the runtime says generated code runs contained (what contains it), else ""."""
+    sandbox = health.get("sandbox")
+    if not isinstance(sandbox, dict) or sandbox.get("contained") is not True:
+        return ""
+    mechanism = str(sandbox.get("mechanism") or "").strip().rstrip(".")
+    return "Generated code runs contained" + (f": {mechanism}." if mechanism else ".")
+
+
 def sandbox_warning(health: dict[str, Any]) -> str:
     """One line when the runtime says generated code runs without OS containment, else ""."""
     sandbox = health.get("sandbox")
     if not isinstance(sandbox, dict) or sandbox.get("contained") is not False:
         return ""
     summary = str(sandbox.get("summary") or "").strip().rstrip(".")
+    if sandbox.get("refused"):
+        return (f"⛔ {summary}: generated code will not run. Install bubblewrap, or allow it in "
+                "Preferences.")
     return ("⚠ Generated code runs without operating-system containment"
             + (f" ({summary})" if summary else "") + ".")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from model_runtime import protocol
 
+from .code_editor import CodeEditor
 from .lifecycle import CandidateCard, PanelModel
 from .messages import ACTION_LABELS
 from .preferences import INSERT_AS
@@ -15,6 +16,8 @@ from .qt import QtCore, QtGui, QtWidgets, png_to_pixmap
 
 THUMB = 96  # px: the runtime renders 96 px thumbnails (model_runtime.pipeline.THUMBNAIL_SIZE)
 PREVIEW = 160
+# FreeCAD 0.20's Combo View opens about 300 px wide: the panel must fit it without cutting off a button.
+MAX_MIN_WIDTH = 280
 
 
 def standard_buttons() -> int:
@@ -37,7 +40,6 @@ class PanelView:
         form = QtWidgets.QWidget()
         form.setWindowTitle("CadSnap: generate")
         form.setObjectName("CadSnapGeneratePanel")
-        form.setMinimumWidth(360)
         layout = QtWidgets.QVBoxLayout(form)
 
         self.preview = QtWidgets.QLabel("No picture yet")
@@ -45,19 +47,25 @@ class PanelView:
         self.preview.setMinimumHeight(PREVIEW)
         self.preview.setFrameShape(QtWidgets.QFrame.StyledPanel)
         layout.addWidget(self.preview)
+        self.picture_note = QtWidgets.QLabel("")  # what a capture took ("the selection: Bracket")
+        self.picture_note.setWordWrap(True)
+        self.picture_note.hide()
+        layout.addWidget(self.picture_note)
 
-        sources = QtWidgets.QHBoxLayout()
+        # Two by two: four in a row would make the panel wider than the Combo View opens.
+        sources = QtWidgets.QGridLayout()
         self.view_button = QtWidgets.QPushButton("3D view")
         self.region_button = QtWidgets.QPushButton("Region")
         self.open_button = QtWidgets.QPushButton("Open…")
         self.paste_button = QtWidgets.QPushButton("Paste")
-        for button in (self.view_button, self.region_button, self.open_button, self.paste_button):
-            sources.addWidget(button)
+        buttons = (self.view_button, self.region_button, self.open_button, self.paste_button)
+        for n, button in enumerate(buttons):
+            sources.addWidget(button, n // 2, n % 2)
         layout.addLayout(sources)
 
         options = QtWidgets.QFormLayout()
         self.instruction = QtWidgets.QLineEdit()
-        self.instruction.setPlaceholderText("optional, e.g. \"the holes are 6 mm\"")
+        self.instruction.setPlaceholderText("optional: \"holes are 6 mm\"")
         options.addRow("Instruction", self.instruction)
         self.candidates = QtWidgets.QSpinBox()
         self.candidates.setRange(1, protocol.MAX_CANDIDATES)
@@ -70,7 +78,7 @@ class PanelView:
         self.size_mm.setSpecialValueText("any")
         self.size_mm.setToolTip("The new solid's largest dimension. A capture of the 3D view fills in the "
                                 "size of what was visible; \"any\" keeps the model's own size.")
-        self.size_clear = QtWidgets.QPushButton("Any size")
+        self.size_clear = QtWidgets.QPushButton("Any")
         self.size_clear.setToolTip("Keep the model's own size")
         self.size_clear.clicked.connect(lambda _checked=False: self.size_mm.setValue(0))
         size_row.addWidget(self.size_mm, 1)
@@ -80,18 +88,23 @@ class PanelView:
         self.at_picked_point.setToolTip("Click a point on a shape in the 3D view before pressing OK. Off: "
                                         "beside the captured part, or at the origin")
         options.addRow("", self.at_picked_point)
-        self.fit_dimensions = QtWidgets.QCheckBox("Fit dimensions to the picture")
+        self.fit_dimensions = QtWidgets.QCheckBox("Fit dimensions to picture")
         self.fit_dimensions.setChecked(True)
         self.fit_dimensions.setToolTip("Adjust the best program's numbers until its render matches the "
                                        "picture (about 1-2 s). Off: the model's numbers as written.")
         options.addRow("", self.fit_dimensions)
         self.insert_as = QtWidgets.QComboBox()
         self.insert_as.addItems(list(INSERT_AS))
+        # Its longest entry would set the panel's width: let it shrink and elide instead.
+        self.insert_as.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.insert_as.setMinimumContentsLength(12)
         self.insert_as.setToolTip("Feature tree: a PartDesign Body with sketches, features and a Parameters "
                                   "spreadsheet, when every step of the program maps to a feature (else the "
                                   "solid, and the Report view says why). Solid: one shape carrying its "
                                   "CadQuery source.")
         options.addRow("Insert as", self.insert_as)
+        # Labels above their fields when the panel is narrow, beside them when there is room.
+        options.setRowWrapPolicy(QtWidgets.QFormLayout.WrapLongRows)
         layout.addLayout(options)
 
         self.runtime_label = QtWidgets.QLabel("Runtime: checking…")
@@ -102,6 +115,11 @@ class PanelView:
         self.warning_label.setStyleSheet("color: #8a5a00;")
         self.warning_label.hide()
         layout.addWidget(self.warning_label)
+        self.containment_label = QtWidgets.QLabel("")
+        self.containment_label.setWordWrap(True)
+        self.containment_label.setStyleSheet("color: #2e6b2e;")
+        self.containment_label.hide()
+        layout.addWidget(self.containment_label)
 
         actions = QtWidgets.QHBoxLayout()
         self.generate_button = QtWidgets.QPushButton("Generate")
@@ -152,17 +170,18 @@ class PanelView:
         self.candidate_list.setMaximumHeight(THUMB + 44)
         layout.addWidget(self.candidate_list)
 
-        self.code_view = QtWidgets.QPlainTextEdit()
+        self.code_view = CodeEditor(point_size=9)
         self.code_view.setReadOnly(True)
-        self.code_view.setFont(QtGui.QFont("Monospace", 9))
         self.code_view.setPlaceholderText("The generated CadQuery code streams here.")
         layout.addWidget(self.code_view, 1)
         return form
 
     # --- drawing -----------------------------------------------------------------------------------
 
-    def show_picture(self, png: bytes | None) -> bool:
-        """Show the picture; False when Qt cannot decode it."""
+    def show_picture(self, png: bytes | None, note: str = "") -> bool:
+        """Show the picture and what it shows (``note``); False when Qt cannot decode it."""
+        self.picture_note.setText(note)
+        self.picture_note.setVisible(bool(note))
         if not png:
             self.preview.setText("No picture yet: capture the 3D view, a region, or open an image.")
             return False
@@ -184,6 +203,8 @@ class PanelView:
         self.runtime_label.setText(model.runtime_line)
         self.warning_label.setText(model.runtime_warning)
         self.warning_label.setVisible(bool(model.runtime_warning))
+        self.containment_label.setText(model.containment_line)
+        self.containment_label.setVisible(bool(model.containment_line))
         self.generate_button.setEnabled(model.can_generate)
         self.cancel_button.setEnabled(model.running)
         self.progress.setValue(int(model.progress * 1000))
@@ -200,12 +221,37 @@ class PanelView:
             item.setText(card.caption)
             item.setToolTip(card.tooltip)
             item.setIcon(QtGui.QIcon(self._thumbnail(card)))
+        self._order([card.index for card in model.cards])
         if model.select_index is not None and not self._selected_once:
             self._selected_once = True
             self.candidate_list.setCurrentItem(self._item(model.select_index))
         if self.candidate_list.currentItem() is None and model.code != self.code_view.toPlainText():
             self.code_view.setPlainText(model.code)
             self.code_view.moveCursor(QtGui.QTextCursor.End)
+
+    def _order(self, indices: list[int]) -> None:
+        """Put the list in the model's order (best score first) as scores arrive; the selection stays."""
+        shown = [self.candidate_list.item(row).data(QtCore.Qt.UserRole)
+                 for row in range(self.candidate_list.count())]
+        wanted = [index for index in indices if index in shown]
+        wanted += [index for index in shown if index not in wanted]
+        if shown == wanted:
+            return
+        selected = self.selected_index()
+        self.candidate_list.blockSignals(True)  # moving items is not the user picking one
+        items = {}
+        while self.candidate_list.count():
+            item = self.candidate_list.takeItem(0)
+            items[item.data(QtCore.Qt.UserRole)] = item
+        for index in wanted:
+            self.candidate_list.addItem(items[index])
+        if selected is not None:
+            self.candidate_list.setCurrentItem(items[selected])
+        self.candidate_list.blockSignals(False)
+
+    def captions(self) -> list[str]:
+        """The candidate captions as listed, left to right (tests)."""
+        return [self.candidate_list.item(row).text() for row in range(self.candidate_list.count())]
 
     @property
     def feature_tree(self) -> bool:

@@ -45,6 +45,9 @@ class Preferences:
     # Insert as a PartDesign Body built from the traced plan (else the solid with source); the panel's
     # "Insert as" starts here, so a person who prefers solids sets it once.
     feature_tree: bool = True
+    # Run generated code even where the runtime has no operating-system jail (no bubblewrap, macOS,
+    # Windows): it then runs with the user's rights. Off unless the user turns it on knowingly.
+    allow_uncontained: bool = False
 
     def validated(self) -> Preferences:
         """A copy with whitespace trimmed; PreferencesError names the first bad setting."""

@@ -42,6 +42,12 @@ class PreferencePage:
         self.insert_as.addItems(list(preferences.INSERT_AS))
         self.insert_as.setToolTip("What OK in the Generate panel inserts unless you choose otherwise there")
         layout.addRow("Insert as", self.insert_as)
+        self.allow_uncontained = QtWidgets.QCheckBox("Run generated code even without a sandbox jail")
+        self.allow_uncontained.setToolTip(
+            "Where the runtime cannot jail generated code (no bubblewrap on Linux; macOS; Windows), it "
+            "does not run it. Tick this to run it anyway, with your user's rights: only for models and "
+            "servers you trust.")
+        layout.addRow("Containment", self.allow_uncontained)
         self.capture_size = QtWidgets.QSpinBox()
         self.capture_size.setRange(64, 2048)
         self.capture_size.setSuffix(" px")
@@ -69,6 +75,7 @@ class PreferencePage:
         self.candidates.setValue(prefs.candidates)
         self.capture_size.setValue(prefs.capture_size)
         self.insert_as.setCurrentIndex(0 if prefs.feature_tree else 1)
+        self.allow_uncontained.setChecked(prefs.allow_uncontained)
         for name, box in self.timeouts.items():
             box.setValue(getattr(prefs, name))
 
@@ -80,6 +87,7 @@ class PreferencePage:
             adapter_path=self.adapter_path.text(),
             remote_url=self.remote_url.text(), candidates=self.candidates.value(),
             capture_size=self.capture_size.value(), feature_tree=self.insert_as.currentIndex() == 0,
+            allow_uncontained=self.allow_uncontained.isChecked(),
             **{name: box.value() for name, box in self.timeouts.items()})
         try:
             prefs.save(preferences.freecad_group())

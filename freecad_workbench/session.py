@@ -11,6 +11,7 @@ from model_runtime import protocol
 
 from .launcher import RuntimeManager
 from .lifecycle import PanelSlot
+from .naming import CAPTURE_STEM
 
 
 @dataclass
@@ -24,6 +25,7 @@ class Picture:
     # A capture of the 3D view: the bounding box of what was visible (placement.Box, mm), whose largest
     # dimension becomes the default overall size and beside which the new solid is placed.
     visible_box: tuple[float, float, float, float, float, float] | None = None
+    note: str = ""  # what the picture is of, when the panel should say so ("the selection only")
 
 
 current_picture: Picture | None = None
@@ -40,7 +42,7 @@ def captures_dir() -> Path:
 
 def new_capture_path(kind: str) -> Path:
     """``capture-view-20260101-120000.png`` (then ``-2``, ``-3``… within the same second)."""
-    stem = f"capture-{kind}-{datetime.now():%Y%m%d-%H%M%S}"
+    stem = CAPTURE_STEM.format(kind=kind, stamp=f"{datetime.now():%Y%m%d-%H%M%S}")
     path, number = captures_dir() / f"{stem}.png", 1
     while path.exists():
         number += 1
@@ -58,3 +60,4 @@ def set_picture(picture: Picture) -> Picture:
 region_selector = None
 edit_dialog = None
 setup_dialog = None
+parametric_dialog = None  # Make parametric (issue 21)

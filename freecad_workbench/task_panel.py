@@ -10,7 +10,7 @@ from __future__ import annotations
 import FreeCAD
 import FreeCADGui as Gui
 
-from . import capture, commands, insert, jobs, messages, placement, session
+from . import capture, insert, jobs, messages, placement, report, session
 from .lifecycle import PanelController
 from .panel_view import PanelView, standard_buttons
 from .preferences import current as current_preferences
@@ -20,7 +20,7 @@ TICK_MS = 50
 
 
 class GeneratePanel:
-    """FreeCAD task panel (``form`` + accept/reject). Show it with :func:`commands.open_generate_panel`."""
+    """FreeCAD task panel (``form`` + accept/reject). Show it with ``commands.open_generate_panel``."""
 
     def __init__(self, picture: session.Picture | None = None) -> None:
         self.prefs = current_preferences()
@@ -127,7 +127,7 @@ class GeneratePanel:
         try:
             picture = action()
         except capture.CaptureError as error:
-            self.controller.error = messages.UserError(str(error))  # capture's sentences are plain already
+            self.controller.show_error(messages.UserError(str(error)))  # capture's sentences are plain
             self._draw()
             return
         if picture is not None:
@@ -136,8 +136,9 @@ class GeneratePanel:
 
     def _show_picture(self) -> None:
         png = self.picture.png if self.picture else None
-        decodes = self.view.show_picture(png)
-        self.controller.set_picture(png, decodes)
+        decodes = self.view.show_picture(png, self.picture.note if self.picture else "")
+        self.controller.set_picture(png, decodes)  # drops the job of the picture before
+        self.view.new_job()
         size = placement.target_size(self.picture.visible_box) if self.picture else None
         self.view.size_mm.setValue(size or 0)
         self._draw()
@@ -145,14 +146,15 @@ class GeneratePanel:
     # --- job -------------------------------------------------------------------------------------
 
     def generate(self) -> None:
+        self.use_current_preferences()  # a fix made in Preferences since the panel opened
         try:
             payload = jobs.GenerateRequest(
                 image=self.picture.png if self.picture else b"", instruction=self.view.instruction.text(),
                 n=self.view.candidates.value(), target_size_mm=self.view.size_mm.value() or None,
                 backend=self.prefs.backend, refine=self.view.fit_dimensions.isChecked()).to_json()
         except jobs.RequestError as error:
-            self.controller.error = (messages.bad_picture() if error.code == "bad_image"
-                                     else messages.explain_code(error.code, error.message))
+            self.controller.show_error(messages.bad_picture() if error.code == "bad_image"
+                                       else messages.explain_code(error.code, error.message))
             self._draw()
             return
         self.view.new_job()
@@ -171,10 +173,17 @@ class GeneratePanel:
         if action == messages.ACTION_SETUP:
             Gui.runCommand("CadSnap_SetupRuntime")
         elif action == messages.ACTION_PREFERENCES:
-            Gui.showPreferences("CadSnap")
+            Gui.showPreferences("CadSnap")  # modal: returns when the dialog closes
+            if not self._closed:
+                self.use_current_preferences()
+                self._draw()
         elif action == messages.ACTION_RETRY:
-            self.prefs = self.controller.prefs = current_preferences()  # the fix may be a new setting
             self.generate()
+
+    def use_current_preferences(self) -> None:
+        """Take the saved preferences: the runtime, the next job and the next insertion use them."""
+        self.prefs = current_preferences()
+        self.controller.use_prefs(self.prefs)
 
     # --- the GUI-thread tick ---------------------------------------------------------------------
 
@@ -228,8 +237,8 @@ class GeneratePanel:
         """Insert the selected (or best) valid candidate; keeps the panel open with a message otherwise."""
         candidate = self.selected_candidate() if self.state.finished else None
         if candidate is None:
-            self.controller.error = messages.UserError("There is no solid to insert yet; press Generate "
-                                                       "first, or pick a valid candidate.")
+            self.controller.show_error(messages.UserError("There is no solid to insert yet; press Generate "
+                                                          "first, or pick a valid candidate."))
             self._draw()
             return False
         if self.controller.needs_build(candidate, self.view.feature_tree):
@@ -253,26 +262,35 @@ class GeneratePanel:
                 document, candidate.brep, info, placement=self._placement(candidate.brep),
                 plan=candidate.feature_plan, feature_tree=self.view.feature_tree)
         except insert.InsertError as error:
-            self.controller.error = messages.UserError(
+            self.controller.show_error(messages.UserError(
                 f"{str(error).rstrip('.')}; the document is unchanged, so pick another candidate or "
-                "generate again.")
+                "generate again."))
             self._draw()
             return False
+        # The panel closes on OK: say what went in where it stays, once.
         if message:
-            # The panel closes on OK: say it where it stays, once.
             self.insert_message = messages.tree_fallback(self.inserted.Label, message)
-            commands.tell(self.insert_message, messages.tree_fallback_short(self.inserted.Label))
+            report.tell(self.insert_message, messages.tree_fallback_short(self.inserted.Label))
+        else:
+            named = len((candidate.feature_plan or {}).get("parameters") or []) \
+                if insert.is_body(self.inserted) else None
+            label, image = self.inserted.Label, self.picture.path if self.picture else ""
+            report.done(messages.inserted(label, named, image), f"inserted {label}.")
         if Gui.ActiveDocument is not None:
             Gui.ActiveDocument.ActiveView.fitAll()
         return True
 
     def _placement(self, brep: str):
-        """The picked point when asked for; else beside what the capture showed; else the origin."""
+        """The picked point when asked for; else beside what the capture showed and every part shown
+        in the document (a picture from a file, the clipboard or a region has no place of its own, and
+        must not land inside what is there); else, in an empty document, the origin."""
         if self.view.at_picked_point.isChecked():
             for selection in reversed(Gui.Selection.getSelectionEx()):
                 if selection.PickedPoints:
                     return selection.PickedPoints[-1]
-        visible = self.picture.visible_box if self.picture else None
+        shown = capture.visible_box(FreeCAD.ActiveDocument) if FreeCAD.ActiveDocument else None
+        captured = self.picture.visible_box if self.picture else None
+        visible = placement.union([box for box in (captured, shown) if box is not None])
         if visible is None:
             return None
         box = insert.shape_from_brep(brep).BoundBox
@@ -306,3 +324,4 @@ class GeneratePanel:
         session.panels.release(self)
         if shown and Gui.Control.activeDialog():
             Gui.Control.closeDialog()
+

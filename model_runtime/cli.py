@@ -10,14 +10,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from model_runtime import __version__
 
 # Order is the order of ``--help``.
-COMMANDS = ("generate", "exec", "serve", "doctor", "setup", "eval")
+COMMANDS = ("generate", "exec", "parametrize", "serve", "doctor", "setup", "eval")
 PROG = "python -m model_runtime"
+# Commands that run generated or untrusted input in the sandbox: they take --allow-uncontained.
+SANDBOXED = ("generate", "exec", "serve", "doctor", "eval", "parametrize")
+_ALLOW_HELP = (
+    "run generated code even where no operating-system jail works (with your user's rights); "
+    "same as CADSNAP_ALLOW_UNCONTAINED=1"
+)
 
 
 def _no_backend_yet(args: argparse.Namespace) -> int:
@@ -67,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cadsnap {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
+    parser.add_argument("--allow-uncontained", action="store_true", help=_ALLOW_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module_name = f"model_runtime.commands.{name}"
@@ -86,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.choices.get(name)
         if sub is not None and sub.get_default("run") is None and hasattr(module, "run"):
             sub.set_defaults(run=module.run)
+        if sub is not None and name in SANDBOXED:
+            sub.add_argument("--allow-uncontained", action="store_true", default=argparse.SUPPRESS,
+                             help=_ALLOW_HELP)
     return parser
 
 
@@ -96,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.allow_uncontained:
+        from model_runtime.sandbox.jail import ALLOW_UNCONTAINED_ENV
+
+        os.environ[ALLOW_UNCONTAINED_ENV] = "1"  # read by every sandbox pool this process starts
     run = getattr(args, "run", None)
     if run is None:
         parser.print_help()

@@ -245,8 +245,11 @@ class JobManager:
                             log.exception("job %s failed", job.id)
                         self._finish(job, protocol.JOB_FAILED, error=_error_body(exc))
                 continue
+            # A cancel during the picture search stops it and keeps the best part so far: that
+            # job is done, its result saying search.stopped == "cancelled".
+            kept = isinstance(result, dict) and (result.get("search") or {}).get("stopped") == "cancelled"
             with self._cond:
-                if job.cancel.is_set():
+                if job.cancel.is_set() and not kept:
                     self._finish(job, protocol.JOB_CANCELLED)
                 else:
                     self._finish(job, protocol.JOB_DONE, result=result)

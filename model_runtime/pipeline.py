@@ -14,6 +14,7 @@ nudge: model_runtime.refine) -> optionally scale it to a target size. Events
 from __future__ import annotations
 
 import base64
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +28,10 @@ from PIL import Image
 from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
-from model_runtime.feature_plan.parameterise import parameterise
+from model_runtime.feature_plan.parameterise import named_run
 from model_runtime.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
+from model_runtime.picture.instruction import parse as parse_instruction
+from model_runtime.picture.search import SEARCH_RENDER_SIZE, verdict
 from model_runtime.refine import Refinement, refine
 from model_runtime.scaling import is_scaled_copy, scale_literals, scale_wrapper
 from model_runtime.similarity import Silhouette, Similarity, compare
@@ -61,12 +64,20 @@ class GenerateRequest:
     formats: tuple[str, ...] = ("brep",)
     frame: bool = True  # re-frame the part as in the reference renders (images.frame_part)
     refine: bool = True  # fit the winner's dimensions to the picture (model_runtime.refine)
+    # The picture search (model_runtime.picture): envelopes, fitted numbers, edits, the guard.
+    search: bool = True
+    budget_s: float | None = 5.0  # the user's cap on the whole job, seconds (None: no cap)
+    evaluations: int | None = None  # the search's budget in evaluations (None: the default)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= protocol.MAX_CANDIDATES:
             raise PipelineError(
                 protocol.ERROR_BAD_REQUEST, f"n must be 1..{protocol.MAX_CANDIDATES}, got {self.n}"
             )
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise PipelineError(protocol.ERROR_BAD_REQUEST, "budget_s must be a positive number of seconds")
+        if self.evaluations is not None and not 0 <= self.evaluations <= 10_000:
+            raise PipelineError(protocol.ERROR_BAD_REQUEST, "evaluations must be 0..10000")
         if self.target_size_mm is not None and not self.target_size_mm > 0:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, "target_size_mm must be a positive length in mm")
 
@@ -85,6 +96,9 @@ class GenerateRequest:
                 else None,
                 frame=bool(body.get("frame", True)),
                 refine=bool(body.get("refine", True)),
+                search=bool(body.get("search", True)),
+                budget_s=float(body["budget_s"]) if body.get("budget_s") is not None else 5.0,
+                evaluations=int(body["evaluations"]) if body.get("evaluations") is not None else None,
             )
         except (TypeError, ValueError) as exc:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, f"bad request field: {exc}") from exc
@@ -144,6 +158,9 @@ class GenerateResult:
     timings: dict[str, float] = field(default_factory=dict)
     refinement: Refinement | None = None  # how the winner's dimensions were fitted, when they were
     score: float | None = None  # the returned solid's similarity (the winner's, or after fitting)
+    search: Any = None  # model_runtime.picture.search.SearchResult when the search ran
+    verdict: dict[str, Any] | None = None  # {"guess", "score", "message"}: how far the picture supports it
+    instruction: dict[str, Any] | None = None  # how the user's instruction was used
 
     @property
     def best(self) -> Candidate:
@@ -160,6 +177,9 @@ class GenerateResult:
             "model": self.model,
             "scale": self.scale,
             "timings": self.timings,
+            "search": self.search.to_dict() if self.search is not None else None,
+            "verdict": self.verdict,
+            "instruction": self.instruction,
         }
 
 
@@ -187,6 +207,11 @@ class Pipeline:
         on_event: EventCallback | None = None,
         cancel: threading.Event | None = None,
     ) -> GenerateResult:
+        if getattr(self.pool, "refused", False):  # no jail and no opt-in: fail before the model works
+            from model_runtime.sandbox.pool import refusal
+
+            error = refusal()
+            raise PipelineError(error.code, error.message, error.detail)
         emit = on_event or (lambda event: None)
         cancel = cancel or threading.Event()
         timings: dict[str, float] = {}
@@ -199,7 +224,7 @@ class Pipeline:
                 raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled")
 
         status("decode", 0.0)
-        t0 = time.perf_counter()
+        t0 = started = time.perf_counter()
         try:
             picture = decode_image(request.image)  # unpadded: the similarity reads its borders
         except ImageError as exc:
@@ -211,7 +236,8 @@ class Pipeline:
         check()
 
         status("generate", 0.02)
-        texts = self._generate(image, request, emit, status, cancel)
+        instruction, constraints, instruction_info = self._instruction(request)
+        texts = self._generate(image, request, emit, status, cancel, instruction)
         bt = self.backend.timings
         timings.update(
             generate_s=bt.encode_s + bt.prompt_s + bt.generate_s,
@@ -231,7 +257,7 @@ class Pipeline:
         check()
 
         valid = [c for c in candidates if c.valid]
-        if not valid:
+        if not valid and not request.search:
             raise PipelineError(
                 protocol.ERROR_ALL_INVALID,
                 f"none of the {len(candidates)} candidate programs built a valid solid; "
@@ -250,7 +276,23 @@ class Pipeline:
 
         best = ranked[0]
         code, exec_result, score, scale, refinement = best.code, best.exec_result, best.score, None, None
-        if request.refine:
+        found = None
+        if request.search:
+            status("search", 0.91)
+            t0 = time.perf_counter()
+            found = self._search(picture, reference, valid, request, constraints, emit, status, cancel,
+                                 started)
+            timings["search_s"] = time.perf_counter() - t0
+            if found is None:
+                raise PipelineError(
+                    protocol.ERROR_ALL_INVALID,
+                    f"none of the {len(candidates)} candidate programs built a valid solid and no part "
+                    "could be read from the picture's outline; try a picture with the part against a "
+                    "plain background",
+                    {"candidates": [c.to_dict() for c in candidates]},
+                )
+            code, exec_result, score = found.best.code, found.best.exec_result, found.best.score
+        elif request.refine:
             status("refine", 0.92)
             t0 = time.perf_counter()
             fitted = self._refine(reference, best, status, cancel)
@@ -259,6 +301,8 @@ class Pipeline:
                 refinement, exec_result, score = fitted
                 code = refinement.code
         status("finish", 0.97)
+        if request.target_size_mm is None and constraints.largest_mm is not None:
+            request = dataclasses.replace(request, target_size_mm=constraints.largest_mm)
         if request.target_size_mm is not None:
             scale, code, exec_result = self._scale(code, exec_result, request)
         else:  # once more, traced, for the feature plan (and any export asked for)
@@ -267,7 +311,7 @@ class Pipeline:
         timings["total_s"] = sum(
             v
             for k, v in timings.items()
-            if k in ("decode_s", "generate_s", "execute_s", "rank_s", "refine_s")
+            if k in ("decode_s", "generate_s", "execute_s", "rank_s", "refine_s", "search_s")
         )
         status("done", 1.0)
         return GenerateResult(
@@ -280,11 +324,60 @@ class Pipeline:
             timings=timings,
             refinement=refinement,
             score=score,
+            search=found,
+            verdict=verdict(score if score is not None else 0.0),
+            instruction=instruction_info,
         )
 
     # -- stages ---------------------------------------------------------------------------------
 
-    def _generate(self, image, request, emit, status, cancel) -> list[str]:
+    def _instruction(self, request: GenerateRequest):
+        """(text for the model or None, constraints for the search, what happened in words)."""
+        text = (request.instruction or "").strip()
+        constraints = parse_instruction(text)
+        if not text:
+            return None, constraints, None
+        follows = bool(getattr(self.backend, "follows_instructions", self.backend.name == "remote"))
+        understood = "; ".join(constraints.notes) or "nothing the search can use"
+        if follows:
+            message = f"the instruction went to the model; the search read: {understood}"
+        else:
+            message = (f"the model was trained without instructions, so the instruction was not given to "
+                       f"it; the search read: {understood}")
+        info = {"text": text, "used_by": "model+search" if follows else "search",
+                "constraints": constraints.to_dict(), "message": message}
+        return (text if follows else None), constraints, info
+
+    def _search(self, picture, reference, valid, request, constraints, emit, status, cancel, started):
+        """The picture search from the model's valid candidates; None when nothing could be scored."""
+        from model_runtime.picture.search import DEFAULT_EVALUATIONS, Budget, search
+        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
+
+        evaluations = DEFAULT_EVALUATIONS if request.evaluations is None else request.evaluations
+        seconds = None
+        if request.budget_s is not None:  # what is left of the user's cap, at least a moment
+            seconds = max(0.5, request.budget_s - (time.perf_counter() - started))
+        budget = Budget(evaluations=evaluations + len(valid), seconds=seconds)
+
+        def run_code(code: str):
+            return self.pool.run(code, timeout_s=self.refine_budget_s)
+
+        def draw(shape):
+            return render(shape, size=SEARCH_RENDER_SIZE, style=REFERENCE_STYLE, view=ISOMETRIC_VIEW)
+
+        def on_best(item, spent: int) -> None:
+            emit(protocol.best_event(item.score, item.source, spent, budget.evaluations,
+                                     thumbnail_png(item.render) if item.render is not None else None,
+                                     item.code))
+            status("search", 0.91 + 0.06 * min(1.0, spent / max(budget.evaluations, 1)))
+
+        seeds = [(c.code, f"model:{c.index}", c.exec_result)
+                 for c in sorted(valid, key=lambda c: (-c.score, c.index))]
+        return search(picture, reference, seeds, run_code, draw, budget,
+                      workers=getattr(self.pool, "size", 1), cancelled=cancel.is_set, on_best=on_best,
+                      constraints=constraints)
+
+    def _generate(self, image, request, emit, status, cancel, instruction=None) -> list[str]:
         budget = max(request.n * request.max_new_tokens, 1)
         produced = [0]
 
@@ -301,9 +394,7 @@ class Pipeline:
             seed=request.seed,
         )
         try:
-            return self.backend.generate(
-                image, request.instruction, settings, on_token=on_token, cancel=cancel
-            )
+            return self.backend.generate(image, instruction, settings, on_token=on_token, cancel=cancel)
         except GenerationCancelled as exc:
             raise PipelineError(protocol.ERROR_CANCELLED, "the job was cancelled") from exc
         except PipelineError:
@@ -420,20 +511,8 @@ class Pipeline:
     def _parameterise(self, code: str, exec_result: Any, request: GenerateRequest):
         """The program opening with the feature plan's named dimensions (the names the FreeCAD tree
         shows), traced again so the plan describes the code sent; unchanged when nothing maps."""
-        from model_runtime.sandbox import SandboxError
-
-        plan = exec_result.feature_plan
-        if not plan or plan.get("status") != protocol.PLAN_MAPPED:
-            return code, exec_result
-        named = parameterise(code, plan)
-        if named == code:
-            return code, exec_result
-        try:
-            again = self.pool.run(named, formats=request.formats, feature_plan=True)
-        except SandboxError:
-            return code, exec_result
-        same = abs(again.volume - exec_result.volume) <= 1e-6 * max(exec_result.volume, 1.0)
-        return (named, again) if same and again.n_faces == exec_result.n_faces else (code, exec_result)
+        return named_run(lambda named: self.pool.run(named, formats=request.formats, feature_plan=True),
+                         code, exec_result)
 
     def _scale(self, code: str, exec_result: Any, request: GenerateRequest):
         """(factor, code, result) for the target size: the lengths rewritten when that gives exactly

@@ -54,6 +54,10 @@ EVENT_CANDIDATE = "candidate"  # one candidate executed: index, valid, score, er
 EVENT_RESULT = "result"  # the job's result, last event of a successful job
 EVENT_ERROR = "error"  # the job's error, last event of a failed job
 EVENT_CANCELLED = "cancelled"  # last event of a cancelled job
+# The picture search found a better part: its score, where it came from ("model:0+fit",
+# "envelope:box"...), evaluations spent of the budget, its render (base64 PNG) and its program.
+# Sent each time the best improves; the last one before a cancel is the best so far.
+EVENT_BEST = "best"
 TERMINAL_EVENTS = frozenset({EVENT_RESULT, EVENT_ERROR, EVENT_CANCELLED})
 
 # Each event's fields besides "type" and "job_id" (the job manager adds job_id to every event).
@@ -62,15 +66,26 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     EVENT_STATUS: ("status", "stage", "progress"),
     EVENT_TOKEN: ("candidate", "text"),
     EVENT_CANDIDATE: ("index", "valid", "score", "error", "thumbnail_png"),
+    EVENT_BEST: ("score", "source", "evaluations", "budget", "thumbnail_png", "code"),
     EVENT_RESULT: ("result",),
     EVENT_ERROR: ("error",),
     EVENT_CANCELLED: ("error",),
 }
+# POST /v1/parametrize (issue 21): a shape file in, a program with named parameters out. Request:
+# ``name`` (the file name; its extension says the format), ``data`` (base64), ``timeout_s``. Result:
+# ``{"result": {PARAMETRIZE_RESULT_FIELDS}}``; refused input: HTTP 422 ``{"error": {code, message}}``.
+PARAMETRIZE_REQUEST_FIELDS = ("name", "data", "timeout_s")
+PARAMETRIZE_RESULT_FIELDS = ("code", "iou", "bbox_iou", "features", "notes", "kind", "unit", "feature_plan",
+                             "brep", "seconds")
 # POST /v1/jobs body; a job's result (GET /v1/jobs/{id} "result", the result event's "result");
 # one entry of its "candidates" (ranked, best first: the first valid one is the winner).
-JOB_REQUEST_FIELDS = ("image", "instruction", "n", "target_size_mm", "frame", "refine", "backend")
+JOB_REQUEST_FIELDS = ("image", "instruction", "n", "target_size_mm", "frame", "refine", "backend",
+                      "search", "budget_s", "evaluations")
+# "search": what the picture search did (source, score, envelope, envelope_score, evaluations,
+# seconds, stopped, steps); "verdict": {"guess", "score", "message"} in plain words; "instruction":
+# {"text", "used_by", "constraints", "message"}: how a user's instruction was applied.
 JOB_RESULT_FIELDS = ("code", "result", "score", "refinement", "candidates", "backend", "model", "scale",
-                     "timings")
+                     "timings", "search", "verdict", "instruction")
 CANDIDATE_FIELDS = ("index", "code", "valid", "score", "error", "thumbnail_png", "volume", "bbox")
 
 
@@ -93,6 +108,13 @@ def candidate_event(index: int, valid: bool, score: float | None, error: dict | 
     if thumbnail_png:
         event["thumbnail_png"] = thumbnail_png  # base64 PNG of the candidate's ranking render
     return event
+
+
+def best_event(score: float, source: str, evaluations: int, budget: int, thumbnail_png: str | None,
+               code: str) -> dict:
+    """The search's best so far (``EVENT_BEST``)."""
+    return {"type": EVENT_BEST, "score": score, "source": source, "evaluations": evaluations,
+            "budget": budget, "thumbnail_png": thumbnail_png, "code": code}
 
 
 def result_event(result: dict) -> dict:
@@ -137,6 +159,8 @@ ERROR_NO_RESULT = "no_result"
 ERROR_INVALID_SOLID = "invalid_solid"
 ERROR_OUTPUT_TOO_LARGE = "output_too_large"
 ERROR_WORKER_CRASHED = "worker_crashed"
+# No operating-system jail works here and the user has not opted in to running code without one.
+ERROR_UNCONTAINED = "uncontained"
 ERROR_ALL_INVALID = "all_candidates_invalid"
 ERROR_CANCELLED = "cancelled"
 ERROR_INTERNAL = "internal_error"

@@ -239,6 +239,13 @@ class ExecBody(BaseModel):
     formats: list[Literal["brep", "step", "stl"]] = Field(default_factory=lambda: ["brep"])
 
 
+class ParametrizeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255, description="file name; its extension says the format")
+    data: str = Field(min_length=1, description="base64 content of a STEP/IGES/BREP/STL/OBJ/PLY/3MF file")
+    timeout_s: float | None = Field(default=None, gt=0, le=600)
+
+
 class JobBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str = Field(min_length=1, description="base64 PNG/JPEG/WebP/BMP/GIF/TIFF")
@@ -247,6 +254,10 @@ class JobBody(BaseModel):
     target_size_mm: float | None = Field(default=None, gt=0, le=1e5)
     frame: bool = Field(default=True, description="centre and scale the part like the training renders")
     refine: bool = Field(default=True, description="fit the winner's dimensions to the picture")
+    search: bool = Field(default=True, description="the picture search: envelopes, fitted numbers, edits")
+    budget_s: float | None = Field(default=5.0, gt=0, le=600, description="cap on the job's seconds")
+    evaluations: int | None = Field(default=None, ge=0, le=10_000,
+                                    description="the search's budget in evaluations (default 60)")
     backend: str | None = None
 
 
@@ -503,11 +514,39 @@ def cancel_job(job_id: str, request: Request):
         return _no_job(job_id)
 
 
+def parametrize_shape(body: ParametrizeBody, request: Request):
+    """Make parametric (issue 21): the file is read and recognised in the sandbox."""
+    import base64
+    import binascii
+
+    from model_runtime.commands.parametrize import parametrize_bytes
+    from model_runtime.sandbox import SandboxError, SandboxUnavailable
+
+    try:
+        data = base64.b64decode(body.data, validate=True)
+    except (binascii.Error, ValueError):
+        return error_response(400, protocol.ERROR_BAD_REQUEST, "'data' is not base64")
+    try:
+        out = parametrize_bytes(_state(request).pool, body.name, data, timeout_s=body.timeout_s or 120.0)
+    except SandboxUnavailable as exc:
+        return error_response(503, protocol.ERROR_INTERNAL, exc.message)
+    except SandboxError as exc:
+        return JSONResponse(exc.to_dict(), status_code=422)
+    if not out["ok"]:
+        return JSONResponse({"error": {"code": out["error"]["code"], "message": out["error"]["message"]}},
+                            status_code=422)
+    r = out["result"]
+    result = {k: r.get(k) for k in protocol.PARAMETRIZE_RESULT_FIELDS if k in r}
+    result.update(code=out["code"], feature_plan=out["plan"], brep=out["exec"].brep)
+    return {"result": result}
+
+
 # (method, path under API_PREFIX, handler, success status)
 ROUTES: tuple[tuple[str, str, Callable[..., Any], int], ...] = (
     ("GET", "/health", health, 200),
     ("GET", "/info", info, 200),
     ("POST", "/exec", execute, 200),
+    ("POST", "/parametrize", parametrize_shape, 200),
     ("POST", "/jobs", submit, 202),
     ("GET", "/jobs/{job_id}", job_status, 200),
     ("GET", "/jobs/{job_id}/events", job_events, 200),
@@ -680,8 +719,12 @@ def serve(config: ServerConfig) -> int:
         workers=config.sandbox_workers, timeout_s=config.exec_timeout_s, memory_mb=config.memory_mb
     )
     sandbox = pool.containment()
-    if sandbox["contained"]:  # when it is not, the pool has already said so, with the fix
+    if sandbox["contained"]:  # opted in to no jail: the pool has already said so, with the fix
         print(f"CadSnap sandbox: {sandbox['summary']}", file=sys.stderr, flush=True)
+    elif pool.refused:
+        from model_runtime.sandbox.pool import refusal
+
+        print(f"CadSnap sandbox: {refusal().message}", file=sys.stderr, flush=True)
     app = create_app(config, pool=pool, loader=build_loader(config, pool), token=token)
     server = uvicorn.Server(
         uvicorn.Config(app, host=config.host, port=config.port, log_level="info", timeout_graceful_shutdown=3)

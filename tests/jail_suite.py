@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from model_runtime.sandbox import SandboxError, SandboxPool
+from model_runtime.sandbox import PolicyViolation, SandboxError, SandboxPool
 
 BOX = "import cadquery as cq\nresult = cq.Workplane().box(1, 2, 3)\n"
 REPO = Path(__file__).resolve().parents[1]
@@ -112,13 +112,43 @@ print("poked", math.pi)
 IDENTITY = """
 import os, resource
 print(os.getuid(), os.geteuid(), dict(os.environ))
-print([line for line in open("/proc/self/status") if line.startswith(("CapEff", "NoNewPrivs"))])
+print([line for line in open("/proc/self/status") if line.startswith(("Cap", "NoNewPrivs"))])
 try:
     resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     print("raised limit")
 except (ValueError, OSError) as e:
     print("limit stays", e)
 """
+
+
+CAP_SETS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+# The job's parent is the zygote that forks every later job: signal it through F_SETOWN/F_SETSIG on an
+# O_ASYNC pipe, cut its limits, renice it or pin its CPUs (later jobs inherit), hold memory in a memfd.
+ZYGOTE = """
+import fcntl, os, resource, signal
+zygote, done = os.getppid(), []
+def attempt(name, action):
+    try:
+        action()
+        done.append(name)
+    except OSError:
+        pass
+r, w = os.pipe()
+def async_signal():
+    fcntl.fcntl(r, fcntl.F_SETOWN, zygote)
+    fcntl.fcntl(r, fcntl.F_SETSIG, signal.SIGKILL)
+    fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+    os.write(w, b"x")
+attempt("setown", async_signal)
+attempt("prlimit", lambda: resource.prlimit(zygote, resource.RLIMIT_NOFILE, (3, 3)))
+attempt("setpriority", lambda: os.setpriority(os.PRIO_PROCESS, zygote, 19))
+attempt("setpriority user", lambda: os.setpriority(os.PRIO_USER, 0, 19))
+attempt("setpriority group", lambda: os.setpriority(os.PRIO_PGRP, 0, 19))
+attempt("affinity", lambda: os.sched_setaffinity(zygote, {0}))
+attempt("memfd", lambda: os.memfd_create("hold"))
+print("done", done)
+"""
+SCHEDULING = "import os\nprint(os.getpriority(os.PRIO_PROCESS, 0), sorted(os.sched_getaffinity(0)))\n"
 
 
 def _code(template: str, **facts: Any) -> str:
@@ -171,7 +201,10 @@ class _Listeners:
 
 
 def run_suite(pool: SandboxPool, workdir: Path) -> dict[str, str]:
-    """Every probe; returns {probe: what went wrong}, empty when the jail held everywhere."""
+    """Every probe; returns {probe: what went wrong}, empty when the jail held everywhere.
+
+    With the pool's code policy on (``language_guard``), a probe may also be refused before it runs."""
+    policy = pool.language_guard
     failures: dict[str, str] = {}
     home = Path(os.path.expanduser("~"))
     token = uuid.uuid4().hex
@@ -185,8 +218,11 @@ def run_suite(pool: SandboxPool, workdir: Path) -> dict[str, str]:
     fifo_reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
     restarts = pool.restarts
 
-    def check(name: str, ok: bool, detail: str) -> None:
-        if not ok:
+    def check(name: str, ok: bool, detail: str, err: SandboxError | None = None, host_ok: bool = True):
+        # ``host_ok``: nothing happened on the host's side. ``ok``: the probe ran and saw the jail hold.
+        # With the code policy on, a probe the policy refused before it ran holds as well.
+        refused = policy and isinstance(err, PolicyViolation)
+        if not host_ok or not (ok or refused):
             failures[name] = detail
         out, err = attempt(pool, BOX)
         if err is not None:
@@ -202,63 +238,71 @@ def run_suite(pool: SandboxPool, workdir: Path) -> dict[str, str]:
         ]
         out, err = attempt(pool, _code(WRITE, targets=[str(t) for t in targets]))
         written = [str(t) for t in targets if t.exists()]
-        check("write outside scratch", not written and err is None, f"host files written: {written}; {err}")
+        check("write outside scratch", err is None, f"host files written: {written}; {err}", err, not written)
 
         out, err = attempt(pool, _code(READ, paths=[str(secret), str(home)]))
-        check("read the home folder", token not in out and secret.name not in out, out[-500:])
+        check("read the home folder", True, out[-500:], err, token not in out and secret.name not in out)
 
         addresses = [("127.0.0.1", listeners.port), listeners.unix_path]
         out, err = attempt(pool, _code(CONNECT, addresses=addresses))
         time.sleep(0.5)
-        check("network", listeners.connections == 0 and "connected" not in out, out[-500:])
+        check("network", True, out[-500:], err, listeners.connections == 0 and "connected" not in out)
 
         out, err = attempt(pool, _code(SIGNAL, pids=[os.getpid(), -1, 1]))
         time.sleep(0.2)
-        check("signal other processes", not signals and "sent" not in out, out[-500:])
-        check("see host processes", "pytest" not in out and "jail_suite" not in out, out[-500:])
+        check("signal other processes", True, out[-500:], err, not signals and "sent" not in out)
+        check("see host processes", True, out[-500:], err, "pytest" not in out and "jail_suite" not in out)
 
         out, err = attempt(pool, _code(FORK, target=str(workdir / "forked")))
-        bounded = "forks 0" in out and "ran a program" not in out and not (workdir / "forked").exists()
-        check("fork bomb and programs", bounded, out[-500:] or str(err))
+        ran = "ran a program" in out or (workdir / "forked").exists()
+        check("fork bomb and programs", "forks 0" in out, out[-500:] or str(err), err, not ran)
+
+        before, _ = attempt(pool, SCHEDULING)
+        out, err = attempt(pool, ZYGOTE)
+        after, _ = attempt(pool, SCHEDULING)
+        check("reach the zygote (signals, limits, priority, CPUs) or hold uncounted memory",
+              "done []" in out, f"{out[-500:]} {err}; scheduling {before!r} then {after!r}", err,
+              before == after and pool.restarts == restarts)
 
         marker = workdir / "deferred"
-        attempt(pool, _code(DEFERRED, marker=str(marker)))
+        _, err = attempt(pool, _code(DEFERRED, marker=str(marker)))
         later = [attempt(pool, "import time\ntime.sleep(0.2)\nprint('later')\n")[0] for _ in range(3)]
         time.sleep(0.5)
         fired = marker.exists() or any("DEFERRED-FIRED" in o for o in later)
-        check("deferred callbacks", not fired and all("later" in o for o in later), repr(later))
+        check("deferred callbacks", all("later" in o for o in later), repr(later), err, not fired)
 
-        attempt(pool, _code(WRITE, targets=["/tmp/leftover", "leftover", "/dev/shm/leftover"]))
-        out, err = attempt(pool, "import os\nprint(sorted(os.listdir('/tmp')), os.listdir('.'))\n")
-        check("files left for the next job", "leftover" not in out and err is None, out)
+        _, err = attempt(pool, _code(WRITE, targets=["/tmp/leftover", "leftover", "/dev/shm/leftover"]))
+        out, err2 = attempt(pool, "import os\nprint(sorted(os.listdir('/tmp')), os.listdir('.'))\n")
+        check("files left for the next job", err2 is None, out, err or err2, "leftover" not in out)
 
-        poked, _ = attempt(pool, POKE)
-        out, err = attempt(pool, "import math\nprint(math.pi)\n")
+        _, err = attempt(pool, "import sys\nsys.stderr.write('STDERR-OF-AN-EARLIER-JOB')\n")
+        out, crash = attempt(pool, "import ctypes\nctypes.string_at(0)\n")
+        seen = "STDERR-OF-AN-EARLIER-JOB" in json.dumps(crash.to_dict() if crash else {})
+        check("one job's stderr in another's error", True, str(crash), err, not seen)
+
+        poked, err = attempt(pool, POKE)
+        out, _ = attempt(pool, "import math\nprint(math.pi)\n")
         pool_box = pool.run(BOX).volume
-        ok = "poked 3.0" in poked and "3.14159" in out and abs(pool_box - 6.0) < 1e-9
-        check("memory pokes and patched modules", ok, f"{poked!r} then {out!r}, box {pool_box}")
+        ok = "poked 3.0" in poked and "3.14159" in out
+        check("memory pokes and patched modules", ok, f"{poked!r} then {out!r}, box {pool_box}", err,
+              abs(pool_box - 6.0) < 1e-9)
 
         out, err = attempt(pool, "import ctypes\nctypes.string_at(0)\n")
         crashed = err is not None and err.code == "worker_crashed"
-        check("a job that crashes its process", crashed and pool.restarts == restarts, str(err))
+        check("a job that crashes its process", crashed, str(err), err, pool.restarts == restarts)
 
         out, err = attempt(pool, _code(WRITE, targets=[str(fifo)]))
         try:
             leaked = os.read(fifo_reader, 100)
         except BlockingIOError:
             leaked = b""
-        check("write to a host FIFO", not leaked and "wrote" not in out, out)
+        check("write to a host FIFO", True, out, err, not leaked and "wrote" not in out)
 
         out, err = attempt(pool, IDENTITY)
         secret_env = os.environ.get(SECRET_ENV, "never-set")
-        ok = (
-            out.startswith("65534 65534")
-            and secret_env not in out
-            and "CapEff:\\t0000000000000000" in out
-            and "NoNewPrivs:\\t1" in out
-            and "limit stays" in out
-        )
-        check("identity, privileges, environment and limits", ok, out[-800:])
+        no_caps = all(f"{name}:\\t0000000000000000" in out for name in CAP_SETS)
+        ok = out.startswith("65534 65534") and no_caps and "NoNewPrivs:\\t1" in out and "limit stays" in out
+        check("identity, privileges, environment and limits", ok, out[-800:], err, secret_env not in out)
         if pool.restarts != restarts:
             failures["zygote"] = f"the worker was replaced {pool.restarts - restarts} times"
     finally:
@@ -272,9 +316,11 @@ def run_suite(pool: SandboxPool, workdir: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> int:
+    """``python -m tests.jail_suite WORKDIR [--policy]``: the suite with the code policy off (or on)."""
     workdir = Path(argv[0])
     os.environ[SECRET_ENV] = "secret-" + uuid.uuid4().hex
-    with SandboxPool(workers=1, timeout_s=10, memory_mb=512, language_guard=False) as pool:
+    guard = "--policy" in argv[1:]
+    with SandboxPool(workers=1, timeout_s=10, memory_mb=512, language_guard=guard) as pool:
         if not pool.wait_ready(120):
             print(json.dumps({"pool": "did not start"}))
             return 1

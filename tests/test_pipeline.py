@@ -283,11 +283,63 @@ def test_ranking_valid_first_then_by_similarity(pool, renders):
 def test_all_candidates_invalid_is_a_typed_error_with_details(pool, renders):
     texts = ["I don't know.", "import os\nresult = os.system('true')", "result = cq.Workplane().box(0, 1, 1)"]
     with pytest.raises(PipelineError) as info:
-        Pipeline(ScriptedBackend(texts), pool).run(GenerateRequest(image=_png(renders["box"]), n=3))
+        Pipeline(ScriptedBackend(texts), pool).run(
+            GenerateRequest(image=_png(renders["box"]), n=3, search=False))
     assert info.value.code == protocol.ERROR_ALL_INVALID
     reported = info.value.detail["candidates"]
     assert len(reported) == 3 and all(not c["valid"] and c["error"]["code"] for c in reported)
     assert {c["error"]["code"] for c in reported} >= {protocol.ERROR_POLICY}
+
+
+def test_with_no_valid_candidate_the_search_still_answers_from_the_outline(pool, renders):
+    texts = ["I don't know.", "result = cq.Workplane().box(0, 1, 1)"]
+    events: list[dict] = []
+    result = Pipeline(ScriptedBackend(texts), pool).run(
+        GenerateRequest(image=_png(renders["box"]), n=2, evaluations=12), on_event=events.append)
+    assert result.search.best.source.startswith("envelope:") and not result.best.valid
+    assert result.score >= result.search.envelope.score and result.exec_result.volume > 0
+    best_events = [e for e in events if e["type"] == protocol.EVENT_BEST]
+    assert best_events and best_events[-1]["score"] == pytest.approx(result.search.best.score)
+    for event in best_events:
+        protocol.check_event(event)
+    body = result.to_dict()
+    assert body["search"]["evaluations"] <= 12 + 0 and body["verdict"]["message"]
+    assert set(body) <= set(protocol.JOB_RESULT_FIELDS)
+
+
+def test_the_search_beats_a_wrong_model_answer_and_reports_it(pool):
+    from model_runtime.metrics import iou
+    from model_runtime.render import render
+
+    truth = ('import cadquery as cq\n\n'
+             'result = cq.Workplane("XY").box(60, 40, 4).faces(">Z").workplane().hole(12)\n')
+    picture = _png(render(pool.run(truth).shape(), size=224))
+    pipeline = Pipeline(ScriptedBackend([CYLINDER]), pool)
+    plain = pipeline.run(GenerateRequest(image=picture, n=1, search=False))
+    searched = pipeline.run(GenerateRequest(image=picture, n=1, evaluations=40))
+    target = pool.run(truth).shape()
+    assert iou(searched.exec_result.shape(), target) > iou(plain.exec_result.shape(), target) + 0.1
+    assert searched.score >= searched.search.envelope.score and searched.score > plain.score
+    assert searched.search.evaluations <= 41 and "search_s" in searched.timings
+
+
+def test_an_instruction_never_reaches_a_model_trained_without_one(pool, renders):
+    backend = ScriptedBackend([BOX])
+    seen = []
+    original = backend.generate
+
+    def generate(image, instruction=None, *args, **kwargs):
+        seen.append(instruction)
+        return original(image, instruction, *args, **kwargs)
+
+    backend.generate = generate
+    result = Pipeline(backend, pool).run(GenerateRequest(
+        image=_png(renders["box"]), n=1, instruction="a block 90 x 60 x 30 mm", evaluations=8))
+    assert seen == [None]
+    info = result.to_dict()["instruction"]
+    assert info["used_by"] == "search" and "90" in info["message"]
+    box = result.exec_result.bbox
+    assert max(box[3] - box[0], box[4] - box[1], box[5] - box[2]) == pytest.approx(90.0, rel=1e-6)
 
 
 def test_corrupt_image_fails_before_the_model_runs(pool):
@@ -336,12 +388,12 @@ def test_the_winner_is_fitted_to_the_picture_unless_asked_not_to(pool):
     picture = _png(render(pool.run(truth).shape(), size=160))
     pipeline = Pipeline(ScriptedBackend([BOX]), pool, render_size=160)  # the model says 30 x 20 x 10
 
-    as_written = pipeline.run(GenerateRequest(image=picture, n=1, refine=False))
+    as_written = pipeline.run(GenerateRequest(image=picture, n=1, refine=False, search=False))
     assert as_written.best.code == BOX and as_written.refinement is None
     assert as_written.exec_result.volume == pytest.approx(6000, rel=1e-6)
 
     events: list[dict] = []
-    fitted = pipeline.run(GenerateRequest(image=picture, n=1), on_event=events.append)
+    fitted = pipeline.run(GenerateRequest(image=picture, n=1, search=False), on_event=events.append)
     assert fitted.refinement is not None and fitted.refinement.changed >= 1
     assert fitted.score > fitted.best.score + 0.05  # scored at the ranking's resolution, not the search's
     target = pool.run(truth).shape()
@@ -381,7 +433,7 @@ def test_cancel_during_fitting(pool, renders):
 
     with pytest.raises(PipelineError) as info:
         Pipeline(ScriptedBackend([BOX]), pool).run(
-            GenerateRequest(image=_png(renders["plate"]), n=1), on_event=on_event, cancel=cancel
+            GenerateRequest(image=_png(renders["plate"]), n=1, search=False), on_event=on_event, cancel=cancel
         )
     assert info.value.code == protocol.ERROR_CANCELLED
 
@@ -407,7 +459,7 @@ def test_target_size_falls_back_to_scaling_the_solid_when_the_lengths_cannot_be_
         "    result = result.union(cq.Workplane('XY').box(8, 8, 8).translate((i * 6, 0, 0)))\n"
     )
     result = Pipeline(ScriptedBackend([row]), pool).run(
-        GenerateRequest(image=_png(renders["box"]), n=1, target_size_mm=40.0, refine=False)
+        GenerateRequest(image=_png(renders["box"]), n=1, target_size_mm=40.0, refine=False, search=False)
     )
     box = result.exec_result.bbox
     assert max(box[3] - box[0], box[4] - box[1], box[5] - box[2]) == pytest.approx(40.0, rel=1e-6)

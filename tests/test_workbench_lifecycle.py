@@ -307,3 +307,64 @@ def test_building_a_candidate_through_exec_keeps_its_feature_plan(pool, config_d
     protocol.check_feature_plan(built.feature_plan)
     assert [f["kind"] for f in built.feature_plan["features"]] == ["pad"]
     assert not controller.needs_build(built, feature_tree=True)
+
+
+def test_a_fix_made_in_preferences_reaches_the_open_panel(pool, config_dir):
+    """The panel opens on a URL where nothing answers; the user fixes the URL in Preferences: the same
+    panel drops the old error, watches the new runtime, and its next job goes there."""
+    app = create_app(ServerConfig(token_path=config_dir / "token"), pool=pool, job_runner=HoldingJob())
+    with BackgroundServer(app) as server:
+        controller = lifecycle.PanelController(prefs_for(f"http://127.0.0.1:{free_port()}"), RuntimeManager())
+        controller.start()
+        assert pump_until(controller, lambda: controller.error is not None)
+        assert controller.error.code == "runtime_unreachable"
+        assert not controller.use_prefs(controller.prefs)  # nothing changed: nothing restarts
+        assert controller.use_prefs(prefs_for(server.url))
+        assert controller.error is None and controller.view().runtime_line == "Runtime: checking…"
+        assert pump_until(controller, lambda: controller.runtime_phase == messages.PHASE_READY)
+        controller.generate(payload())
+        assert pump_until(controller, lambda: bool(controller.job_ids))
+        assert RuntimeClient(server.url).job(controller.job_ids[0])["status"] in (
+            protocol.JOB_QUEUED, protocol.JOB_RUNNING)
+        time.sleep(0.3)
+        controller.pump()
+        assert controller.error is None  # the old watcher's late "not running" is dropped
+        controller.close()
+
+
+def test_a_new_picture_mid_job_cancels_the_old_job_and_forgets_its_result(holding_runtime):
+    url, _job = holding_runtime
+    controller = lifecycle.PanelController(prefs_for(url), RuntimeManager())
+    controller.set_picture(png())
+    controller.generate(payload())
+    assert pump_until(controller, lambda: bool(controller.job_ids))
+    old = controller.job_ids[0]
+    controller.set_picture(png((64, 48)))  # the panel's 3D view / Region button during the job
+    view = controller.view()
+    assert not view.running and view.can_generate and view.cards == []
+    assert controller.job is None and not controller.state.finished  # OK finds nothing to insert
+    assert view.stage_line == "A new picture: press Generate."
+    client = RuntimeClient(url)
+    assert lifecycle.wait_until(lambda: client.job(old)["status"] == protocol.JOB_CANCELLED, 10)
+    time.sleep(0.2)
+    controller.pump()  # the old job's late "cancelled" changes nothing
+    assert controller.job is None and controller.error is None
+    controller.close()
+
+
+def test_one_message_at_a_time_and_no_job_failed_when_none_ran(config_dir):
+    url = f"http://127.0.0.1:{free_port()}"
+    controller = lifecycle.PanelController(prefs_for(url), RuntimeManager())
+    controller.generate(payload())  # nothing answers: no job is ever submitted
+    assert pump_until(controller, lambda: controller.state.finished)
+    assert controller.stage_line == "No job was started; the document is unchanged."
+    view = controller.view()
+    assert view.error.code == "runtime_unreachable" and view.stage_line == ""  # the error says it all
+    # A finished job's "Press OK to insert." never stands under an error.
+    controller.state.apply_job({"status": protocol.JOB_DONE, "result": {
+        "code": "c", "result": {"brep": "B"}, "score": 0.9, "candidates": [{"index": 0, "valid": True}]}})
+    controller._after_job_change()
+    assert "Press OK to insert." in controller.stage_line and controller.view().stage_line == ""
+    controller.error = None
+    assert "Press OK to insert." in controller.view().stage_line
+    controller.close()

@@ -38,6 +38,9 @@ def _jpeg(width=40, height=30) -> bytes:
     ("/x/___.png", "CadSnap", "___"),
     ("", "CadSnap", "CadSnap"),
     (None, "CadSnap", "CadSnap"),
+    # CadSnap's own captures: a timestamp names nothing, so the part is CadSnap, CadSnap001… (label: name)
+    ("/cache/captures/capture-view-20261207-101500.png", "CadSnap", ""),
+    ("/cache/captures/capture-region-20261207-101500-3.png", "CadSnap", ""),
 ])
 def test_object_names_are_valid_freecad_names(path, name, label):
     assert naming.object_name(path) == name
@@ -280,7 +283,8 @@ def test_the_fallback_sentence_names_the_step():
     text = messages.tree_fallback("plate", message)
     assert text == ("plate was inserted as a solid with its CadQuery source, not as a feature tree: line 2: "
                     "sphere(): sphere() has no PartDesign feature in CadSnap's mapping.")
-    assert messages.tree_fallback("plate", message, edited=True).startswith("plate was updated as a solid")
+    assert messages.tree_fallback("plate", message, edited=True).startswith(
+        "plate was updated with the new solid as its base feature, not as a feature tree: line 2")
     assert messages.tree_fallback("p", "the runtime sent no feature plan.").endswith(
         "not as a feature tree: the runtime sent no feature plan.")
     assert message.startswith(messages.TREE_FALLBACK_PREFIX)
@@ -311,6 +315,55 @@ def test_failed_and_cancelled_jobs_explain_themselves():
     assert cancelled.status == protocol.JOB_CANCELLED and "unchanged" in cancelled.error_message
 
 
+def test_nothing_answering_fits_the_start_the_runtime_setting():
+    url = "http://127.0.0.1:47615"
+    off = messages.explain_code("runtime_unreachable", runtime_url=url)
+    assert "tick “Start the runtime when needed”" in off.text
+    # Ticked: never "tick it"; CadSnap starts this runtime, so it stopped, and Try again starts it again.
+    on = messages.explain_code("runtime_unreachable", runtime_url=url, start_runtime=True)
+    assert "tick" not in on.text and "stopped answering" in on.text and on.actions[0] == messages.ACTION_RETRY
+    remote = messages.explain_code("runtime_unreachable", runtime_url="http://10.0.0.5:47615",
+                                   start_runtime=True, local=False)
+    assert "tick" not in remote.text and "only at a 127.0.0.1 address" in remote.text
+    for error in (off, on, remote):
+        assert error.text.count(". ") == 0 and error.text.endswith(".")  # one sentence
+    unreachable = RuntimeUnreachable("down")
+    said = messages.explain_exception(unreachable, url, start_runtime=True, local=True)
+    assert said.text == on.text
+
+
+def test_the_report_line_after_an_insertion_says_what_went_in():
+    assert messages.inserted("bracket", 5, "/x/bracket.png") == (
+        "inserted bracket: a PartDesign Body with 5 named dimensions in “bracket parameters” from "
+        "bracket.png.")
+    assert messages.inserted("CadSnap001", None) == "inserted CadSnap001: a solid with its CadQuery source."
+    assert messages.inserted("p", 0) == "inserted p: a PartDesign Body."
+
+
+def test_the_parameter_sheet_writes_clean_numbers_with_their_units():
+    from freecad_workbench.sheet_values import parameter_unit, sheet_content, sheet_number
+
+    assert sheet_number(8.875999999999999) == "8.876"
+    assert sheet_number(80.0) == "80" and sheet_number(-0.0) == "0" and sheet_number(51.3) == "51.3"
+    assert sheet_number(33.33333333333) == "33.333333"
+    # FreeCAD keeps 16 significant digits: 8.876 would come back as 8.875999999999999, a fraction not.
+    assert f"{8.876:.16g}" == "8.875999999999999"
+    assert sheet_content(8.875999999999999) == "=8876 / 1000"
+    assert sheet_content(-0.1234567) == "-0.123457"  # exact at 16 digits: as it is
+    assert [sheet_content(v) for v in (80.0, 51.3, 4.438, 0.5)] == ["80", "51.3", "4.438", "0.5"]
+    assert [parameter_unit(n) for n in ("plate_length", "hole_count_x", "polar_count", "csk_angle",
+                                        "hole_diameter")] == ["mm", "", "", "°", "mm"]
+
+
+def test_containment_is_said_when_it_is_on():
+    contained = {"sandbox": {"contained": True, "mechanism": "bubblewrap jail, seccomp, fresh process",
+                             "summary": "ok"}}
+    assert messages.sandbox_note(contained) == ("Generated code runs contained: bubblewrap jail, seccomp, "
+                                                "fresh process.")
+    assert messages.sandbox_note({}) == ""
+    assert messages.sandbox_note({"sandbox": {"contained": False, "mechanism": "none"}}) == ""
+
+
 # --- launcher ------------------------------------------------------------------------------------
 
 def test_serve_command_carries_the_preferences():
@@ -320,6 +373,20 @@ def test_serve_command_carries_the_preferences():
         "/venv/bin/python", "-m", "model_runtime", "serve", "--host", "127.0.0.1", "--port", "5123",
         "--backend", "gguf", "--model", "/m/a.gguf", "--mmproj", "/m/p.gguf"]
     assert "--backend" not in launcher.serve_command(Path("py"), Preferences())
+    assert "--allow-uncontained" not in launcher.serve_command(Path("py"), Preferences())
+    opted_in = launcher.serve_command(Path("py"), Preferences(allow_uncontained=True))
+    assert opted_in[-1] == "--allow-uncontained"
+
+
+def test_a_runtime_without_a_jail_is_explained_with_its_fix():
+    # The runtime's own words for the refusal (model_runtime.sandbox.pool.refusal), as a job error.
+    said = ("Generated code cannot be contained here: bubblewrap is not installed. Fix: Install bubblewrap "
+            "(Debian/Ubuntu: sudo apt install bubblewrap). To run generated code without containment anyway")
+    error = messages.explain_code(protocol.ERROR_UNCONTAINED, said)
+    assert error.text.startswith("Generated code cannot be contained here: bubblewrap is not installed.")
+    assert "Preferences" in error.text and messages.ACTION_PREFERENCES in error.actions
+    line = messages.sandbox_warning({"sandbox": {"contained": False, "refused": True, "summary": said[:69]}})
+    assert line.startswith("⛔") and "will not run" in line and "\n" not in line
 
 
 def test_setup_commands_make_a_venv_then_install(tmp_path):

@@ -118,7 +118,8 @@ def test_every_event_type_round_trips_through_both_sides(runtime):
 def test_builders_make_exactly_the_documented_shapes():
     events = [protocol.status_event("generate", 0.5, "running"), protocol.token_event(1, "cq"),
               protocol.candidate_event(0, True, 0.9, None, "iVBOR"), protocol.result_event({"code": "x"}),
-              protocol.error_event({"code": "timeout"}), protocol.cancelled_event({"code": "cancelled"})]
+              protocol.error_event({"code": "timeout"}), protocol.cancelled_event({"code": "cancelled"}),
+              protocol.best_event(0.8, "envelope:box", 12, 64, "iVBOR", "result = 1")]
     assert {event["type"] for event in events} == set(protocol.EVENT_FIELDS)
     for event in events:
         protocol.check_event(event)

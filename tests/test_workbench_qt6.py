@@ -39,8 +39,13 @@ def png(colour):
 
 actions = []
 view = panel_view.PanelView(actions.append)
-view.form.resize(420, 900)
+facts_width = {"minimum": view.form.minimumSizeHint().width(), "limit": panel_view.MAX_MIN_WIDTH}
+view.form.resize(facts_width["minimum"], 900)  # as narrow as the panel goes: no button is cut off
 view.form.show()
+app.processEvents()
+facts_width["cut_off"] = [b.text() for b in view.form.findChildren(QtWidgets.QPushButton)
+                          if b.isVisible() and b.width() < b.minimumSizeHint().width()]
+view.form.resize(420, 900)
 facts = {"qt": QtCore.qVersion(), "pyside": PySide6.__version__, "buttons": panel_view.standard_buttons(),
          "decodes": view.show_picture(png("gray")), "broken_decodes": view.show_picture(b"\x89PNG broken")}
 view.show_picture(png("gray"))
@@ -59,13 +64,17 @@ done = PanelModel("Runtime: ready — gguf, cadsnap-compact",
                   "(similarity 0.61 → 0.74). Press OK to insert.", 1.0, False, True, None,
                   [CandidateCard(1, "#2 0.74", "#2", True, thumb),
                    CandidateCard(0, "#1 0.52", "#1", True, thumb)],
-                  1, "")
+                  1, "", "Generated code runs contained: bubblewrap jail.")
 view.draw(done)
 app.processEvents()
 facts["done"] = {"selected": view.selected_index(), "warning": view.warning_label.isVisible(),
                  "stage_wraps": view.stage_label.wordWrap(), "generate": view.generate_button.isEnabled(),
                  "icon_size": view.candidate_list.iconSize().width(),
-                 "captions": [view.candidate_list.item(r).text() for r in range(view.candidate_list.count())]}
+                 "captions": view.captions(), "containment": view.containment_label.isVisible()}
+view.show_code("import cadquery as cq\n\nresult = (\n    cq.Workplane()\n)\n")
+app.processEvents()
+facts["line_numbers"] = view.code_view.visible_line_numbers()
+facts["gutter"] = view.code_view.gutter.width()
 error = messages.explain_code("no_backend")
 view.draw(PanelModel("Runtime: up, but without a model", "", "", 0.0, False, True, error, [], None, ""))
 app.processEvents()
@@ -77,6 +86,7 @@ view.draw(PanelModel("Runtime: ready", "", "", 0.0, False, True, None, [], None,
 facts["error_cleared"] = not view.error_box.isVisible()
 image = view.form.grab().toImage()
 facts["size"] = [image.width(), image.height()]
+facts["width"] = facts_width
 image.save(sys.argv[1])
 print("FACTS " + json.dumps(facts))
 """
@@ -98,8 +108,13 @@ def test_the_panel_builds_and_draws_under_pyside6_offscreen(tmp_path):
                                 "code": "import cadquery as cq", "cards": 1}
     done = facts["done"]
     assert done["selected"] == 1 and done["warning"] and done["stage_wraps"] and done["generate"]
-    assert done["icon_size"] == 96 and done["captions"] == ["#1 0.52", "#2 0.74"]
+    # Listed best score first, though #1 streamed in first; containment said when it is on.
+    assert done["icon_size"] == 96 and done["captions"] == ["#2 0.74", "#1 0.52"] and done["containment"]
+    assert facts["line_numbers"][:5] == [1, 2, 3, 4, 5] and facts["gutter"] > 10
     assert facts["error"]["shown"] and facts["error"]["text"].startswith("The runtime has no model")
     assert facts["error"]["buttons"] == ["Set up runtime…", "Open preferences…"]
     assert facts["error"]["clicked"] == ["setup_runtime"] and facts["error_cleared"]
-    assert facts["size"][0] >= 360 and shot.stat().st_size > 5_000
+    assert shot.stat().st_size > 5_000
+    # Narrow enough for FreeCAD's default Combo View, every button whole at that width.
+    assert facts["width"]["minimum"] <= facts["width"]["limit"], facts["width"]
+    assert facts["width"]["cut_off"] == [], facts["width"]

@@ -217,8 +217,9 @@ def evaluate_sample(sample: EvalSample, pipeline, pool, request: dict[str, Any])
         record.chamfer = float(chamfer(candidate, truth))
     except Exception as exc:  # an OCC boolean can fail on odd geometry: keep the sample, say so
         record.error, record.message = METRIC_ERROR, str(exc)[:300]
-    record.model_iou = (
-        _safe_iou(result.best.exec_result.shape(), truth) if result.refinement is not None else record.iou
+    changed = result.refinement is not None or getattr(result, "search", None) is not None
+    record.model_iou = (  # the model's ranked winner as it wrote it, before fitting and search
+        _safe_iou(result.best.exec_result.shape(), truth) if changed and result.best.valid else record.iou
     )
     if len(result.candidates) > 1:
         record.oracle_iou = max(
@@ -263,11 +264,12 @@ def gallery_rows(outcomes: list[Outcome], names: list[str]) -> list[GalleryRow]:
 def run_evaluation(
     samples: list[EvalSample], pipeline, pool, *, n: int = 1, out_dir: str | Path,
     settings: dict[str, Any] | None = None, temperature: float = 0.7, max_new_tokens: int = 512,
-    frame: bool = True, refine: bool = True,
+    frame: bool = True, refine: bool = True, search: bool = True, evaluations: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``samples`` through ``pipeline`` and write the report into ``out_dir``; return the summary."""
+    # The search's budget is a count of evaluations and no seconds: the same score on a busy machine.
     request = {"n": n, "temperature": temperature, "max_new_tokens": max_new_tokens, "frame": frame,
-               "refine": refine}
+               "refine": refine, "search": search, "evaluations": evaluations, "budget_s": None}
     outcomes: list[Outcome] = []
     progress = tqdm(samples, desc=f"evaluate (N={n})", unit="img")
     for sample in progress:
@@ -288,6 +290,9 @@ def run_evaluation(
         "framing": "part re-framed like the reference renders" if frame else "picture as given",
         "dimension fitting": ("the winner's numbers fitted to the picture (render and compare, "
                               "never the ground truth)" if refine else "off: the model's own numbers"),
+        "picture search": (f"on: envelopes, fitted numbers, edits; budget "
+                           f"{evaluations if evaluations is not None else 'default'} evaluations, no time cap"
+                           if search else "off"),
         **(settings or {}),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -313,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="give the model each picture as it is, not re-framed around the part")
     parser.add_argument("--no-refine", dest="refine", action="store_false",
                         help="keep the model's numbers: do not fit the winner's dimensions to the picture")
+    parser.add_argument("--no-search", dest="search", action="store_false",
+                        help="no picture search: the model's ranked winner (fitted unless --no-refine)")
+    parser.add_argument("--evaluations", type=int, default=None,
+                        help="the picture search's budget in evaluations (default: the runtime's default)")
+    parser.add_argument("--names", default=None, help="comma-separated sample names to evaluate")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
     parser.add_argument("--workers", type=int, default=1, help="sandbox worker processes")
     parser.add_argument("--title", default=None, help="report title (default: the model)")
@@ -326,6 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     except EvaluationDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.names:
+        wanted = set(args.names.split(","))
+        samples = [s for s in samples if s.name in wanted]
 
     from model_runtime.backends import load_backend
     from model_runtime.pipeline import Pipeline
@@ -347,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             summary = run_evaluation(samples, pipeline, pool, n=args.n, out_dir=args.out, settings=settings,
                                      temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                                     frame=args.frame, refine=args.refine)
+                                     frame=args.frame, refine=args.refine, search=args.search,
+                                     evaluations=args.evaluations)
         except EvaluationDataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -107,14 +107,21 @@ def check_cadquery(run_sandbox: bool) -> list[Check]:
 
 def check_containment() -> Check:
     """Whether generated code is contained by the operating system here, and how to get there."""
-    from model_runtime.sandbox.jail import containment
+    from model_runtime.sandbox.jail import ALLOW_UNCONTAINED_ENV, containment, uncontained_allowed
 
     found = containment()
+    if found.contained:
+        return Check("containment", OK, f"{found.mechanism}: {found.summary}", core=True)
+    if uncontained_allowed():
+        # The user's informed choice: generated code runs, and doctor keeps saying what that means.
+        return Check("containment", WARN, f"{found.summary} You allowed generated code to run anyway "
+                     f"({ALLOW_UNCONTAINED_ENV}), with your user's rights.", found.fix)
     return Check(
         "containment",
-        OK if found.contained else WARN,
-        f"{found.mechanism}: {found.summary}",
-        found.fix,
+        MISSING,
+        f"{found.summary} Generated code will not run.",
+        f"{found.fix} (or, knowingly: {ALLOW_UNCONTAINED_ENV}=1 / --allow-uncontained)",
+        core=True,
     )
 
 

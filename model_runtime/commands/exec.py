@@ -1,10 +1,15 @@
-"""``python -m model_runtime exec part.py -o part.step``: run a CadQuery file in the sandbox, export it."""
+"""``python -m model_runtime exec part.py -o part.step``: run a CadQuery file in the sandbox, export it.
+
+``-o part.FCStd`` writes the FreeCAD document Generate inserts: the program traced into a feature plan
+and built as a PartDesign Body with its Parameters spreadsheet (the workbench's own builder, run by
+``freecadcmd``), or the solid with its source when the program has no faithful feature tree."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +19,7 @@ if TYPE_CHECKING:
     from model_runtime.sandbox import SandboxError
 
 FORMAT_BY_SUFFIX = {".step": "step", ".stp": "step", ".stl": "stl", ".brep": "brep", ".brp": "brep"}
+FCSTD_SUFFIX = ".fcstd"  # a FreeCAD document with the feature tree (needs FreeCAD's freecadcmd)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run CadQuery code the way the runtime runs generated code: static policy, a "
         "sandboxed worker, time and memory limits. The code must bind one solid to `result`. Prints "
         "the solid's volume, bounding box and face count, and writes each -o file (format from its "
-        "suffix: .step/.stp, .stl, .brep).",
-        epilog="example: python -m model_runtime exec part.py -o part.step -o part.stl",
+        "suffix: .step/.stp, .stl, .brep, or .FCStd for a FreeCAD document holding the part as a "
+        "PartDesign Body with named dimensions, built as Generate builds it; needs FreeCAD).",
+        epilog="example: python -m model_runtime exec part.py -o part.step -o part.FCStd",
     )
     parser.add_argument("file", help="CadQuery source file, or - to read it from stdin")
     parser.add_argument(
@@ -73,10 +80,20 @@ def _report_error(exc: SandboxError, as_json: bool) -> int:
 
 def run(args: argparse.Namespace) -> int:
     outputs = [Path(p) for p in args.output]
+    documents = [p for p in outputs if p.suffix.lower() == FCSTD_SUFFIX]
+    outputs = [p for p in outputs if p not in documents]
     bad = [str(p) for p in outputs if p.suffix.lower() not in FORMAT_BY_SUFFIX]
     if bad:
-        print(f"error: unknown output format for {', '.join(bad)}; use .step, .stl or .brep", file=sys.stderr)
+        print(f"error: unknown output format for {', '.join(bad)}; use .step, .stl, .brep or .FCStd",
+              file=sys.stderr)
         return 2
+    if documents:
+        from model_runtime.feature_plan.freecad import find_freecadcmd
+
+        if find_freecadcmd() is None:  # say so before paying for a worker
+            print("error: .FCStd needs FreeCAD, and no freecadcmd was found: install FreeCAD 0.20 or newer "
+                  "(e.g. apt-get install freecad) or set CADSNAP_FREECADCMD", file=sys.stderr)
+            return 2
     try:
         code = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -90,18 +107,38 @@ def run(args: argparse.Namespace) -> int:
     except SandboxError as exc:
         return _report_error(exc, args.json)
     formats = tuple(dict.fromkeys(FORMAT_BY_SUFFIX[p.suffix.lower()] for p in outputs)) or ("brep",)
+    if documents:
+        formats = tuple(dict.fromkeys((*formats, "brep")))
     try:
         with SandboxPool(workers=1, timeout_s=args.timeout, memory_mb=args.memory_mb) as pool:
-            result = pool.run(code, formats=formats)
+            result = pool.run(code, formats=formats, feature_plan=bool(documents))
+            named, named_result = (code, result)
+            if documents:  # the program as Generate keeps it on the part: its dimensions named
+                from model_runtime.feature_plan.parameterise import named_run
+
+                named, named_result = named_run(
+                    lambda program: pool.run(program, formats=formats, feature_plan=True), code, result)
     except SandboxError as exc:
         return _report_error(exc, args.json)
     for path in outputs:
         _write_atomic(path, result.exports[FORMAT_BY_SUFFIX[path.suffix.lower()]])
+    trees = []
+    for path in documents:
+        from model_runtime.feature_plan.freecad import write_fcstd
+
+        try:
+            is_body, why = write_fcstd(path, named, named_result.brep, named_result.feature_plan)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            print(f"error: FreeCAD could not write {path}: {exc}", file=sys.stderr)
+            return 1
+        trees.append({"path": str(path), "body": is_body, "message": why})
+    outputs += documents
     if args.json:
         data = result.to_dict()
         data.pop("brep")
         data["exports"] = sorted(data["exports"])
         data["written"] = [str(p) for p in outputs]
+        data["documents"] = trees
         print(json.dumps(data, indent=2))
         return 0
     x0, y0, z0, x1, y1, z1 = result.bbox
@@ -116,5 +153,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"faces    {result.n_faces}{fused}")
     print(f"time     {result.elapsed_s * 1000:.0f} ms")
     for path in outputs:
-        print(f"wrote    {path}")
+        tree = next((t for t in trees if t["path"] == str(path)), None)
+        said = "" if tree is None else (": a PartDesign Body with named dimensions" if tree["body"]
+                                        else f": {tree['message']}")
+        print(f"wrote    {path}{said}")
     return 0
+

@@ -48,6 +48,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep the model's numbers as they are; by default the winner's dimensions are fitted "
         "to the picture (render, compare, adjust: about 1-2 s)",
     )
+    search = parser.add_argument_group("picture search")
+    search.add_argument(
+        "--budget", type=float, default=5.0, metavar="SECONDS",
+        help="cap on the whole picture -> part time (default 5 s); Ctrl-C stops the search and keeps the "
+        "best part so far",
+    )
+    search.add_argument(
+        "--evaluations", type=int, default=None, metavar="N",
+        help="the search's budget as a count of renders compared with the picture (reproducible on any "
+        "machine; default 60); with --budget 0 the count alone limits it",
+    )
+    search.add_argument(
+        "--no-search", dest="search", action="store_false",
+        help="no picture search: the model's best candidate, its numbers fitted (unless --no-refine)",
+    )
     gen = parser.add_argument_group("model")
     gen.add_argument("--backend", default="auto", choices=("auto", "hf", "gguf", "remote"))
     gen.add_argument("--model", help="GGUF file or folder, or an HF LLaVA folder / cached Hub id")
@@ -62,6 +77,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--workers", type=int, default=2, help="sandbox worker processes (default 2)")
     parser.set_defaults(run=run)
+
+
+def _run_stoppable(pipeline, request, on_event):
+    """Run the pipeline on a thread so that Ctrl-C stops the search and keeps its best so far."""
+    import threading
+
+    cancel = threading.Event()
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = pipeline.run(request, on_event=on_event, cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        try:
+            thread.join(0.2)
+        except KeyboardInterrupt:
+            print("\nstopping: keeping the best part so far (Ctrl-C again to quit)", file=sys.stderr)
+            cancel.set()
+            thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         request = GenerateRequest(
             image=args.image, instruction=args.instruction, n=args.n, target_size_mm=args.target_size,
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
-            formats=tuple(formats), frame=args.frame, refine=args.refine,
+            formats=tuple(formats), frame=args.frame, refine=args.refine, search=args.search,
+            budget_s=args.budget if args.budget and args.budget > 0 else None, evaluations=args.evaluations,
         )  # fmt: skip
     except PipelineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -125,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with SandboxPool(workers=args.workers) as pool:
-            result = Pipeline(backend, pool).run(request, on_event=on_event)
+            result = _run_stoppable(Pipeline(backend, pool), request, on_event)
     except PipelineError as exc:
         bar.close()
         print(f"error ({exc.code}): {exc.message}", file=sys.stderr)
@@ -143,6 +186,19 @@ def run(args: argparse.Namespace) -> int:
         + (f"; scaled x{result.scale:.4g}" if result.scale else ""),
         file=sys.stderr,
     )
+    if result.search is not None:
+        found = result.search
+        floor = (f"; its envelope ({found.envelope.source}) scores {found.envelope.score:.3f}"
+                 if found.envelope is not None else "")
+        print(
+            f"picture search: {found.best.source} scores {found.best.score:.3f}{floor} "
+            f"({found.evaluations} evaluations, {found.seconds:.1f} s, stopped: {found.stopped})",
+            file=sys.stderr,
+        )
+    if result.instruction is not None:
+        print(f"instruction: {result.instruction['message']}", file=sys.stderr)
+    if result.verdict is not None:
+        print(("warning: " if result.verdict["guess"] else "") + result.verdict["message"], file=sys.stderr)
     if result.refinement is not None:
         fit = result.refinement
         print(

@@ -9,6 +9,8 @@ the exact call and argument the tracer recorded; formatting and everything else 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
+from typing import Any
 
 
 def _number(node: ast.AST) -> tuple[float, str] | None:
@@ -86,3 +88,24 @@ def parameterise(code: str, plan: dict) -> str:
     if insert_at < len(lines) and lines[insert_at].strip():
         header.append("\n")
     return "".join(lines[:insert_at] + header + lines[insert_at:])
+
+
+def named_run(run: Callable[[str], Any], code: str, result: Any) -> tuple[str, Any]:
+    """(code, result) opening with the plan's named dimensions, traced again so the plan describes the
+    code kept on the part; the program and result as given when nothing maps, the named program does
+    not run, or it builds another solid. ``run(code)`` runs a program in the sandbox with a plan."""
+    from model_runtime import protocol
+    from model_runtime.sandbox import SandboxError
+
+    plan = result.feature_plan
+    if not plan or plan.get("status") != protocol.PLAN_MAPPED:
+        return code, result
+    named = parameterise(code, plan)
+    if named == code:
+        return code, result
+    try:
+        again = run(named)
+    except SandboxError:
+        return code, result
+    same = abs(again.volume - result.volume) <= 1e-6 * max(result.volume, 1.0)
+    return (named, again) if same and again.n_faces == result.n_faces else (code, result)

@@ -16,6 +16,7 @@ from model_runtime.sandbox.errors import (
     SandboxError,
     SandboxUnavailable,
     Timeout,
+    Uncontained,
     WorkerCrashed,
 )
 from model_runtime.sandbox.policy import check_policy
@@ -36,6 +37,7 @@ __all__ = [
     "SandboxPool",
     "SandboxUnavailable",
     "Timeout",
+    "Uncontained",
     "WorkerCrashed",
     "check_policy",
 ]

@@ -70,6 +70,12 @@ class WorkerCrashed(SandboxError):
     code = protocol.ERROR_WORKER_CRASHED
 
 
+class Uncontained(SandboxError):
+    """No jail works here and the user has not opted in: generated code does not run at all."""
+
+    code = protocol.ERROR_UNCONTAINED
+
+
 class SandboxUnavailable(SandboxError):
     """The pool is closed or its workers cannot start (cadquery missing, for example)."""
 
@@ -88,6 +94,7 @@ ERRORS_BY_CODE: dict[str, type[SandboxError]] = {
         InvalidSolid,
         OutputTooLarge,
         WorkerCrashed,
+        Uncontained,
     )
 }
 

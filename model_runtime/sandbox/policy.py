@@ -34,7 +34,6 @@ ALLOWED_BUILTINS = frozenset(
         "float",
         "format",
         "frozenset",
-        "hash",
         "int",
         "isinstance",
         "iter",
@@ -76,6 +75,9 @@ ALLOWED_BUILTINS = frozenset(
 
 FORBIDDEN_NAMES = frozenset(
     {
+        # id() and hash() of an object give its address: half of a memory poke, and no use in a part.
+        "id",
+        "hash",
         "open",
         "exec",
         "eval",
@@ -185,6 +187,18 @@ CADQUERY_CAPITALISED = frozenset(
 )  # fmt: skip
 # CadQuery methods that call back into a function they are given.
 CALLBACK_METHODS = frozenset({"map", "apply", "each", "eachpoint", "invoke", "filter", "sort"})
+# Builtins that call a function they are given: (positions of function arguments, keyword names).
+CALLBACK_BUILTINS = {
+    "map": ((0,), ()),
+    "filter": ((0,), ()),
+    "sorted": ((), ("key",)),
+    "min": ((), ("key",)),
+    "max": ((), ("key",)),
+}
+# CadQuery's text: a font file read from any path the process can see. (method, first positional
+# index that is a path); the keyword is refused everywhere.
+FONT_PATH_KEYWORD = "fontPath"
+FONT_PATH_POSITION = {"text": 6, "makeText": 4}
 
 # Syntax with no use in a CadQuery part and some use in an escape.
 _FORBIDDEN_NODES: dict[type[ast.AST], str] = {
@@ -238,6 +252,7 @@ def check_policy(code: str) -> None:
             _check_node(node)
             if isinstance(node, ast.Call):
                 _check_callbacks(node, own_functions)
+                _check_font_path(node)
         except PolicyViolation as exc:
             key = tuple(
                 getattr(node, a, None) or 0 for a in ("lineno", "col_offset", "end_lineno", "end_col_offset")
@@ -304,24 +319,49 @@ def _own_functions(tree: ast.AST) -> frozenset[str]:
 
 
 def _check_callbacks(node: ast.Call, own_functions: frozenset[str]) -> None:
-    """CadQuery's callback methods take the code's own functions, never a builtin or a bound method.
+    """Functions handed to CadQuery's callback methods or to map/filter/sorted/min/max are the code's
+    own (a lambda or a function it defines), never a builtin, a bound method or any other expression.
 
     A bound method of a native object (``points.dump``) or a builtin called from inside CadQuery runs
-    where no guard of ours looks at the calling frame.
+    where no guard of ours looks at the calling frame; ``[print][0]`` is such a builtin by another
+    name, so only the two plain forms pass.
     """
-    if not (isinstance(node.func, ast.Attribute) and node.func.attr in CALLBACK_METHODS):
+    if isinstance(node.func, ast.Attribute) and node.func.attr in CALLBACK_METHODS:
+        method = node.func.attr
+        # Plain values (flags such as useLocalCoordinates=False) may sit beside the function.
+        candidates = [
+            a for a in [*node.args, *(k.value for k in node.keywords)] if not isinstance(a, ast.Constant)
+        ]
+    elif isinstance(node.func, ast.Name) and node.func.id in CALLBACK_BUILTINS:
+        method = node.func.id
+        positions, keywords = CALLBACK_BUILTINS[method]
+        candidates = [node.args[i] for i in positions if i < len(node.args)]
+        candidates += [k.value for k in node.keywords if k.arg in keywords or k.arg is None]
+        candidates += [a for a in node.args if isinstance(a, ast.Starred)]
+    else:
         return
-    for arg in [*node.args, *(k.value for k in node.keywords)]:
+    for arg in candidates:
         if isinstance(arg, ast.Lambda) or (isinstance(arg, ast.Name) and arg.id in own_functions):
             continue
-        if isinstance(arg, ast.Name | ast.Attribute):
-            name = arg.id if isinstance(arg, ast.Name) else arg.attr
-            raise _violation(
-                arg,
-                f"'{node.func.attr}' may only be given a lambda or a function defined in the code, "
-                f"not '{name}'",
-                "callback",
-            )
+        name = arg.id if isinstance(arg, ast.Name) else arg.attr if isinstance(arg, ast.Attribute) else None
+        shown = f"'{name}'" if name else "this expression"
+        raise _violation(
+            arg,
+            f"'{method}' may only be given a lambda or a function defined in the code, not {shown}",
+            "callback",
+        )
+
+
+def _check_font_path(node: ast.Call) -> None:
+    """CadQuery's text() reads a font from any path: the font's name is enough for a part."""
+    method = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+    position = FONT_PATH_POSITION.get(method)
+    unpacked = any(k.arg is None for k in node.keywords) or any(isinstance(a, ast.Starred) for a in node.args)
+    by_keyword = any(k.arg == FONT_PATH_KEYWORD for k in node.keywords)
+    if by_keyword or (position is not None and (len(node.args) > position or unpacked)):
+        raise _violation(
+            node, f"'{method}' may not be given a font file path; name the font instead", "fontPath"
+        )
 
 
 def _check_module(node: ast.AST, module: str) -> None:

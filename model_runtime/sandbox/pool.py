@@ -34,10 +34,19 @@ from model_runtime.sandbox.errors import (
     SandboxError,
     SandboxUnavailable,
     Timeout,
+    Uncontained,
     WorkerCrashed,
     error_from_dict,
 )
-from model_runtime.sandbox.jail import JAIL_SCRATCH, Containment, containment, jail_argv, jail_env
+from model_runtime.sandbox.jail import (
+    ALLOW_UNCONTAINED_ENV,
+    JAIL_SCRATCH,
+    Containment,
+    containment,
+    jail_argv,
+    jail_env,
+    uncontained_allowed,
+)
 from model_runtime.sandbox.policy import check_policy
 from model_runtime.sandbox.result import ExecResult
 from model_runtime.sandbox.wire import FrameTooLarge, read_frame, write_frame
@@ -203,9 +212,24 @@ def _read_jail_pid(fd: int, timeout_s: float = 30.0) -> int | None:
 
 @functools.cache
 def _warn_uncontained() -> None:
-    """Once per process, in the user's words: generated code is not contained here, and the fix."""
+    """Once per process, in the user's words: generated code runs uncontained by the user's choice."""
     found = containment()
-    print(f"CadSnap sandbox: {found.summary} {found.fix}".rstrip(), file=sys.stderr, flush=True)
+    print(
+        f"CadSnap sandbox: {found.summary} Generated code runs anyway, with your user's rights, because "
+        f"you allowed it ({ALLOW_UNCONTAINED_ENV}). {found.fix}".rstrip(),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def refusal() -> Uncontained:
+    """The error every job gets where no jail works and the user has not opted in."""
+    found = containment()
+    return Uncontained(
+        f"{found.summary} Fix: {found.fix} To run generated code without containment anyway (with "
+        f"your user's rights), set {ALLOW_UNCONTAINED_ENV}=1 or pass --allow-uncontained.",
+        detail={"fix": found.fix, "mechanism": found.mechanism},
+    )
 
 
 def _open_pidfd(pid: int | None) -> int | None:
@@ -238,8 +262,11 @@ class SandboxPool:
     ``memory_mb`` is the address space a job may add on top of a warm worker's baseline.
     ``max_output_bytes`` caps BREP plus exports per job. Zygotes are replaced after
     ``max_jobs_per_worker`` jobs. ``jail``: None uses the platform's jail when it works
-    (``containment()``), False runs without one. ``language_guard=False`` turns off the code policy
-    and the restricted builtins: only for tests that prove the jail holds against all of Python.
+    (``containment()``), False runs without one. Where no jail works, generated code does not run
+    (every job raises Uncontained, and no worker starts) unless ``allow_uncontained`` (default: the
+    ``CADSNAP_ALLOW_UNCONTAINED`` variable) says the user chose otherwise. ``language_guard=False``
+    turns off the code policy and the restricted builtins: only for tests that prove the jail holds
+    against all of Python.
     """
 
     def __init__(
@@ -253,6 +280,8 @@ class SandboxPool:
         start_timeout_s: float = 120.0,
         jail: bool | None = None,
         language_guard: bool = True,
+        allow_uncontained: bool | None = None,
+        max_request_bytes: int = 8 * 1024 * 1024,
     ):
         if workers < 1:
             raise ValueError("a SandboxPool needs at least one worker")
@@ -265,14 +294,19 @@ class SandboxPool:
         self.max_jobs_per_worker = int(max_jobs_per_worker)
         self.start_timeout_s = float(start_timeout_s)
         self.jailed = containment().contained if jail is None else bool(jail)
-        if jail is None and not self.jailed:
+        allowed = uncontained_allowed() if allow_uncontained is None else bool(allow_uncontained)
+        # jail=False is a caller's explicit choice (tests of the fallback); jail=None decides here.
+        self.refused = jail is None and not self.jailed and not allowed
+        if jail is None and not self.jailed and allowed:
             _warn_uncontained()
         self.language_guard = bool(language_guard)
         self._config = {
             "memory_mb": self.memory_mb,
             "max_output_bytes": self.max_output_bytes,
             "language_guard": self.language_guard,
+            "max_request_bytes": int(max_request_bytes),
         }
+        self.max_request_bytes = int(max_request_bytes)
         # Base64 STL plus JSON framing can exceed the byte cap; the worker enforces the exact cap.
         self._max_frame_bytes = 2 * self.max_output_bytes + 1024 * 1024
         self._cond = threading.Condition()
@@ -285,7 +319,7 @@ class SandboxPool:
         self.restarts = 0
         self.jobs = 0
         self._finalizer = weakref.finalize(self, _kill_all, self._workers)
-        for _ in range(workers):
+        for _ in range(0 if self.refused else workers):
             self._spawn_async()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -308,7 +342,7 @@ class SandboxPool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while len(self._idle) < self.size:
-                if self._closed or self._start_failures >= _MAX_START_FAILURES:
+                if self._closed or self.refused or self._start_failures >= _MAX_START_FAILURES:
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -320,13 +354,13 @@ class SandboxPool:
         """What contains this pool's code: the protocol's ``sandbox`` object (health, info, doctor)."""
         platform = containment()
         if self.jailed or not platform.contained:
-            return platform.to_dict()
+            return {**platform.to_dict(), "refused": self.refused}
         return Containment(
             False,
             "fresh process per job, rlimits, seccomp filter",
             "This sandbox was started without its jail, so generated code runs with your user's rights.",
             "Start it with the default settings (jail=None).",
-        ).to_dict()
+        ).to_dict() | {"refused": False}
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
@@ -431,6 +465,8 @@ class SandboxPool:
         ``timeout_s`` is wall-clock time for the whole job (run, check, export); ``formats`` picks
         exports among "brep", "step" and "stl"; ``feature_plan`` asks for the traced feature plan.
         """
+        if self.refused:
+            raise refusal()
         if self.language_guard:
             check_policy(code)
         timeout = self.timeout_s if timeout_s is None else float(timeout_s)
@@ -495,21 +531,82 @@ class SandboxPool:
         except (KeyError, TypeError, ValueError) as exc:
             raise WorkerCrashed(f"the sandbox sent a malformed result ({exc})") from None
 
+    def run_shape(self, name: str, data: bytes, timeout_s: float | None = None,
+                  time_budget_s: float = 60.0) -> dict[str, Any]:
+        """Read and recognise an untrusted shape file in a job process (``model_runtime/shapes/job.py``).
+
+        Returns the job's reply, ``{"ok": True, "result": {...}}`` or ``{"ok": False, "error": {...}}``
+        for input it refuses; raises a SandboxError when the job process crashed or ran out of time.
+        """
+        import base64
+
+        timeout = self.timeout_s if timeout_s is None else float(timeout_s)
+        job = {
+            "kind": "shape", "name": str(name), "data": base64.b64encode(data).decode("ascii"),
+            "time_budget_s": float(time_budget_s), "timeout_s": timeout,
+            "max_output_bytes": self.max_output_bytes,
+        }  # fmt: skip
+        if len(job["data"]) > self.max_request_bytes - 4096:
+            raise OutputTooLarge(
+                f"the file is {len(data) / 1e6:.1f} MB; the sandbox takes files up to "
+                f"{(self.max_request_bytes - 4096) * 3 / 4 / 1e6:.0f} MB"
+            )
+        worker = self._acquire()
+        try:
+            worker.send(job)
+            reply = worker.wait_reply(timeout + _REPLY_GRACE_S)
+        except queue.Empty:
+            self._replace(worker)
+            raise Timeout(f"reading the shape took longer than {timeout:g} s and was stopped") from None
+        except _Died:
+            code_, how = worker.exit_description()
+            self._replace(worker)
+            raise self._death_error(code_, how, worker) from None
+        except BaseException:
+            self._replace(worker)
+            raise
+        worker.jobs += 1
+        with self._cond:
+            self.jobs += 1
+        if not worker.forks or worker.jobs >= self.max_jobs_per_worker:
+            self._replace(worker)
+        else:
+            self._release(worker)
+        if isinstance(reply.get("crashed"), dict):
+            raise self._crash_error(reply["crashed"])
+        if not reply.get("ok") and isinstance(reply.get("error"), dict) and reply["error"].get("shape"):
+            reply["error"] = protocol.safe_json(reply["error"], _MAX_ERROR_CHARS)
+            return reply
+        if not reply.get("ok"):
+            raise error_from_dict(protocol.safe_json(reply.get("error") or {}, _MAX_ERROR_CHARS))
+        return protocol.safe_json(reply, 4 * 1024 * 1024)
+
     @staticmethod
     def _crash_error(crash: dict[str, Any]) -> SandboxError:
         """A job process that died before answering; its zygote is fine and stays warm."""
         sig = crash.get("signal")
+        detail = {k: protocol.safe_json(crash.get(k), _MAX_ERROR_CHARS)
+                  for k in ("max_rss_mb", "memory_mb", "stderr") if crash.get(k) not in (None, "")}
         if sig == getattr(signal, "SIGXCPU", None):
-            return ResourceLimit("the code used more CPU time than allowed and was stopped")
-        if sig == getattr(signal, "SIGKILL", None):
-            return ResourceLimit("the code was killed, most likely for running out of memory")
+            return ResourceLimit("the code used more CPU time than allowed and was stopped", detail=detail)
         try:
             how = signal.Signals(int(sig)).name if sig is not None else f"exit status {crash.get('exit')}"
         except (ValueError, TypeError):
             how = f"signal {sig}"
-        return WorkerCrashed(
-            f"the CadQuery process crashed ({how}) while running this code", detail={"exit": how}
-        )
+        detail["exit"] = how
+        if crash.get("out_of_memory"):
+            return ResourceLimit(
+                f"the code ran out of memory: it grew to {crash.get('max_rss_mb')} MB, and a job may add "
+                f"{crash.get('memory_mb')} MB (it ended with {how})",
+                detail=detail,
+            )
+        if sig == getattr(signal, "SIGKILL", None):
+            return WorkerCrashed(
+                f"the CadQuery process was killed (SIGKILL) while running this code, not for its memory "
+                f"limit (it used {crash.get('max_rss_mb')} MB); the system may be short of memory",
+                detail=detail,
+            )
+        return WorkerCrashed(f"the CadQuery process crashed ({how}) while running this code", detail=detail)
 
     @staticmethod
     def _death_error(code: int | None, how: str, worker: _Worker) -> SandboxError:

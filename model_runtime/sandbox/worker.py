@@ -19,6 +19,7 @@ import math
 import os
 import select
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -50,6 +51,8 @@ except ImportError:  # Windows: no rlimits; the pool's wall-clock kill still app
 CODE_FILENAME = "<generated>"
 MAX_STDOUT_CHARS = 64 * 1024
 MAX_MESSAGE_CHARS = 2000
+# Each job's stderr, in its own scratch folder.
+JOB_STDERR = ".stderr"
 # Public CadQuery names the code sees; modules (file import/export, plugins) stay out of reach.
 _HIDDEN_CQ_NAMES = frozenset({"exporters", "importers", "plugins", "selectors", "occ_impl", "vis"})
 
@@ -216,8 +219,18 @@ class Runner:
         with contextlib.suppress(Exception):
             # The tracer, when installed, is imported once here rather than in every job.
             from model_runtime.feature_plan import tracer  # noqa: F401
+        with contextlib.suppress(Exception):
+            # Shape recognition (the ``shape`` job) and its mesh libraries, likewise imported once.
+            import manifold3d  # noqa: F401
+            import trimesh  # noqa: F401
+
+            from model_runtime.shapes import job, mesh, recognise  # noqa: F401
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        if job.get("kind") == "shape":  # a shape file to read and recognise: model_runtime/shapes/job.py
+            from model_runtime.shapes.job import run_job
+
+            return run_job(job)
         started = time.perf_counter()
         printer = _Printer()
         try:
@@ -422,10 +435,14 @@ class Zygote:
         self.memory_mb = int(config.get("memory_mb", 2048))
         self.max_output_bytes = int(config.get("max_output_bytes", 64 * 1024 * 1024))
         self.max_reply_bytes = 2 * self.max_output_bytes + 1024 * 1024
+        self.max_request_bytes = int(config.get("max_request_bytes", 8 * 1024 * 1024))
         self.scratch = Path(config.get("scratch") or os.getcwd())
         self.spares = max(1, int(config.get("spares", 1)))
         self.runner = Runner(self.max_output_bytes, language_guard=bool(config.get("language_guard", True)))
         self._jobs = 0
+        # Resident size every job starts from (its fork shares these pages): the out-of-memory test
+        # compares a crashed job's peak with this plus its allowance.
+        self.baseline_rss_kb = _max_rss_kb()
         self._ready: deque[tuple[int, int, int]] = deque()  # pid, job pipe (write), reply pipe (read)
         self._finished: list[int] = []  # job processes done or failed: killed and reaped by tidy()
         # A job process runs as the same user: without this it could open /proc/<zygote>/mem and
@@ -475,9 +492,9 @@ class Zygote:
         try:
             body = json.dumps({**job, "folder": folder}, separators=(",", ":")).encode("utf-8")
             _write_all(job_fd, HEADER.pack(len(body)) + body)
-            return self._collect(reply_fd, deadline, timeout, pid)
+            return self._collect(reply_fd, deadline, timeout, pid, folder)
         except OSError:  # the process died before it took the job
-            return self._crashed(pid)
+            return self._crashed(pid, folder)
         finally:
             os.close(job_fd)
             os.close(reply_fd)
@@ -486,16 +503,19 @@ class Zygote:
         status = _FAILED
         try:
             _die_with_parent()
+            # Never the zygote's stderr: what one job writes there would show in a later job's error.
+            _redirect_stderr(os.devnull)
             os.chdir("/")
             if warm:
                 json.dumps(self.runner.run({"code": _WARM_UP_CODE, "formats": ["brep"]}))
             apply_job_limits(self.memory_mb, self.max_output_bytes)
             syscalls.install(os.getpid())
             with os.fdopen(job_fd, "rb", buffering=0) as stream:
-                job = read_frame(stream, 16 * 1024 * 1024)
+                job = read_frame(stream, max(16 * 1024 * 1024, self.max_request_bytes + 1024 * 1024))
             if job is None:
                 os._exit(0)  # the zygote is shutting down
             os.chdir(job["folder"])
+            _redirect_stderr(JOB_STDERR)  # its own file: read back only if this job crashes
             limit_cpu(float(job.get("timeout_s", 10.0)))
             body = json.dumps(self.runner.run(job), separators=(",", ":")).encode("utf-8")
             _write_all(reply_fd, HEADER.pack(len(body)) + body)
@@ -507,7 +527,7 @@ class Zygote:
         finally:
             os._exit(status)
 
-    def _collect(self, fd: int, deadline: float, timeout: float, pid: int) -> bytes:
+    def _collect(self, fd: int, deadline: float, timeout: float, pid: int, folder: str) -> bytes:
         """The reply, or a failure the zygote saw; the job process is killed when this returns."""
         buffer = bytearray()
         expected: int | None = None
@@ -524,7 +544,7 @@ class Zygote:
                 continue
             chunk = os.read(fd, 1 << 20)
             if not chunk:
-                return self._crashed(pid)
+                return self._crashed(pid, folder)
             buffer += chunk
             if expected is None and len(buffer) >= HEADER.size:
                 (expected,) = HEADER.unpack_from(buffer)
@@ -543,9 +563,15 @@ class Zygote:
             return json.dumps({"ok": False, "error": failure.to_dict()["error"]}).encode("utf-8")
         return bytes(buffer)
 
-    def _crashed(self, pid: int) -> bytes:
-        status = _reap(pid, time.monotonic() + 1.0)
-        return json.dumps({"ok": False, "crashed": _describe(status)}).encode("utf-8")
+    def _crashed(self, pid: int, folder: str) -> bytes:
+        status, max_rss_kb = _reap(pid, time.monotonic() + 1.0)
+        crash = _describe(status)
+        # Out of memory, told apart from any other death: the process grew to its memory allowance.
+        grown_mb = max(0, max_rss_kb - self.baseline_rss_kb) / 1024
+        crash.update(max_rss_mb=round(max_rss_kb / 1024), memory_mb=self.memory_mb,
+                     out_of_memory=self.memory_mb > 0 and grown_mb >= 0.75 * self.memory_mb,
+                     stderr=_tail(os.path.join(folder, JOB_STDERR)))
+        return json.dumps({"ok": False, "crashed": crash}).encode("utf-8")
 
     def kill_finished(self) -> None:
         for pid in self._finished:
@@ -555,7 +581,7 @@ class Zygote:
         """End every earlier job process (kill, reap) and empty the scratch folder."""
         self.kill_finished()
         while self._finished:
-            os.waitpid(self._finished.pop(), 0)
+            _reap(self._finished.pop(), None)
         for entry in list(self.scratch.iterdir()):
             _remove(entry)
 
@@ -583,15 +609,44 @@ def _kill(pid: int) -> None:
         os.kill(pid, 9)
 
 
-def _reap(pid: int, deadline: float) -> int | None:
+def _reap(pid: int, deadline: float | None) -> tuple[int | None, int]:
+    """(wait status, peak resident size in KiB) of a job process; killed at ``deadline``."""
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, 0 if deadline is None else os.WNOHANG)
         if done:
-            return status
-        if time.monotonic() > deadline:
+            return status, int(usage.ru_maxrss)
+        if deadline is not None and time.monotonic() > deadline:
             _kill(pid)
-            return os.waitpid(pid, 0)[1]
+            deadline = None
+            continue
         time.sleep(0.001)
+
+
+def _max_rss_kb() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) if resource is not None else 0
+
+
+def _redirect_stderr(path: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def _tail(path: str, limit: int = 2000) -> str:
+    """The end of a crashed job's stderr file (untrusted: never followed through a link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        size = os.fstat(fd).st_size
+        os.lseek(fd, max(0, size - limit), os.SEEK_SET)
+        return os.read(fd, limit).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
 
 
 def _describe(status: int | None) -> dict[str, Any]:

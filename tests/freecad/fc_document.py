@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import unittest
+import zipfile
 from pathlib import Path
 
 import FreeCAD
@@ -21,6 +22,10 @@ FIXTURES = Path(os.environ.get("CADSNAP_FC_FIXTURES", "."))
 
 def _fixture(name):
     return (FIXTURES / name).read_text(encoding="utf-8")
+
+
+def _read(path):
+    return Path(path).read_bytes()
 
 
 class PackageMetadataTest(unittest.TestCase):
@@ -62,7 +67,7 @@ class InsertTest(unittest.TestCase):
         self.assertEqual(len(obj.Shape.Solids), 1)
         self.assertAlmostEqual(obj.Shape.Volume, self.expected["volume"], places=6)
         self.assertEqual(obj.CadQuerySource, self.info.source)
-        self.assertEqual(obj.InputImage, self.info.image_path)
+        self.assertEqual(_read(obj.InputImage), _read(self.info.image_path))  # a copy kept in the document
         self.assertEqual((obj.Backend, obj.Model, obj.Instruction), ("hf", "tiny-llava", "a plate"))
         self.assertAlmostEqual(obj.Score, 0.875)
         for _, name, _ in insert.PROPERTIES:
@@ -121,7 +126,8 @@ class InsertTest(unittest.TestCase):
         self.doc = FreeCAD.openDocument(path)
         again = self.doc.getObject(name)
         self.assertEqual(again.CadQuerySource, self.info.source)
-        self.assertEqual(again.InputImage, self.info.image_path)
+        self.assertEqual(_read(again.InputImage), _read(self.info.image_path))
+        self.assertIn("flange plate.png", zipfile.ZipFile(path).namelist())  # the picture is in the file
         self.assertEqual((again.Backend, again.Model, again.CaptureCamera),
                          ("hf", "tiny-llava", "Rotation(0,0,0,1)"))
         self.assertAlmostEqual(again.Score, 0.875)
@@ -170,6 +176,33 @@ class FeatureTreeInsertTest(unittest.TestCase):
         self.doc.undo()
         self.assertEqual(self.doc.Objects, [])
 
+    def test_a_body_shows_its_solid_only(self):
+        body = self._insert_body()
+        shown = [o.Name for o in body.Group if o.Visibility]
+        self.assertEqual(shown, [body.Tip.Name])
+        self.assertTrue(body.Visibility)
+        self.assertFalse(body.Origin.Visibility)
+        sheet = self.doc.getObject("Parameters")
+        self.assertEqual((sheet.getContents("A1"), sheet.getContents("B1"), sheet.getContents("C1")),
+                         ("Parameter", "Value", "Unit"))
+        self.assertEqual(sheet.getContents("C2"), "mm")
+        self.assertGreaterEqual(sheet.getColumnWidth("A"), 180)
+
+    def test_the_insertion_entry_point_needs_no_picture(self):
+        box = self.parts["box"]
+        info = insert.SolidInfo(source=box["code"])
+        body, message = insert.insert_plan(self.doc, box["plan"], box["brep"], info, "Parametric",
+                                           placement=FreeCAD.Vector(0, 0, 7))
+        self.assertEqual((body.TypeId, message, body.Name, body.Label), ("PartDesign::Body", "", "Parametric",
+                                                                          "Parametric"))
+        self.assertEqual((body.CadQuerySource, body.InputImage), (box["code"], ""))
+        self.assertEqual(body.Placement.Base, FreeCAD.Vector(0, 0, 7))
+        self.assertEqual(self.doc.UndoCount, 1)
+        # A capture's timestamped file name names nothing: such a part is CadSnap, labelled by its name.
+        capture = insert.SolidInfo(source=box["code"], image_path="/cache/capture-view-20261207-101500.png")
+        obj, _ = insert.insert_part(self.doc, box["brep"], capture, plan=box["plan"])
+        self.assertEqual((obj.Name, obj.Label), ("CadSnap", "CadSnap"))
+
     def test_solid_with_source_when_asked(self):
         box = self.parts["box"]
         obj, message = insert.insert_part(self.doc, box["brep"], self.info, plan=box["plan"],
@@ -202,8 +235,9 @@ class FeatureTreeInsertTest(unittest.TestCase):
         self.assertEqual((new.Name, new.Label, new.Placement.Base), ("flange_plate", "flange plate",
                                                                      FreeCAD.Vector(50, 0, 0)))
         self.assertEqual(new.CadQuerySource, longer["code"])
-        self.assertEqual((new.InputImage, new.Backend, new.Model, new.Instruction, new.CaptureCamera),
-                         (self.info.image_path, "hf", "tiny-llava", "a block", "Rotation(0,0,0,1)"))
+        self.assertEqual((_read(new.InputImage), new.Backend, new.Model, new.Instruction, new.CaptureCamera),
+                         (_read(self.info.image_path), "hf", "tiny-llava", "a block", "Rotation(0,0,0,1)"))
+        self.assertIs(new, body)  # rebuilt inside the same Body: undo restores no Body or Origin
         self.assertIn(new, folder.Group)
         # The old Body went whole: its features, sketch, origin and spreadsheet.
         self.assertEqual(sorted(o.Name for o in self.doc.Objects), names)
@@ -220,17 +254,30 @@ class FeatureTreeInsertTest(unittest.TestCase):
         self.doc.recompute()
         self.assertAlmostEqual(old.Shape.Volume, 10000.0, places=6)
 
-    def test_edit_to_a_program_that_does_not_map_becomes_a_solid_and_says_why(self):
+    def test_edit_to_a_program_that_does_not_map_keeps_the_body_with_the_solid_and_says_why(self):
         body = self._insert_body(FreeCAD.Vector(0, 0, 5))
         sphere = self.parts["sphere"]
         new, message = insert.update_part(body, sphere["brep"], sphere["code"], sphere["plan"])
-        self.assertEqual(new.TypeId, "Part::Feature")
-        self.assertEqual([o.Name for o in self.doc.Objects], [new.Name])
+        # The Body stays (undo then restores no Body): the new solid is its hidden base feature.
+        self.assertIs(new, body)
+        self.assertEqual((new.TypeId, new.BaseFeature.TypeId, new.BaseFeature.Visibility),
+                         ("PartDesign::Body", "Part::Feature", False))
+        self.assertNotIn("Parameters", [o.Name for o in self.doc.Objects])
         self.assertEqual((new.Label, new.Placement.Base), ("flange plate", FreeCAD.Vector(0, 0, 5)))
+        self.assertAlmostEqual(new.Shape.Volume, sphere["volume"], places=3)
+        self.assertAlmostEqual(new.Shape.BoundBox.ZMin, -10 + 5, places=6)  # placed by the Body
         self.assertEqual(new.CadQuerySource, sphere["code"])
         self.assertIn("sphere()", messages.tree_fallback(new.Label, message, edited=True))
+        # Edited back to a program with a tree: the base solid goes, the features come back.
+        longer = self.parts["longer"]
+        again, message = insert.update_part(new, longer["brep"], longer["code"], longer["plan"])
+        self.assertEqual((again.TypeId, again.BaseFeature, message), ("PartDesign::Body", None, ""))
+        self.assertAlmostEqual(again.Shape.Volume, 8000.0, places=6)
+        self.assertNotIn("flange_plate_solid", [o.Name for o in self.doc.Objects])
+        self.doc.undo()
         self.doc.undo()
         self.assertEqual(self.doc.getObject("flange_plate").TypeId, "PartDesign::Body")
+        self.assertIsNone(self.doc.getObject("flange_plate").BaseFeature)
         self.assertAlmostEqual(self.doc.getObject("flange_plate").Shape.Volume, 6000.0, places=6)
 
     def test_a_failing_edit_leaves_the_body_untouched(self):

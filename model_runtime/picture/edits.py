@@ -1,0 +1,136 @@
+"""Structural edits: features the picture shows and the best program lacks, tried by rendering.
+
+Each edit appends a few readable CadQuery lines to the best program (a hole through the middle, a
+bolt pattern, rounded edges, a bore along the long axis), sized from the part's
+bounding box, with its sizes named on lines of their own so the search can fit them. An edit is
+kept only when the render looks more like the picture (``Search`` keeps the best); the edit that
+helped is then fitted. What a user's instruction states (a hole count, a diameter) picks the edits
+and their sizes first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+AXES = "XYZ"
+
+
+def _fmt(value: float) -> str:
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _sizes(exec_result: Any) -> tuple[float, float, float]:
+    b = exec_result.bbox
+    return b[3] - b[0], b[4] - b[1], b[5] - b[2]
+
+
+def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> list[tuple[str, str]]:
+    """(name, lines to append) for the edits worth trying on ``best`` (a search ``Scored``)."""
+    sizes = _sizes(best.exec_result)
+    thin = min(range(3), key=lambda i: sizes[i])
+    long = max(range(3), key=lambda i: sizes[i])
+    out: list[tuple[str, str]] = []
+
+    def face(axis: int) -> str:
+        return f'">{AXES[axis]}"'
+
+    def others(axis: int) -> list[float]:
+        return [sizes[i] for i in range(3) if i != axis]
+
+    count = getattr(constraints, "hole_count", None)
+    # a known absolute diameter becomes a share of the part when its overall size is known too
+    known_d = None
+    if getattr(constraints, "hole_diameter_mm", None) and getattr(constraints, "largest_mm", None):
+        known_d = constraints.hole_diameter_mm * max(sizes) / constraints.largest_mm
+    small = min(others(thin))
+    d_centre = known_d or 0.35 * small
+    d_bolt = known_d or 0.12 * small
+    header = "\n# edit: {what}\n"
+    centre_hole = (
+        "centre_hole",
+        header.format(what="a hole through the middle")
+        + f"hole_diameter = {_fmt(d_centre)}\n"
+        + f"result = result.faces({face(thin)}).workplane(centerOption=\"CenterOfBoundBox\")"
+        ".hole(hole_diameter)\n",
+    )
+    a, b = others(thin)
+    corner_holes = (
+        "corner_holes",
+        header.format(what="four holes near the corners")
+        + f"hole_diameter = {_fmt(d_bolt)}\n"
+        + f"hole_spacing_a = {_fmt(0.7 * a)}\nhole_spacing_b = {_fmt(0.7 * b)}\n"
+        + f"result = result.faces({face(thin)}).workplane(centerOption=\"CenterOfBoundBox\")"
+        ".rect(hole_spacing_a, hole_spacing_b, forConstruction=True).vertices().hole(hole_diameter)\n",
+    )
+    n_polar = count or 4
+    polar_holes = (
+        "bolt_circle",
+        header.format(what=f"{n_polar} holes on a bolt circle")
+        + f"hole_diameter = {_fmt(d_bolt)}\nbolt_circle_radius = {_fmt(0.36 * small)}\n"
+        + f"result = result.faces({face(thin)}).workplane(centerOption=\"CenterOfBoundBox\")"
+        f".polarArray(bolt_circle_radius, 0, 360, {n_polar}).hole(hole_diameter)\n",
+    )
+    two_holes = (
+        "two_holes",
+        header.format(what="two holes along the length")
+        + f"hole_diameter = {_fmt(d_bolt * 1.3)}\nhole_spacing = {_fmt(0.7 * max(a, b))}\n"
+        + f"result = result.faces({face(thin)}).workplane(centerOption=\"CenterOfBoundBox\")"
+        f".rarray({'hole_spacing, 1, 2, 1' if a >= b else '1, hole_spacing, 1, 2'}).hole(hole_diameter)\n",
+    )
+    bore = (
+        "long_bore",
+        header.format(what="a bore along the part")
+        + f"bore_diameter = {_fmt(0.5 * min(others(long)))}\n"
+        + f"result = result.faces({face(long)}).workplane(centerOption=\"CenterOfBoundBox\")"
+        ".hole(bore_diameter)\n",
+    )
+    fillet = (
+        "round_edges",
+        header.format(what="rounded edges")
+        + f"edge_radius = {_fmt(0.12 * small)}\n"
+        + f"result = result.edges(\"|{AXES[thin]}\").fillet(edge_radius)\n",
+    )
+    if count == 1:
+        out.append(centre_hole)
+    elif count == 2:
+        out.append(two_holes)
+    elif count == 4 and not round_part:
+        out.append(corner_holes)
+    elif count:
+        out.append(polar_holes)
+    pattern = polar_holes if round_part else corner_holes
+    # No shell: from outside a hollow part looks like a solid one, and a wrong shell costs most of
+    # the volume (measured on training/eval_oof: 3 parts fell from 0.4-0.9 IoU to under 0.1).
+    for edit in (centre_hole, pattern, bore, fillet, two_holes):
+        if edit not in out:
+            out.append(edit)
+    return out
+
+
+def improve(search: Any, picture: Any, constraints: Any = None) -> None:
+    """Try the edits on the search's best; fit the sizes of one that helps; repeat while it pays."""
+    from model_runtime.picture.envelope import ROUND_FIT, roundness
+
+    round_part = max(roundness(picture).values(), default=0.0) >= ROUND_FIT
+    tried: set[str] = set()
+    for _ in range(2):  # at most two features stacked
+        best = search.best
+        if best is None or search.out_of_budget():
+            return
+        options = [(name, lines) for name, lines in candidates(best, constraints, round_part)
+                   if name not in tried]
+        if not options:
+            return
+        start_score = best.score
+        found = search.evaluate_many([
+            (best.code.rstrip("\n") + "\n" + lines, f"{best.source}+{name}", {"named_only": True})
+            for name, lines in options
+        ])
+        tried.update(name for name, _ in options)
+        helped = [f for f in found if f is not None and f.score > start_score]
+        if not helped:
+            return
+        winner = max(helped, key=lambda f: f.score)
+        winner.faces = winner.exec_result.n_faces
+        search.fit_numbers(winner, max(4, search.left() // 2))

@@ -1,0 +1,429 @@
+"""Shape in, readable CadQuery program out, checked by volume IoU against the input.
+
+One face-adjacency graph (``graph``), then one recogniser per feature kind: turned parts
+(``revolve``), extrusions and pockets along an axis (``prism``), holes and their patterns
+(``holes``), edge blends (``blends``). Each strategy writes a whole program (``emit``); the one
+whose solid matches the input best wins, and whatever no recogniser explained is kept as plain
+residual features (``residual``), so nothing of the input is lost and the IoU says how close it is.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from model_runtime.shapes import blends
+from model_runtime.shapes import holes as holes_mod
+from model_runtime.shapes.emit import Numbers, Program, angle_text, frame_for, loop_code, workplane
+from model_runtime.shapes.graph import FaceGraph, axis_candidates, build_graph, x_direction
+from model_runtime.shapes.load import Loaded
+from model_runtime.shapes.prism import Stack, slice_stack
+from model_runtime.shapes.profile import Frame
+from model_runtime.shapes.revolve import half_section, turning_axis
+from model_runtime.shapes.verify import bbox_iou, run_program, volume_iou
+
+EXACT = 0.9999
+
+
+@dataclass
+class Recognition:
+    program: str
+    iou: float
+    bbox_iou: float
+    features: list[str]
+    notes: list[str] = field(default_factory=list)
+    strategy: str = ""
+    seconds: float = 0.0
+    input_volume: float = 0.0
+    output_volume: float = 0.0
+    solid: Any = None
+
+    def to_dict(self) -> dict:
+        return {
+            "program": self.program, "iou": self.iou, "bbox_iou": self.bbox_iou, "features": self.features,
+            "notes": self.notes, "strategy": self.strategy, "seconds": self.seconds,
+            "input_volume": self.input_volume, "output_volume": self.output_volume,
+        }  # fmt: skip
+
+
+@dataclass
+class Candidate:
+    program: str
+    features: list[str]
+    strategy: str
+    solid: Any = None
+    iou: float = 0.0
+    defeatured: bool = False
+
+
+def _count(features: list[str]) -> str:
+    out: dict[str, int] = {}
+    for f in features:
+        out[f] = out.get(f, 0) + 1
+    return ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in out.items())
+
+
+def _countersinks(frame: Frame, groups: list, cones: list) -> dict[int, list]:
+    """For each hole group (by position) whose every hole opens into a coaxial cone: those cones."""
+    out: dict[int, list] = {}
+    for gi, group in enumerate(groups):
+        found = []
+        for h in group.holes:
+            match = None
+            for cone in cones:
+                if abs(abs(float(np.dot(cone.axis, frame.normal))) - 1) > 1e-6:
+                    continue
+                c2 = frame.local(cone.height_point)
+                if (
+                    abs(c2[0] - h.center[0]) < 1e-4
+                    and abs(c2[1] - h.center[1]) < 1e-4
+                    and abs(frame.height(cone.height_point) - h.start) < 1e-4
+                    and len(h.levels) == 1
+                ):
+                    match = cone
+                    break
+            if match is None:
+                break
+            found.append(match)
+        else:
+            if found and len({round(c.diameter, 6) for c in found}) == 1:
+                out[gi] = found
+    return out
+
+
+def prism_program(
+    stack: Stack, num: Numbers, blend_ops=None, cones: list | None = None, cross: list | None = None
+) -> Candidate:
+    """The stack as a program; ``blend_ops(num, skip)`` gives the blend steps, ``cones`` the conical
+    chamfers a hole may own as its countersink."""
+    frame = stack.frame
+    found_holes, rest = holes_mod.find_holes(stack)
+    pads = [r for r in rest if not r.inner]
+    cuts = [r for r in rest if r.inner]
+    pads.sort(key=lambda r: (r.depth, -r.loop.area() * (r.z1 - r.z0)))
+    prog = Program()
+    features: list[str] = []
+    base = pads[0] if pads else None
+    for run in pads:
+        if run.depth > 0:
+            continue
+        wp = workplane(frame, frame.world(0, 0, run.z0), num)
+        what = "base" if run is base else "boss"
+        prog.add(
+            f"{what}: a sketch extruded {num(run.z1 - run.z0)} along {_axis_name(frame)}",
+            f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
+        )
+        features.append("pad")
+    for run in cuts:
+        if run.depth > 0:
+            continue
+        wp = workplane(frame, frame.world(0, 0, run.z0), num)
+        prog.add("pocket", f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})", op="cut")
+        features.append("pocket")
+    groups = holes_mod.group_holes(found_holes)
+    csk = _countersinks(frame, groups, cones or [])
+    used: set[int] = set()
+    for gi, group in enumerate(groups):
+        sink = csk.get(gi)
+        prog.add(*_hole_step(frame, group, num, sink[0] if sink else None), op="chain")
+        used |= {c.index for c in sink or []}
+        h = group.holes[0]
+        features.append("countersunk hole" if sink else "counterbored hole" if h.kind == "cbore" else "hole")
+        if group.polar:
+            features.append("polar pattern")
+        elif len(group.holes) > 1:
+            features.append("hole pattern")
+    for run in pads + cuts:
+        if run.depth == 0:
+            continue
+        wp = workplane(frame, frame.world(0, 0, run.z0), num)
+        prog.add(
+            "island" if not run.inner else "pocket in island",
+            f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
+            op="cut" if run.inner else "union",
+        )
+        features.append("pocket" if run.inner else "pad")
+    by_axis: dict[tuple, tuple] = {}
+    for d, hole_frame, hole in cross or []:
+        by_axis.setdefault(tuple(np.round(d, 6)), (hole_frame, []))[1].append(hole)
+    for hole_frame, axis_holes in by_axis.values():
+        for group in holes_mod.group_holes(axis_holes):
+            comment, expr = _hole_step(hole_frame, group, num)
+            prog.add(comment + f" across, along {_axis_name(hole_frame)}", expr, op="chain")
+            features.append("counterbored hole" if group.holes[0].kind == "cbore" else "hole")
+            if group.polar:
+                features.append("polar pattern")
+            elif len(group.holes) > 1:
+                features.append("hole pattern")
+    if callable(blend_ops):
+        blend_ops = blend_ops(num, frozenset(used))
+    for op in blend_ops or []:
+        prog.add("edge blend", op, op="chain")
+        features.append("fillet" if ".fillet(" in op else "chamfer")
+    if not prog.started:
+        raise ValueError("no section")
+    return Candidate(prog.text(), features, "prism")
+
+
+def _axis_name(frame: Frame) -> str:
+    for name, v in (("Z", (0, 0, 1)), ("X", (1, 0, 0)), ("Y", (0, 1, 0))):
+        if abs(abs(float(np.dot(frame.normal, v))) - 1) < 1e-9:
+            return name
+    return "the part's axis"
+
+
+def _hole_step(frame: Frame, group: holes_mod.HoleGroup, num: Numbers, sink=None) -> tuple[str, str]:
+    h = group.holes[0]
+    normal = frame.normal if h.from_top else -frame.normal
+    hole_frame = frame_for(normal, frame.x_dir) if not h.from_top else frame
+    if group.polar:
+        (cx, cy), radius, start = group.polar
+        wp = workplane(hole_frame, frame.world(cx, cy, h.start), num)
+        where = f".polarArray({num(radius)}, {angle_text(start)}, 360, {len(group.holes)})"
+    else:
+        pts = []
+        for hole in group.holes:
+            x, y = hole_frame.local(frame.world(hole.center[0], hole.center[1], 0))
+            pts.append(f"({num(x)}, {num(y)})")
+        wp = workplane(hole_frame, frame.world(0, 0, h.start), num)
+        where = f".pushPoints([{', '.join(pts)}])"
+    (d, depth), *more = h.levels
+    if more:
+        d2, depth2 = more[0]
+        op = f".cboreHole({num(d2)}, {num(d)}, {num(depth)}, {num(depth + depth2)})"
+        what = "counterbored hole"
+    elif sink is not None:
+        op = f".cskHole({num(d)}, {num(sink.diameter)}, {angle_text(sink.angle)}, {num(depth)})"
+        what = "countersunk hole"
+    else:
+        op = f".hole({num(d)}, {num(depth)})"
+        what = "hole"
+    n = len(group.holes)
+    comment = f"{n} {what}s" if n > 1 else what
+    if group.polar:
+        comment += f" on a {num(2 * group.polar[1])} bolt circle"
+    return comment, f".copyWorkplane({wp}){where}{op}"
+
+
+def revolve_program(turned, num: Numbers) -> Candidate:
+    frame = turned.frame
+    prog = Program()
+    wp = workplane(frame, frame.origin, num)
+    loops = sorted(turned.loops, key=lambda lp: -lp.area())
+    for i, loop in enumerate(loops):
+        prog.add(
+            "turned profile, revolved about the part's axis" if i == 0 else "",
+            f"{wp}{loop_code(loop, num)}.revolve(360, (0, 0, 0), (0, 1, 0))",
+        )
+    return Candidate(prog.text(), ["revolve"] * len(loops), "revolve")
+
+
+def _one_valid_solid(program: str) -> Any:
+    """The program's solid; ValueError unless it is one valid solid (what the sandbox accepts)."""
+    solid = run_program(program)
+    if len(solid.Solids()) != 1 or not solid.isValid() or not solid.Volume() > 0:
+        raise ValueError("not one valid solid")
+    return solid
+
+
+def _evaluate(cand: Candidate, target: Any) -> Candidate:
+    try:
+        cand.solid = _one_valid_solid(cand.program)
+        cand.iou = volume_iou(target, cand.solid)
+    except Exception:
+        cand.solid, cand.iou = None, 0.0
+    return cand
+
+
+def candidates(
+    target: Any,
+    graph: FaceGraph,
+    *,
+    fit_tol: float,
+    level_tol: float,
+    snap: float,
+    unit: float = 1.0,
+    deadline: float = 1e18,
+):
+    """Programs to try, best guess first (a generator, so a caller can stop at an exact one)."""
+    axis = turning_axis(graph)
+    if axis is not None:
+        turned = half_section(target, axis[0], axis[1], fit_tol)
+        if turned is not None:
+            for s in (snap, 0.0):
+                yield revolve_program(turned, Numbers(s, unit))
+    for d in axis_candidates(graph)[:3]:
+        if time.monotonic() > deadline:
+            return
+        frame = Frame((0, 0, 0), d, x_direction(graph, d))
+        work = target
+        ops_fn, cones, cross = None, [], []
+        sharp = blends.remove_blends(target, graph, frame.normal)
+        if sharp is not None:
+            work, ops_fn, cones, cross = sharp
+        try:
+            stack = slice_stack(
+                work,
+                graph if work is target else build_graph(work),
+                frame,
+                fit_tol=fit_tol,
+                level_tol=level_tol,
+            )
+        except Exception:
+            continue
+        for s in (snap, 0.0):
+            num = Numbers(s, unit)
+            try:
+                cand = prism_program(stack, num, ops_fn, cones, cross)
+                cand.defeatured = sharp is not None
+                yield cand
+            except Exception:
+                continue
+            if sharp is not None:
+                try:
+                    cand = prism_program(stack, num)  # without the blends, if they fail
+                    cand.defeatured = True
+                    yield cand
+                except Exception:
+                    pass
+        if sharp is not None:  # the solid as it is, nothing taken off
+            try:
+                plain = slice_stack(target, graph, frame, fit_tol=fit_tol, level_tol=level_tol)
+                yield prism_program(plain, Numbers(snap, unit))
+            except Exception:
+                pass
+
+
+def _recognise_mesh(loaded: Loaded, started: float, time_budget_s: float) -> Recognition:
+    from model_runtime.shapes import mesh as mesh_mod
+
+    mesh = loaded.mesh
+    size = float(max(mesh.extents))
+    fit_tol = max(0.02, min(0.1, 2e-3 * size))
+    unit = 25.4 if loaded.unit == "in" else 1.0
+    deadline = started + time_budget_s
+    best: Candidate | None = None
+    for turned in mesh_mod.revolve_profiles(mesh, fit_tol, snap=0.02):
+        try:
+            cand = revolve_program(turned, Numbers(0.02, unit))
+            cand.solid = _one_valid_solid(cand.program)
+            cand.iou = mesh_mod.volume_iou(mesh, cand.solid)
+        except Exception:
+            continue
+        if best is None or cand.iou > best.iou:
+            best = cand
+    for d in mesh_mod.axis_candidates(mesh)[:2]:
+        # a turned part that is already close is not sliced again along its axis
+        if best is not None and (best.iou >= 0.995 or (best.strategy == "revolve" and best.iou >= 0.95)):
+            break
+        frame = Frame((0, 0, 0), d, mesh_mod.x_direction(d))
+        try:
+            stack = mesh_mod.slice_mesh(
+                mesh, frame, fit_tol=fit_tol, level_tol=max(0.01, fit_tol / 2), snap=0.02
+            )
+        except Exception:
+            continue
+        for snap in (0.02, 0.0):
+            try:
+                cand = prism_program(stack, Numbers(snap, unit))
+                cand.solid = _one_valid_solid(cand.program)
+                cand.iou = mesh_mod.volume_iou(mesh, cand.solid)
+            except Exception:
+                continue
+            if best is None or cand.iou > best.iou + 1e-4:
+                best = cand
+            if best.iou >= 0.995:
+                break
+        if (best is not None and best.iou >= 0.995) or time.monotonic() > deadline:
+            break
+    if best is None:
+        raise ValueError("no recogniser could rebuild this mesh")
+    header = f"Rebuilt by CadSnap from a mesh: {_count(best.features)}."
+    program = best.program.replace(
+        "import cadquery as cq\n", "import cadquery as cq\n\n# " + header + "\n", 1
+    )
+    return Recognition(
+        program=program,
+        iou=best.iou,
+        bbox_iou=mesh_mod.bbox_iou(mesh),
+        features=best.features,
+        notes=list(loaded.notes),
+        strategy="mesh " + best.strategy,
+        seconds=time.monotonic() - started,
+        input_volume=float(mesh.volume),
+        output_volume=best.solid.Volume(),
+        solid=best.solid,
+    )
+
+
+def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
+    started = time.monotonic()
+    if loaded.kind == "mesh":
+        return _recognise_mesh(loaded, started, time_budget_s)
+    target = loaded.shape
+    graph = build_graph(target)
+    mesh = loaded.kind == "mesh"
+    bb = target.BoundingBox()
+    size = max(bb.xlen, bb.ylen, bb.zlen)
+    fit_tol = 0.05 if mesh else 1e-4 * max(size, 1.0) * 1e-2
+    snap = 0.05 if mesh else 1e-6 * max(size, 1.0)
+    level_tol = 0.02 if mesh else 1e-6 * max(size, 1.0)
+    unit = 25.4 if loaded.unit == "in" else 1.0
+    deadline = started + time_budget_s
+    tried: list[Candidate] = []
+    seen: set[str] = set()
+    for cand in candidates(
+        target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline
+    ):
+        if cand.program in seen:
+            continue
+        seen.add(cand.program)
+        _evaluate(cand, target)
+        if cand.solid is not None:
+            tried.append(cand)
+        if cand.iou >= EXACT or time.monotonic() > deadline:
+            break
+    if not tried:
+        raise ValueError("no recogniser could rebuild this shape")
+    tried.sort(key=lambda c: -c.iou)
+    best = tried[0]
+    if best.iou < EXACT:
+        from model_runtime.shapes import residual
+
+        # A stack with cross features taken off is exact only with them back: each of the best
+        # few gets its residual before the choice.
+        finished = []
+        # the best few as they are, and those with cross features taken off (exact only with them back)
+        pool = tried[:2] + [c for c in tried[2:] if c.defeatured][:2]
+        for cand in pool:
+            if time.monotonic() > deadline and finished:
+                break
+            finished.append(
+                residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
+            )
+        # exact first; then the program with the fewest plain residual pieces and features
+        best = max(
+            finished, key=lambda c: (c.iou >= EXACT, -c.features.count("residual"), -len(c.features), c.iou)
+        )
+    notes = list(loaded.notes)
+    header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
+    if loaded.unit == "in":
+        header[0] += " The file is in inches; sizes here are millimetres (1 in = 25.4 mm)."
+    program = best.program.replace(
+        "import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1
+    )
+    return Recognition(
+        program=program,
+        iou=best.iou,
+        bbox_iou=bbox_iou(target),
+        features=best.features,
+        notes=notes,
+        strategy=best.strategy,
+        seconds=time.monotonic() - started,
+        input_volume=target.Volume(),
+        output_volume=best.solid.Volume(),
+        solid=best.solid,
+    )

@@ -1,0 +1,150 @@
+"""What no recogniser explained, kept as plain features so that nothing of the input is lost.
+
+The difference between the input and the best rebuild is split into pieces: material the rebuild
+lacks (joined with ``union``) and material it has too much of (taken off with ``cut``). Each piece
+is itself recognised as an extrusion along its own best axis, so the program stays sketches and
+operations (a slot cut across the main extrusion, a rib, a cross hole) rather than imported
+geometry or coordinate lists. Pieces smaller than a millionth of the part's volume are numerical
+dust and dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from model_runtime.shapes.graph import axis_candidates, build_graph, x_direction
+from model_runtime.shapes.prism import slice_stack
+from model_runtime.shapes.profile import Frame
+
+MAX_PIECES = 12
+
+
+def _pieces(shape: Any, floor: float) -> list[Any]:
+    try:
+        return [s for s in shape.Solids() if s.Volume() > floor]
+    except Exception:
+        return []
+
+
+def piece_program(piece: Any, name: str, num: Any, fit_tol: float, level_tol: float) -> tuple[str, list[str]]:
+    from model_runtime.shapes.recognise import prism_program
+
+    graph = build_graph(piece)
+    d = axis_candidates(graph)[0]
+    frame = Frame((0, 0, 0), d, x_direction(graph, d))
+    stack = slice_stack(piece, graph, frame, fit_tol=fit_tol, level_tol=level_tol)
+    cand = prism_program(stack, num)
+    body = cand.program.split("\n", 2)[2]  # drop the import line and the blank after it
+    body = re.sub(r"\bresult\b", name, body)
+    return body, cand.features
+
+
+def piece_hole(piece: Any, fit_tol: float, level_tol: float):
+    """(frame, Hole) when a piece to take off is a drilled hole: coaxial circles, one or two radii
+    (the wider one at the end it is drilled from)."""
+    from model_runtime.shapes.holes import Hole
+
+    graph = build_graph(piece)
+    d = axis_candidates(graph)[0]
+    frame = Frame((0, 0, 0), d, x_direction(graph, d))
+    stack = slice_stack(piece, graph, frame, fit_tol=fit_tol, level_tol=level_tol)
+    if not stack.prismatic or any(r.inner for r in stack.runs):
+        return None
+    runs = sorted(stack.runs, key=lambda r: r.z0)
+    circles = [_circle_of(r.loop) for r in runs]
+    if any(c is None for c in circles):
+        return None
+    centers = {(round(c[0][0], 4), round(c[0][1], 4)) for c in circles}
+    if (
+        len(centers) != 1
+        or len(runs) > 2
+        or any(abs(a.z1 - b.z0) > 1e-7 for a, b in zip(runs, runs[1:], strict=False))
+    ):
+        return None
+    from_top = circles[-1][1] >= circles[0][1]
+    pairs = list(zip(runs, circles, strict=True))
+    ordered = list(reversed(pairs)) if from_top else pairs
+    levels = [(2 * c[1], r.z1 - r.z0) for r, c in ordered]
+    return frame, Hole(circles[0][0], from_top, runs[-1].z1 if from_top else runs[0].z0, levels)
+
+
+def _circle_of(loop: Any):
+    """(centre, radius) of a circle, or of the one circle all arcs of a clipped circle lie on."""
+    if loop.is_circle:
+        s = loop.segments[0]
+        return s.center, s.radius
+    arcs = [s for s in loop.segments if s.kind == "arc"]
+    if not arcs or any(s.center is None for s in arcs):
+        return None
+    c, r = arcs[0].center, arcs[0].radius
+    if all(
+        abs(s.radius - r) < 1e-6 * max(1, r) and np.hypot(s.center[0] - c[0], s.center[1] - c[1]) < 1e-6
+        for s in arcs
+    ):
+        return c, r
+    return None
+
+
+def add_residual(
+    best: Any, target: Any, num: Any, evaluate: Any, fit_tol: float = 1e-4, level_tol: float = 1e-6
+) -> Any:
+    from model_runtime.shapes.recognise import Candidate
+
+    floor = 1e-6 * target.Volume()
+    try:
+        missing = _pieces(target.cut(best.solid), floor)
+        extra = _pieces(best.solid.cut(target), floor)
+    except Exception:
+        return best
+    steps: list[str] = []
+    features = list(best.features)
+    n = 0
+    from model_runtime.shapes import holes as holes_mod
+    from model_runtime.shapes.recognise import _hole_step
+
+    drilled: dict[tuple, tuple[Frame, list]] = {}
+    rest = []
+    for piece in sorted(extra, key=lambda p: -p.Volume()):
+        try:
+            found = piece_hole(piece, fit_tol, level_tol)
+        except Exception:
+            found = None
+        if found is None:
+            rest.append(piece)
+            continue
+        frame, hole = found
+        key = tuple(np.round(frame.normal, 6)) + tuple(np.round(frame.x_dir, 6))
+        drilled.setdefault(key, (frame, []))[1].append(hole)
+    for frame, found_holes in drilled.values():
+        for group in holes_mod.group_holes(found_holes):
+            comment, expr = _hole_step(frame, group, num)
+            steps.append(f"# {comment}\nresult = result{expr}\n")
+            h = group.holes[0]
+            features.append("counterbored hole" if h.kind == "cbore" else "hole")
+            if group.polar:
+                features.append("polar pattern")
+            elif len(group.holes) > 1:
+                features.append("hole pattern")
+    extra = rest
+    for op, pieces in (("union", missing), ("cut", extra)):
+        for piece in sorted(pieces, key=lambda p: -p.Volume())[:MAX_PIECES]:
+            n += 1
+            name = f"piece_{n}"
+            try:
+                body, _ = piece_program(piece, name, num, fit_tol, level_tol)
+            except Exception:
+                continue
+            what = "added" if op == "union" else "removed"
+            steps.append(
+                f"# residual: material no recogniser explained, {what} as a plain feature\n{body}"
+                f"result = result.{op}({name})\n"
+            )
+            features.append("residual")
+    if not steps:
+        return best
+    cand = Candidate(best.program.rstrip("\n") + "\n" + "".join(steps), features, best.strategy + "+residual")
+    evaluate(cand, target)
+    return cand if cand.iou > best.iou else best

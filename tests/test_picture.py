@@ -1,0 +1,228 @@
+"""The picture search (model_runtime/picture): envelopes read from a silhouette, instructions read as
+constraints, the search's budget, its guard against the envelope, edits and rounding."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from model_runtime.picture import envelope, instruction
+from model_runtime.picture.search import Budget, Search, _nice, _tunable, search, verdict
+from model_runtime.similarity import Silhouette
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from model_runtime.sandbox import SandboxPool
+
+    with SandboxPool(workers=2, timeout_s=20.0) as sandbox:
+        yield sandbox
+
+
+def _render(shape, size=224):
+    from model_runtime.render import render
+
+    return render(shape, size=size)
+
+
+def _sizes(executed):
+    b = executed.bbox
+    return sorted([b[3] - b[0], b[4] - b[1], b[5] - b[2]])
+
+
+def test_the_box_read_from_a_box_has_its_proportions(pool):
+    import cadquery as cq
+
+    picture = _render(cq.Workplane("XY").box(40, 20, 10))
+    found = {h.name: h for h in envelope.hypotheses(picture)}
+    box = pool.run(found["box"].code)
+    small, middle, large = _sizes(box)
+    assert large / small == pytest.approx(4.0, rel=0.15) and middle / small == pytest.approx(2.0, rel=0.15)
+    assert found["box"].hull_fit > 0.95
+
+
+def test_a_round_part_reads_as_round_and_a_block_does_not():
+    import cadquery as cq
+
+    disc = _render(cq.Workplane("XY").circle(20).extrude(8))
+    block = _render(cq.Workplane("XY").box(40, 20, 10))
+    assert envelope.roundness(disc)["Z"] >= envelope.ROUND_FIT
+    assert max(envelope.roundness(block).values()) < envelope.ROUND_FIT
+
+
+def test_every_envelope_program_runs_and_an_l_profile_is_recovered(pool):
+    import cadquery as cq
+
+    from model_runtime.metrics import iou
+
+    bracket = (cq.Workplane("XZ").polyline([(0, 0), (40, 0), (40, 5), (5, 5), (5, 30), (0, 30)])
+               .close().extrude(-25))
+    picture = _render(bracket)
+    hypotheses = envelope.hypotheses(picture)
+    names = {h.name for h in hypotheses}
+    assert {"box", "extrude_x", "extrude_y", "extrude_z"} <= names
+    best = 0.0
+    for h in hypotheses:
+        executed = pool.run(h.code)  # every hypothesis is a valid program
+        best = max(best, iou(executed.shape(), bracket.val()))
+    box_iou = iou(pool.run(next(h.code for h in hypotheses if h.name == "box")).shape(), bracket.val())
+    assert best > box_iou + 0.2  # the extruded silhouette sees the L the box cannot
+
+
+def test_nothing_to_read_from_a_blank_picture():
+    from PIL import Image
+
+    assert envelope.hypotheses(Image.new("RGB", (100, 100), (255, 255, 255))) == []
+
+
+def test_instructions_become_constraints():
+    c = instruction.parse("a plate 100 x 60 x 5 mm with 4 M6 holes")
+    assert c.hole_count == 4 and c.hole_diameter_mm == pytest.approx(6.6)
+    assert c.sizes_mm == [100, 60, 5] and c.largest_mm == 100
+    c = instruction.parse("two 8 mm holes, 80 mm long")
+    assert c.hole_count == 2 and c.hole_diameter_mm == 8 and c.sizes_mm == [80]
+    assert instruction.parse("make it nice").empty and instruction.parse(None).empty
+
+
+def test_numbers_round_to_sensible_values():
+    assert _nice(3.004) == 3 and _nice(12.37) == 12 and _nice(4.26) == 4.5 and _nice(1.234) == 1.2
+    code = ("import cadquery as cq\n\n# envelope\nlength = 40.3\n"
+            "result = cq.Workplane('XY').box(length, 2, 3)\n")
+    assert [p.value for p in _tunable(code, True)] == [40.3]
+    assert sorted(p.value for p in _tunable(code, False)) == [2, 3, 40.3]
+
+
+def test_verdict_says_when_it_is_a_guess():
+    assert verdict(0.4)["guess"] and "guess" in verdict(0.4)["message"] and "0.40" in verdict(0.4)["message"]
+    assert not verdict(0.9)["guess"]
+
+
+def _search_parts(pool, truth_code):
+    from model_runtime.render import render
+
+    truth = pool.run(truth_code)
+    picture = render(truth.shape(), size=224)
+    reference = Silhouette.of(picture)
+
+    def draw(shape):
+        return render(shape, size=128)
+
+    return picture, reference, draw
+
+
+def test_the_search_is_reproducible_in_evaluations_and_never_below_its_envelope(pool):
+    truth = ("import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6)"
+             ".faces('>Z').workplane().hole(14)\n")
+    wrong = "import cadquery as cq\n\nresult = cq.Workplane('XY').sphere(10)\n"
+    picture, reference, draw = _search_parts(pool, truth)
+    seeds = [(wrong, "model:0", pool.run(wrong))]
+    events = []
+    runs = [search(picture, reference, seeds, pool.run, draw, Budget(evaluations=30), workers=2,
+                   on_best=lambda item, spent: events.append((item.source, item.score, spent)))
+            for _ in range(2)]
+    first, second = runs
+    assert first.evaluations <= 30 and first.best.score >= first.envelope.score
+    assert first.best.score > 0.8 and not first.best.source.startswith("model")
+    assert (first.best.code, first.evaluations) == (second.best.code, second.evaluations)
+    # every improvement was reported, in order, the last one being the answer
+    scores = [s for _, s, _ in events[: len(events) // 2]]
+    assert scores == sorted(scores)
+    assert first.to_dict()["envelope_score"] == pytest.approx(first.envelope.score)
+
+
+def test_an_edit_adds_the_hole_the_picture_shows(pool):
+    from model_runtime.picture import edits
+
+    truth = ("import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6)"
+             ".faces('>Z').workplane().hole(16)\n")
+    plain = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6)\n"
+    picture, reference, draw = _search_parts(pool, truth)
+    s = Search(reference, pool.run, draw, Budget(evaluations=20), workers=2)
+    start = s.adopt(plain, "model:0", pool.run(plain), faces=6)
+    edits.improve(s, picture)
+    assert s.best is not start and "hole" in s.best.code and s.best.score > start.score + 0.02
+
+
+def test_a_cancel_keeps_the_best_so_far(pool):
+    truth = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6)\n"
+    picture, reference, draw = _search_parts(pool, truth)
+    cancel = threading.Event()
+    seeds = [(truth, "model:0", pool.run(truth))]
+    found = search(picture, reference, seeds, pool.run, draw, Budget(evaluations=50),
+                   cancelled=cancel.is_set, on_best=lambda item, spent: cancel.set())
+    assert found.stopped == "cancelled" and found.best is not None and found.evaluations <= 2
+
+
+def _odd_pictures():
+    """A photo-like shot (textured backdrop, shadow, slight rotation), a line sketch, two parts."""
+    import cadquery as cq
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    from model_runtime.render import RenderStyle, render
+
+    part = cq.Workplane("XY").box(50, 30, 8).faces(">Z").workplane().hole(10)
+    white = RenderStyle(background_top=(1.0, 1.0, 1.0), background_bottom=(1.0, 1.0, 1.0))
+    shot = render(part, size=224, style=white).convert("RGB")
+    photo = Image.new("RGB", (300, 260), (180, 170, 150))
+    ImageDraw.Draw(photo).ellipse((60, 150, 260, 230), fill=(120, 115, 100))  # a shadow
+    photo.paste(shot.rotate(6, fillcolor=(255, 255, 255)), (40, 10),
+                mask=Image.fromarray((np.asarray(shot.convert("L")) < 250).astype(np.uint8) * 255)
+                .rotate(6))
+    noise = np.random.default_rng(0).normal(0, 6, (260, 300, 3))
+    photo = Image.fromarray(np.clip(np.asarray(photo, float) + noise, 0, 255).astype(np.uint8))
+    edges = shot.convert("L").filter(ImageFilter.FIND_EDGES)
+    lines = np.where(np.asarray(edges) > 40, 0, 255).astype(np.uint8)
+    lines[:3], lines[-3:], lines[:, :3], lines[:, -3:] = 255, 255, 255, 255  # no frame around the sketch
+    sketch = Image.fromarray(lines).convert("RGB")
+    two = Image.new("RGB", (448, 224), (255, 255, 255))
+    two.paste(shot, (0, 0))
+    two.paste(render(cq.Workplane("XY").circle(10).extrude(30), size=224, style=white), (224, 0))
+    return {"photo": photo, "sketch": sketch, "two_parts": two,
+            "blank": Image.new("RGB", (200, 200), (250, 250, 250))}
+
+
+@pytest.mark.parametrize("kind", ["photo", "sketch", "two_parts", "blank"])
+def test_odd_pictures_give_a_part_or_a_plain_message(pool, kind):
+    from model_runtime.pipeline import GenerateRequest, Pipeline, PipelineError
+    from tests.test_pipeline import ScriptedBackend
+
+    picture = _odd_pictures()[kind]
+    pipeline = Pipeline(ScriptedBackend(["I cannot read that."]), pool)
+    try:
+        result = pipeline.run(GenerateRequest(image=picture, n=1, evaluations=12))
+    except PipelineError as exc:  # only when nothing at all stands out from the background
+        assert kind == "blank" and "background" in exc.message
+        return
+    assert result.exec_result.volume > 0 and result.verdict["message"]
+    assert result.search.evaluations <= 13
+
+
+def test_a_job_cancelled_during_the_search_is_done_with_the_best_so_far():
+    from model_runtime import protocol
+    from model_runtime.jobs import JobManager
+
+    started = threading.Event()
+
+    def runner(body, emit, cancel):
+        started.set()
+        cancel.wait(5)
+        if body.get("kind") == "search":  # the pipeline stopped its search and kept the best
+            return {"code": "best so far", "search": {"stopped": "cancelled"}}
+        return {"code": "finished anyway"}
+
+    manager = JobManager(runner)
+    try:
+        for kind, status in (("search", protocol.JOB_DONE), ("other", protocol.JOB_CANCELLED)):
+            started.clear()
+            job = manager.submit({"kind": kind})
+            started.wait(5)
+            manager.cancel(job.id)
+            events = list(manager.events(job.id, poll_s=0.05))
+            assert manager.get(job.id).status == status
+            if status == protocol.JOB_DONE:
+                assert events[-1]["type"] == protocol.EVENT_RESULT
+                assert events[-1]["result"]["code"] == "best so far"
+    finally:
+        manager.close()
