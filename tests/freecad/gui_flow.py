@@ -177,7 +177,8 @@ def accept(panel, doc, pressed, remaining, timing):
                 ok=True, objects_added=len(doc.Objects) - before, parts_added=parts_added(doc, before),
                 name=obj.Name, label=obj.Label, type=obj.TypeId, valid=obj.Shape.isValid(),
                 solids=len(obj.Shape.Solids), volume=obj.Shape.Volume, source=obj.CadQuerySource,
-                image=obj.InputImage, backend=obj.Backend, model=obj.Model, score=obj.Score,
+                image=obj.InputImage, image_is_file=Path(obj.InputImage).is_file(), backend=obj.Backend,
+                model=obj.Model, score=obj.Score,
                 camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3], placement=list(obj.Placement.Base),
                 tree=tree_facts(doc, obj), insert_message=panel.insert_message, edit_active=edit_active(),
                 model_in_front=model_in_front())
@@ -244,7 +245,7 @@ def tree_facts(doc, obj):
                   and o.Label == f"{obj.Label} parameters"), None)
     names = []
     while sheet is not None and sheet.getContents(f"A{len(names) + 2}"):
-        names.append(sheet.getContents(f"A{len(names) + 2}"))
+        names.append(sheet.getContents(f"A{len(names) + 2}").lstrip("'"))  # 1.x: "'plate_length"
     return {"features": [o.TypeId for o in obj.Group], "sheet": sheet.Label if sheet else None,
             "parameters": names}
 
