@@ -9,7 +9,7 @@ saved document needs nothing from CadSnap.
 
 After building, the Body is compared with the CadQuery solid (volume and IoU >= ``MIN_IOU``). A plan
 with an unmapped step, a feature that fails, or a Body that does not match falls back to today's
-solid with source (``insert.insert_plan`` decides, through ``check_plan``), and the message says which
+solid with source (``insert.insert_plan`` decides, through ``build_checked``), and the message says which
 step could not become a feature. Needs FreeCAD, Part and Sketcher; no GUI.
 
 A built Body shows its solid only: the Tip is visible, sketches and earlier features hidden. A document
@@ -20,6 +20,7 @@ set here, not left to the GUI.
 from __future__ import annotations
 
 import math
+import re
 
 import FreeCAD
 import Part
@@ -28,6 +29,7 @@ import Sketcher
 from model_runtime import protocol
 
 from .brep import shape_from_brep
+from .profile_dims import polyline_dims
 from .sheet_values import NAME_COLUMN_PX, parameter_unit, sheet_content
 
 MIN_IOU = 0.999
@@ -93,20 +95,40 @@ class _Dims:
     a number."""
 
     def __init__(self, doc, parameters: list[dict]) -> None:
+        self.doc = doc
         self.sheet = None
-        self.names = {p["name"] for p in parameters}
-        if parameters:
-            self.sheet = doc.addObject("Spreadsheet::Sheet", SHEET_NAME)
+        self.names: set[str] = set()
+        self.rows = 1
+        for parameter in parameters:
+            self._row(parameter["name"], parameter["value"])
+
+    def _row(self, name: str, value: float) -> None:
+        if self.sheet is None:
+            self.sheet = self.doc.addObject("Spreadsheet::Sheet", SHEET_NAME)
             self.sheet.set("A1", "Parameter")
             self.sheet.set("B1", "Value")
             self.sheet.set("C1", "Unit")
             self.sheet.setStyle("A1:C1", "bold")
             self.sheet.setColumnWidth("A", NAME_COLUMN_PX)
-            for row, parameter in enumerate(parameters, start=2):
-                self.sheet.set(f"A{row}", parameter["name"])
-                self.sheet.set(f"B{row}", sheet_content(parameter["value"]))
-                self.sheet.setAlias(f"B{row}", parameter["name"])
-                self.sheet.set(f"C{row}", parameter_unit(parameter["name"]))
+        self.rows += 1
+        self.sheet.set(f"A{self.rows}", name)
+        self.sheet.set(f"B{self.rows}", sheet_content(value))
+        self.sheet.setAlias(f"B{self.rows}", name)
+        self.sheet.set(f"C{self.rows}", parameter_unit(name))
+        self.names.add(name)
+
+    def derived(self, parameters: list[tuple[str, float]]) -> dict[str, str]:
+        """Rows for dimensions the workbench names itself (a polyline's extents and wall, which the
+        program writes as plain coordinates); {name: the expression that reads its cell}."""
+        refs = {}
+        for name, value in parameters:
+            unique, n = name, 1
+            while unique in self.names:
+                n += 1
+                unique = f"{name}_{n}"
+            self._row(unique, value)
+            refs[name] = f"{self.sheet.Name}.{unique}"
+        return refs
 
     def expr(self, dim: dict | None, factor: float = 1.0) -> str | None:
         """The expression for ``factor`` x the dimension, or None when it is not named."""
@@ -227,6 +249,15 @@ class _SketchBuilder:
         self.fix(lines[0], 1, x0, y0, *corner)
 
     def wire(self, profile: dict) -> None:
+        params, levels = polyline_dims(profile["edges"])
+        refs = self.dims.derived(params)
+
+        def at(axis: str, value: float) -> str | None:
+            template = levels.get((axis, round(float(value), 9)))
+            if template is None:
+                return None
+            return re.sub(r"[a-z_]+", lambda m: refs.get(m.group(0), m.group(0)), template)
+
         ends: list[tuple[int, int, float, float]] = []
         arcs: dict[int, tuple[float, float]] = {}  # arc geometry -> its centre
         for edge in profile["edges"]:
@@ -245,7 +276,7 @@ class _SketchBuilder:
                 )
                 geo = self._geo(Part.ArcOfCircle(circle, a0, a1))
                 # Centre and radius, not the chord: a semicircle's ends alone make the radius redundant.
-                self.fix(geo, 3, cx, cy)
+                self.fix(geo, 3, cx, cy, at("x", cx), at("y", cy))
                 self._add(Sketcher.Constraint("Radius", geo, float(edge["radius"])))
                 arcs[geo] = (cx, cy)
             ends += [(geo, 1, x0, y0), (geo, 2, x1, y1)]
@@ -263,23 +294,23 @@ class _SketchBuilder:
                 self._add(Sketcher.Constraint("Coincident", first[0], first[1], other[0], other[1]))
             on_arcs = [arcs[g] for g, _, _, _ in group if g in arcs]
             if not on_arcs:
-                self.fix(first[0], first[1], first[2], first[3])
+                self.fix(first[0], first[1], first[2], first[3], at("x", first[2]), at("y", first[3]))
             elif len(on_arcs) == 1:
                 # The point slides on its arc: pin the coordinate that moves most along it.
                 cx, cy = on_arcs[0]
                 angle = math.atan2(first[3] - cy, first[2] - cx)
                 if abs(math.sin(angle)) >= abs(math.cos(angle)):
-                    self._fix_one(first[0], first[1], "x", first[2])
+                    self._fix_one(first[0], first[1], "x", first[2], at("x", first[2]))
                 else:
-                    self._fix_one(first[0], first[1], "y", first[3])
+                    self._fix_one(first[0], first[1], "y", first[3], at("y", first[3]))
             # Where two arcs meet, their circles already fix the point.
 
-    def _fix_one(self, geo: int, pos: int, axis: str, value: float) -> None:
-        if abs(value) < 1e-9:
+    def _fix_one(self, geo: int, pos: int, axis: str, value: float, expression: str | None = None) -> None:
+        if abs(value) < 1e-9 and not expression:
             self._add(Sketcher.Constraint("PointOnObject", geo, pos, -2 if axis == "x" else -1))
         else:
             kind = "DistanceX" if axis == "x" else "DistanceY"
-            self._add(Sketcher.Constraint(kind, -1, 1, geo, pos, float(value)))
+            self._add(Sketcher.Constraint(kind, -1, 1, geo, pos, float(value)), expression=expression)
 
     def axis_line(self, axis: dict) -> int:
         (x0, y0), (x1, y1) = axis["start"], axis["end"]
@@ -622,11 +653,12 @@ def show_only_tip(body) -> None:
     body.Visibility = True
 
 
-def build_body(doc, plan: dict, name: str = "Body", into=None):
+def build_body(doc, plan: dict, name: str = "Body", into=None, clean_up: bool = True):
     """(Body, spreadsheet or None, loose sketch labels) for ``plan``; BuildError names the failing step.
 
     ``into``: an empty Body to build in (Edit CadQuery keeps its Body), else a new Body ``name``.
-    Objects made before a failure are removed again, so the document is as it was.
+    Objects made before a failure are removed again (``clean_up``), so the document is as it was;
+    inside a transaction the caller rolls them back instead (see ``build_checked``).
     """
     try:
         protocol.check_feature_plan(plan)
@@ -640,7 +672,8 @@ def build_body(doc, plan: dict, name: str = "Body", into=None):
     try:
         builder.build()
     except Exception:
-        remove_new_objects(doc, before)
+        if clean_up:
+            remove_new_objects(doc, before)
         raise
     show_only_tip(builder.body)
     return builder.body, builder.dims.sheet, builder.loose_sketches
@@ -717,31 +750,24 @@ def plan_problem(plan: dict | None) -> str:
     return ""
 
 
-def check_plan(plan: dict | None, brep: str) -> str:
-    """Why ``plan`` cannot become a Body that matches the solid in ``brep``, or "" when it can.
+def build_checked(doc, plan: dict | None, brep: str, name: str = "Body", into=None):
+    """(Body, spreadsheet, "") when ``plan`` builds a Body that matches the solid in ``brep``; else
+    (None, None, why). Runs inside the caller's open transaction (``into``: an empty Body to build in).
 
-    Built and checked in a scratch document, before the caller opens its transaction: FreeCAD 0.20
-    crashes on undo of a transaction that made objects and removed them again (a Body that failed its
-    check), and a document opened inside another's transaction ends that transaction in the GUI. So
-    only a plan known to match is then built in the user's document."""
-    return plan_problem(plan) or trial(plan, brep)
-
-
-def trial(plan: dict, brep: str) -> str:
-    """Why ``plan`` does not build a Body matching ``brep``, found in a scratch document; "" when it does."""
-    active = FreeCAD.ActiveDocument
-    scratch = FreeCAD.newDocument("CadSnapCheck", "CadSnapCheck", True, True)  # hidden, temporary
+    On failure whatever was built stays for the caller to roll back with ``abortTransaction``: FreeCAD
+    0.20 crashes on undo of a transaction that made objects and removed them again, while rolling back
+    a transaction that only made them is the same as undoing an insertion."""
+    reason = plan_problem(plan)
+    if reason:
+        return None, None, reason
     try:
-        body, _sheet, _loose = build_body(scratch, plan)
+        body, sheet, _loose = build_body(doc, plan, name, into, clean_up=False)
         ok, iou, error = check_body(body, brep)
-        if ok:
-            return ""
-        return f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by {error:.2%})"
     except BuildError as error:
-        return str(error)
+        return None, None, str(error)
     except Exception as error:  # noqa: BLE001 - any failure falls back to the solid with source
-        return f"the feature tree failed ({error})"
-    finally:
-        FreeCAD.closeDocument(scratch.Name)
-        if active is not None:
-            FreeCAD.setActiveDocument(active.Name)
+        return None, None, f"the feature tree failed ({error})"
+    if ok:
+        return body, sheet, ""
+    return None, None, (f"the Body does not match the CadQuery solid (IoU {iou:.4f}, volume off by "
+                        f"{error:.2%})")

@@ -1,7 +1,7 @@
 """Build feature plans into documents inside ``freecadcmd`` (headless generate, benchmarks).
 
 Run as ``freecadcmd feature_tree_job.py`` with ``CADSNAP_FC_JOB`` naming a JSON file:
-``{"root": repository root, "jobs": [{"plan", "brep_path", "fcstd"?, "source"?, "image_path"?}],
+``{"root": repository root, "jobs": [{"plan", "brep_path", "fcstd"?, "source"?, "image_path"?, "name"?}],
 "result": path}``. Each job gets a fresh document; the result file gets one entry per job:
 ``{"body": bool, "iou", "volume_error", "message", "seconds", "loose_sketches"}``. Any exception is
 caught per job, so one bad plan never hides the others.
@@ -21,6 +21,7 @@ def _run() -> None:
     import FreeCAD
 
     from freecad_workbench import feature_tree, insert
+    from freecad_workbench.naming import object_name
 
     results = []
     for job in config["jobs"]:
@@ -33,7 +34,11 @@ def _run() -> None:
             plan = job["plan"]
             if job.get("fcstd"):
                 info = insert.SolidInfo(source=job.get("source", ""), image_path=job.get("image_path", ""))
-                obj, message = insert.insert_part(doc, brep, info, plan=plan)
+                if job.get("name"):  # a program's document: named after the program, not a picture
+                    obj, message = insert.insert_plan(doc, plan, brep, info, object_name(job["name"]),
+                                                      job["name"])
+                else:
+                    obj, message = insert.insert_part(doc, brep, info, plan=plan)
                 entry["body"] = obj.TypeId == "PartDesign::Body"
                 entry["message"] = message
                 doc.saveAs(job["fcstd"])

@@ -62,23 +62,42 @@ def insert_plan(doc, plan: dict | None, brep: str, info: SolidInfo, name: str, l
     else the solid with source; the message says why a tree fell back ("" when there is nothing to
     say). One transaction: undo removes it, any failure leaves the document as it was."""
     shape = shape_from_brep(brep)  # before the transaction: bad geometry never touches the document
-    reason = feature_tree.check_plan(plan, brep) if feature_tree_wanted else ""  # also before it
-    doc.openTransaction(f"CadSnap: insert {label or name}")
-    try:
-        if feature_tree_wanted and not reason:
-            body, sheet, _loose = feature_tree.build_body(doc, plan, name)
-            obj, message = _dress_body(body, sheet, info, label, placement), ""
+    title = f"CadSnap: insert {label or name}"
+    message = ""
+    if feature_tree_wanted:
+        before = {o.Name for o in doc.Objects}
+        doc.openTransaction(title)
+        try:
+            body, sheet, reason = feature_tree.build_checked(doc, plan, brep, name)
+            if body is not None:
+                obj = _dress_body(body, sheet, info, label, placement)
+                doc.recompute()
+        except Exception:
+            _roll_back(doc, before)
+            raise
+        if body is not None:
+            doc.commitTransaction()
             if note := feature_tree.hashed_dressup_note(body):  # FreeCAD 1.0 in a user's document
                 FreeCAD.Console.PrintWarning(f"CadSnap: {note}\n")
-        else:
-            obj = _add_solid(doc, shape, info, placement, name, label)
-            message = TREE_FALLBACK_PREFIX + reason if reason else ""
+            return obj, ""
+        _roll_back(doc, before)  # the Body that did not match goes; the solid comes in its own step
+        message = TREE_FALLBACK_PREFIX + reason
+    doc.openTransaction(title)
+    try:
+        obj = _add_solid(doc, shape, info, placement, name, label)
         doc.recompute()
     except Exception:
         doc.abortTransaction()
         raise
     doc.commitTransaction()
     return obj, message
+
+
+def _roll_back(doc, before: set[str]) -> None:
+    """Abort the open transaction; with undo off (freecadcmd's default) nothing was recorded, so remove
+    what it made by hand."""
+    doc.abortTransaction()
+    feature_tree.remove_new_objects(doc, before)
 
 
 def insert_part(doc, brep: str, info: SolidInfo, placement=None, plan: dict | None = None,
@@ -205,32 +224,40 @@ def replace_body(body, brep: str, source: str, plan: dict | None):
         raise InsertError(f"{body.Label} was not made by CadSnap: it has no CadQuery source.")
     doc = body.Document
     name, label = body.Name, body.Label
-    reason = feature_tree.check_plan(plan, brep)  # before the transaction (see check_plan)
-    doc.openTransaction(f"CadSnap: edit {label}")
+    title = f"CadSnap: edit {label}"
+    doc.openTransaction(title)
     try:
         _empty_body(body)
-        if not reason:
-            _built, sheet, _loose = feature_tree.build_body(doc, plan, name, into=body)
+        built, sheet, reason = feature_tree.build_checked(doc, plan, brep, name, into=body)
+        if built is not None:
             body.CadQuerySource = source
             if sheet is not None:
                 sheet.Label = f"{label} parameters"
-            new, message = body, ""
-        else:
-            # The new solid becomes the Body's base feature: the Body stays (see above), in the
-            # program's coordinates, placed by the Body.
-            base = doc.addObject("Part::Feature", f"{name}_solid")
-            base.Label = f"{label} solid"
-            base.Shape = shape
-            base.Visibility = False
-            body.BaseFeature = base
-            body.CadQuerySource = source
-            new, message = body, TREE_FALLBACK_PREFIX + reason
+            doc.recompute()
+    except Exception:
+        doc.abortTransaction()
+        raise
+    if built is not None:
+        doc.commitTransaction()
+        return body, ""
+    doc.abortTransaction()  # the old features are back (see build_checked); with undo off, see below
+    doc.openTransaction(title)
+    try:
+        _empty_body(body)  # with undo off it also takes what the failed build left
+        # The new solid becomes the Body's base feature: the Body stays (see above), in the program's
+        # coordinates, placed by the Body.
+        base = doc.addObject("Part::Feature", f"{name}_solid")
+        base.Label = f"{label} solid"
+        base.Shape = shape
+        base.Visibility = False
+        body.BaseFeature = base
+        body.CadQuerySource = source
         doc.recompute()
     except Exception:
         doc.abortTransaction()
         raise
     doc.commitTransaction()
-    return new, message
+    return body, TREE_FALLBACK_PREFIX + reason
 
 
 def _empty_body(body) -> None:

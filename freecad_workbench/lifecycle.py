@@ -191,7 +191,7 @@ class PanelController:
 
     def _watch_runtime(self, generation: int, prefs: Preferences, stop: threading.Event) -> None:
         client: RuntimeClient | None = None
-        down, health = False, {}
+        down, health, slow = False, {}, 0
 
         def post(kind: str, value: Any) -> None:
             self.inbox.post(kind, (generation, value))
@@ -205,11 +205,16 @@ class PanelController:
                     client, health = self.runtime.ensure(prefs, lambda text: post("runtime_text", text), stop)
                 else:
                     health = client.health(timeout_s=2.0)
-                down = False
+                down, slow = False, 0
                 post("health", (client, health))
             except (ClientError, LauncherError) as error:
                 if stopped():
                     return
+                slow += getattr(error, "code", "") == "client_timeout"
+                if slow == 1 and client is not None and not down:
+                    # One slow answer from a runtime that was up (a busy machine) is not "down" yet.
+                    stop.wait(self.poll_waiting_s)
+                    continue
                 if not down:
                     post("runtime_down", error)
                 down = True
@@ -384,8 +389,8 @@ class PanelController:
             self.runtime_line = messages.describe_health(self.health)
             if self.runtime_phase == messages.PHASE_NO_MODEL:
                 self._show(messages.explain_code(protocol.ERROR_NO_BACKEND))
-            elif self.error is not None and self.error.code in _RUNTIME_CODES and not self.running:
-                self.error = None  # the runtime is back: yesterday's "not running" is wrong now
+            elif self.error is not None and self.error.code in _RUNTIME_CODES:
+                self.error = None  # the runtime answers: an earlier "not running" or "too slow" is wrong now
         elif kind == "runtime_down":
             self._runtime_down(payload)
         elif kind == "crash":

@@ -16,8 +16,9 @@ from .qt import QtCore, QtGui, QtWidgets, png_to_pixmap
 
 THUMB = 96  # px: the runtime renders 96 px thumbnails (model_runtime.pipeline.THUMBNAIL_SIZE)
 PREVIEW = 160
-# FreeCAD 0.20's Combo View opens about 300 px wide: the panel must fit it without cutting off a button.
-MAX_MIN_WIDTH = 280
+# FreeCAD 0.20's Combo View opens 264 px wide, and its task box and scroll bar take about 46 px of
+# that: the panel must fit what is left without cutting off a button.
+MAX_MIN_WIDTH = 215
 
 
 def standard_buttons() -> int:
@@ -41,6 +42,7 @@ class PanelView:
         form.setWindowTitle("CadSnap: generate")
         form.setObjectName("CadSnapGeneratePanel")
         layout = QtWidgets.QVBoxLayout(form)
+        layout.setContentsMargins(4, 4, 4, 4)  # FreeCAD's task box has its own margin around the panel
 
         self.preview = QtWidgets.QLabel("No picture yet")
         self.preview.setAlignment(QtCore.Qt.AlignCenter)
@@ -86,18 +88,16 @@ class PanelView:
         options.addRow("Overall size", size_row)
         self.at_picked_point = QtWidgets.QCheckBox("Place at the picked point")
         self.at_picked_point.setToolTip("Click a point on a shape in the 3D view before pressing OK. Off: "
-                                        "beside the captured part, or at the origin")
-        options.addRow("", self.at_picked_point)
+                                        "beside the parts in the document")
         self.fit_dimensions = QtWidgets.QCheckBox("Fit dimensions to picture")
         self.fit_dimensions.setChecked(True)
         self.fit_dimensions.setToolTip("Adjust the best program's numbers until its render matches the "
                                        "picture (about 1-2 s). Off: the model's numbers as written.")
-        options.addRow("", self.fit_dimensions)
         self.insert_as = QtWidgets.QComboBox()
         self.insert_as.addItems(list(INSERT_AS))
         # Its longest entry would set the panel's width: let it shrink and elide instead.
         self.insert_as.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.insert_as.setMinimumContentsLength(12)
+        self.insert_as.setMinimumContentsLength(10)
         self.insert_as.setToolTip("Feature tree: a PartDesign Body with sketches, features and a Parameters "
                                   "spreadsheet, when every step of the program maps to a feature (else the "
                                   "solid, and the Report view says why). Solid: one shape carrying its "
@@ -106,6 +106,9 @@ class PanelView:
         # Labels above their fields when the panel is narrow, beside them when there is room.
         options.setRowWrapPolicy(QtWidgets.QFormLayout.WrapLongRows)
         layout.addLayout(options)
+        # Below the form, not indented by its label column: the panel stays narrow.
+        layout.addWidget(self.at_picked_point)
+        layout.addWidget(self.fit_dimensions)
 
         self.runtime_label = QtWidgets.QLabel("Runtime: checking…")
         self.runtime_label.setWordWrap(True)
@@ -146,7 +149,7 @@ class PanelView:
         self.message.setStyleSheet("color: #b00020;")
         self.message.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         error_layout.addWidget(self.message)
-        self.action_row = QtWidgets.QHBoxLayout()
+        self.action_row = QtWidgets.QVBoxLayout()  # stacked: side by side they widen the panel
         self.action_buttons: dict[str, object] = {}
         for name, label in ACTION_LABELS.items():
             button = QtWidgets.QPushButton(label)
@@ -154,7 +157,6 @@ class PanelView:
             button.hide()
             self.action_buttons[name] = button
             self.action_row.addWidget(button)
-        self.action_row.addStretch(1)
         error_layout.addLayout(self.action_row)
         self.error_box.hide()
         layout.addWidget(self.error_box)

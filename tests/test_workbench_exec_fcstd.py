@@ -100,6 +100,19 @@ def test_the_parameters_sheet_is_clean_readable_and_has_units(tmp_path):
 
 
 @pytest.mark.freecad
+def test_a_polyline_part_exposes_its_extents_and_wall(tmp_path):
+    _write(EXAMPLES / "l_bracket.py", tmp_path / "l_bracket.FCStd")
+    root = _document(tmp_path / "l_bracket.FCStd")
+    cells = _cells(root)
+    rows = {cells[f"A{r}"]: cells[f"B{r}"] for r in range(2, 100) if f"A{r}" in cells}
+    assert rows == {"extrude_length": "27.5", "hole_diameter": "3.4", "profile_width": "25",
+                    "profile_height": "100", "wall_thickness": "3"}, rows
+    text = ET.tostring(root).decode()
+    for name in ("profile_width", "profile_height", "wall_thickness"):  # the sketch reads each of them
+        assert f"Parameters.{name}" in text, name
+
+
+@pytest.mark.freecad
 def test_every_example_writes_a_body(tmp_path):
     for name in ("mounting_plate", "l_bracket", "flange"):
         said = _write(EXAMPLES / f"{name}.py", tmp_path / f"{name}.FCStd")

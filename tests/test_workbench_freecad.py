@@ -52,4 +52,4 @@ def test_document_insertion_in_real_freecad(tmp_path, fixtures):
     output = run_freecadcmd_tests("tests.freecad.fc_document", addon_home(tmp_path),
                                   CADSNAP_FC_FIXTURES=str(fixtures))
     ran = re.search(r"Ran (\d+) tests?", output)
-    assert ran and int(ran.group(1)) == 19, output
+    assert ran and int(ran.group(1)) == 20, output

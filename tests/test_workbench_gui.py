@@ -54,6 +54,7 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
 
     assert "Traceback" not in output, output
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
+    assert result["report_errors"] == [], result["report_errors"]  # no red line in the Report view
     # Cancel job while the runtime was still starting: said so in the panel, nothing inserted.
     assert result["cancelled"]["status"] == "cancelled" and "unchanged" in result["cancelled"]["message"]
     assert not result["cancelled"]["error_shown"]  # a cancel is not an error
@@ -76,16 +77,27 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     assert result["objects_added"] == 1 and result["type"] == "Part::Feature" and result["tree"] is None
     assert not result["insert_message"]  # no tree asked for: nothing to explain
     assert result["valid"] and result["solids"] == 1
-    # Each capture offered the visible parts' size (the second sees the first solid beside the part);
-    # "Any size" cleared it, so the solid is the 30×20×10 box the tiny model was trained on.
-    assert result["size_defaults"][0] == 30.0 and result["size_defaults"][1] > 30.0
+    # Each capture offered the captured part's size: the second left the first result out of the picture
+    # and said so; "Any size" cleared it, so the solid is the 30×20×10 box the tiny model was trained on.
+    assert result["size_defaults"] == [30.0, 30.0]
+    notes = result["picture_notes"]
+    assert notes[0] == "" and notes[1].startswith("Earlier CadSnap results were left out"), notes
     assert abs(result["volume"] - 6000.0) < 1e-6
     # The tiny model's box, as written or with its dimensions named (the runtime may parameterise it).
     assert re.search(r"box\(30, 20, 10\)|= 30\n.*= 20\n.*= 10\n", result["source"], re.S), result["source"]
     assert result["placement"] == [12, 8, 10]  # "Place at the picked point" with a point clicked
     assert result["backend"] == "hf" and result["model"]
-    # Checked inside FreeCAD: the document's own copy goes with its transient folder when FreeCAD quits (1.x).
-    assert result["image_is_file"] and result["image"].endswith(".png")
+    # The picture is kept inside the document (each part's, in the saved .FCStd), not as a path to a capture.
+    assert result["image"].endswith(".png") and len(result["saved_pictures"]) == 2, result["saved_pictures"]
+    assert result["name"].startswith("CadSnap")  # a capture's timestamp names nothing
+    assert result["report_inserted"] == 1  # the Report view says what went in
+    # Candidates are listed best score first; the panel fits the Combo View as FreeCAD opens it.
+    scores = [float(c.split()[1]) for c in result["captions"] if c.split()[1][0].isdigit()]
+    assert scores == sorted(scores, reverse=True), result["captions"]
+    widths = (result["panel_min_width"], result["combo_width"])
+    assert widths[0] <= widths[1], widths
+    assert result["default_width_fit"] == {"overflow_px": 0, "cut_off": []}, result["default_width_fit"]
+    assert result["containment"].startswith("Generated code runs contained")
     assert result["camera"].startswith("(")  # the capture's quaternion
     assert result["edit_active"] in (True, None)  # Edit CadQuery is offered for the new solid
 
@@ -109,11 +121,18 @@ def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path,
              "model_path": str(box_model), "candidates": 2, "startup_timeout_s": 60.0, "job_timeout_s": 60.0}
     longer = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(40, 20, 10)\n'
     sphere = 'import cadquery as cq\n\nresult = cq.Workplane("XY").sphere(10)\n'  # no PartDesign feature
-    result, output = run_gui_flow(tmp_path, prefs, fit_dimensions=False, any_size=True,
+    result, output = run_gui_flow(tmp_path, prefs, fit_dimensions=False, any_size=True, panel_recapture=True,
                                   pick_point=[12, 8, 10], edit_code=[longer, sphere], fallback_insert=sphere)
 
     assert "Traceback" not in output, output[-5000:]
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
+    assert result["report_errors"] == [], result["report_errors"]
+    # The panel's own 3D view button mid-job: the old job is cancelled on the runtime and forgotten, so
+    # OK can never insert it under the new picture; Generate then runs for the new one.
+    recaptured = result["panel_recapture"]
+    assert recaptured["new_picture"] and not recaptured["running"] and recaptured["candidates"] == 0
+    assert recaptured["list"] == 0 and recaptured["ok_inserts"] is False and recaptured["generate_enabled"]
+    assert recaptured["old_job_status"] == "cancelled", recaptured
     # OK on the panel as it opens: a PartDesign Body with its Parameters spreadsheet, at the picked point.
     assert result["insert_as_defaults"] == ["Feature tree (PartDesign Body)"]
     assert result["type"] == "PartDesign::Body" and result["parts_added"] == 1, result
@@ -124,6 +143,9 @@ def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path,
     assert "PartDesign::Pad" in tree["features"]
     assert abs(result["volume"] - 6000.0) < 1e-6 and result["placement"] == [12, 8, 10]
     assert result["edit_active"] in (True, None)  # Edit CadQuery is offered for the Body
+    # The GUI shows the Body's solid only: its Tip, not its sketches or earlier features.
+    assert result["shown"] == {"visible": ["PartDesign::Pad"], "tip": "PartDesign::Pad", "body": True}
+    assert result["editor_line_numbers"] == [1, 2, 3]
     # The panel is gone and the left dock shows the Model tab with the new Body, not an empty Tasks tab.
     assert result["model_in_front"] is True, result["model_in_front"]
 
@@ -138,10 +160,13 @@ def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path,
     assert longer_edit["type_after_undo"] == "PartDesign::Body" and longer_edit["tree_after_undo"] == tree
     assert abs(longer_edit["volume_after_undo"] - 6000.0) < 1e-6
     assert longer_edit["source_after_undo"] == result["source"]
+    assert longer_edit["report_errors_after_undo"] == []  # no "Origin … doesn't contain XY_Plane"
 
-    # An edit with a step PartDesign has no feature for: a solid with source, and the user is told once
-    # which step, in the dialog, the status bar and the Report view; undo brings the Body back.
-    assert sphere_edit["updated"] and sphere_edit["type"] == "Part::Feature", sphere_edit
+    # An edit with a step PartDesign has no feature for: the Body keeps the solid as its base feature,
+    # and the user is told once which step, in the dialog, the status bar and the Report view; undo
+    # brings the Body's features back.
+    assert sphere_edit["updated"] and sphere_edit["type"] == "PartDesign::Body", sphere_edit
+    assert sphere_edit["report_errors_after_undo"] == []
     assert "not as a feature tree: line 3: sphere()" in sphere_edit["message"], sphere_edit
     assert sphere_edit["message"] in sphere_edit["status"]
     assert sphere_edit["status_bar"].count(f"CadSnap: {result['label']} was updated as a solid, not as a "
@@ -160,6 +185,14 @@ def test_a_feature_tree_by_default_and_edit_cadquery_rebuilds_the_body(tmp_path,
     said = [text for text in fallback["status_bar"] if "inserted as a solid, not as a feature tree" in text]
     assert len(said) == 1, fallback
     assert fallback["report_count"] == 1, fallback
+    # Open image…: the part lands beside every part there, not at the origin inside the reference.
+    placed = result["file_insert"]
+    assert placed["inserted"] and placed["overlaps"] == [] and placed["others"] >= 2, placed
+    # A capture with nothing selected leaves the earlier results out (and says so): its size is the
+    # reference part's, and everything hidden for the shot is shown again.
+    later = result["earlier_left_out"]
+    assert later["note"].startswith("Earlier CadSnap results were left out") and later["size"] == 30.0, later
+    assert later["visibility_restored"], later
 
 
 @pytest.mark.gui
@@ -176,6 +209,7 @@ def test_the_builtin_model_in_freecad_for_the_readme(tmp_path):
     assert "Traceback" not in output, output[-5000:]
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
     assert result["backend"] == "gguf" and "cadsnap-compact" in result["model"], result
+    assert result["report_errors"] == [], result["report_errors"]
     assert result["valid"] and result["solids"] == 1 and result["parts_added"] == 1
     assert "import cadquery as cq" in result["source"]
     if os.environ.get("CADSNAP_UPDATE_SCREENSHOT"):
@@ -207,6 +241,7 @@ def test_recapturing_mid_job_twenty_times_then_a_real_size_solid_beside_the_part
 
     assert "Traceback" not in output and "already deleted" not in output, output[-5000:]
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
+    assert result["report_errors"] == [], result["report_errors"]
     facts = result["recaptures"]
     assert len(facts["job_ids"]) == 21 and len(set(facts["job_ids"])) == 21
     # One panel at a time: every earlier panel was closed by the next capture.
@@ -217,6 +252,7 @@ def test_recapturing_mid_job_twenty_times_then_a_real_size_solid_beside_the_part
     assert facts["control_has_highlight"], "the highlight check cannot see FreeCAD's selection colour"
     assert not facts["capture_has_highlight"] and facts["selection_after_capture"] == 1
     assert facts["size_default"] == 60.0
+    assert facts["note"].startswith("Captured the selection only (Reference)")
     # The tiny model writes a 30 x 20 x 10 box; scaled to the captured part's 60 mm, beside the part.
     assert abs(facts["largest"] - 60.0) <= 0.02 * 60.0, facts
     assert not facts["intersects"], facts
@@ -275,8 +311,9 @@ def test_failures_show_one_plain_sentence_with_a_fix_and_leave_the_document_alon
     ]
     shots = SCREENSHOTS if os.environ.get("CADSNAP_UPDATE_SCREENSHOT") else tmp_path / "shots"
     try:
+        fix = {"runtime_url": f"http://127.0.0.1:{other_port}", "start_runtime": False}
         result, output = run_gui_flow(tmp_path, down, scenario="errors", error_cases=cases,
-                                      screenshot_dir=str(shots), timeout_s=240)
+                                      screenshot_dir=str(shots), timeout_s=240, preferences_fix=fix)
     finally:
         for server in servers:
             server.terminate()
@@ -305,9 +342,15 @@ def test_failures_show_one_plain_sentence_with_a_fix_and_leave_the_document_alon
             assert jargon not in message, (name, message)
         assert sum(message in text for text in seen["visible_texts"]) == 1, (name, seen)
         assert (png_path := shots / f"error-{name}.png").is_file() and png_path.stat().st_size > 5_000
+        # With its error and buttons, the panel still fits the Combo View as FreeCAD opens it.
+        assert seen["fit"]["overflow_px"] <= 0 and seen["fit"]["cut_off"] == [], (name, seen["fit"])
     assert not errors["damaged_picture"]["generate_enabled"]
     # "Open preferences…" opened FreeCAD's Preferences, and CadSnap's page has its icon.
     assert result["preferences_dialog"] and "Cannot find icon" not in output, output[-3000:]
+    # A fix made there reaches the open panel at once (not after it is closed): it watches the new URL.
+    assert result["preferences_fix"]["panel_url"] == result["preferences_fix"]["controller_url"] == \
+        f"http://127.0.0.1:{other_port}", result["preferences_fix"]
+    assert result["report_errors"] == [], result["report_errors"]
     # "Set up runtime…" opened the set-up dialog, which says what it is about to do.
     assert result["setup_dialog"]["shown"] and "virtual environment" in result["setup_dialog"]["explanation"]
     assert errors["runtime_not_installed"]["runtime"] == "Runtime: not running"

@@ -55,7 +55,7 @@ def test_workbench_imports_point_one_way():
 
 def test_one_insertion_path_below_the_gui():
     graph = _graph()
-    assert graph["feature_tree"] == {"brep", "sheet_values"}  # builds Bodies, knows nothing of insertion
+    assert graph["feature_tree"] == {"brep", "profile_dims", "sheet_values"}  # Bodies; no insertion
     assert "feature_tree" in graph["insert"] and "brep" in graph["insert"]
     for gui in ("task_panel", "editor"):  # they speak through report, never through commands
         assert "commands" not in graph[gui] and "report" in graph[gui]

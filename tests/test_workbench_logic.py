@@ -355,6 +355,32 @@ def test_the_parameter_sheet_writes_clean_numbers_with_their_units():
                                         "hole_diameter")] == ["mm", "", "", "°", "mm"]
 
 
+def test_a_polyline_profile_gets_its_extents_and_wall_named():
+    from freecad_workbench.profile_dims import polyline_dims
+
+    # model_runtime/examples/l_bracket.py's profile: a 25 x 100 L, walls 3 thick, inner corner r 4.5.
+    def line(a, b):
+        return {"kind": "line", "start": list(a), "end": list(b)}
+
+    edges = [line((0, 0), (25, 0)), line((25, 0), (25, 3)), line((25, 3), (7.5, 3)),
+             {"kind": "arc", "center": [7.5, 7.5], "radius": 4.5, "start": [7.5, 3.0], "end": [3.0, 7.5]},
+             line((3, 7.5), (3, 100)), line((3, 100), (0, 100)), line((0, 100), (0, 0))]
+    params, levels = polyline_dims(edges)
+    assert params == [("profile_width", 25.0), ("profile_height", 100.0), ("wall_thickness", 3.0)]
+    assert levels[("x", 25.0)] == "profile_width" and levels[("y", 100.0)] == "profile_height"
+    assert levels[("x", 3.0)] == levels[("y", 3.0)] == "wall_thickness"
+    assert levels[("x", 7.5)] == "wall_thickness + 4.5"  # the rounded inner corner follows the wall
+    # Drawn on the negative side: the far edge is minus the extent.
+    mirrored = [{**e, "start": [-e["start"][0], e["start"][1]], "end": [-e["end"][0], e["end"][1]],
+                 **({"center": [-e["center"][0], e["center"][1]]} if "center" in e else {})} for e in edges]
+    _, levels = polyline_dims(mirrored)
+    assert levels[("x", -25.0)] == "-profile_width" and levels[("x", -3.0)] == "-wall_thickness"
+    # A rectangle drawn as lines has no wall; a slanted line is no polyline part.
+    square = [line((0, 0), (10, 0)), line((10, 0), (10, 10)), line((10, 10), (0, 10)), line((0, 10), (0, 0))]
+    assert polyline_dims(square)[0] == [("profile_width", 10.0), ("profile_height", 10.0)]
+    assert polyline_dims([*square[:3], line((0, 10), (5, 0))]) == ([], {})
+
+
 def test_containment_is_said_when_it_is_on():
     contained = {"sandbox": {"contained": True, "mechanism": "bubblewrap jail, seccomp, fresh process",
                              "summary": "ok"}}

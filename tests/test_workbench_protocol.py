@@ -80,7 +80,8 @@ def png() -> str:
 
 
 def run(client: RuntimeClient, instruction: str | None, cancel_after_first: bool = False):
-    body = {"image": png(), "n": 2, "refine": False}
+    # No picture search: these jobs check how events cross, and a search answers even all-invalid ones.
+    body = {"image": png(), "n": 2, "refine": False, "search": False}
     if instruction:
         body["instruction"] = instruction
     job_id = client.submit_job(body)
@@ -140,7 +141,7 @@ def test_the_workbench_reads_only_fields_the_runtime_sends():
     error_fields = {"code", "message", "detail", "line", "candidates"}
     refinement_fields = {"score", "start_score", "evaluations", "changed", "seconds"}
     health_fields = {"status", "version", "backend", "model", "backend_state", "workers", "jobs", "uptime_s",
-                     "sandbox", "contained", "mechanism", "summary"}
+                     "sandbox", "contained", "mechanism", "summary", "refused"}
     sent = ({"type", "job_id"} | {f for fields in protocol.EVENT_FIELDS.values() for f in fields}
             | set(protocol.JOB_RESULT_FIELDS) | set(protocol.CANDIDATE_FIELDS) | job_fields | exec_fields
             | error_fields | refinement_fields | health_fields

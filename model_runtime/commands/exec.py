@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         from model_runtime.feature_plan.freecad import write_fcstd
 
         try:
-            is_body, why = write_fcstd(path, named, named_result.brep, named_result.feature_plan)
+            is_body, why = write_fcstd(path, named, named_result.brep, named_result.feature_plan,
+                                       name=path.stem)
         except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
             print(f"error: FreeCAD could not write {path}: {exc}", file=sys.stderr)
             return 1

@@ -54,10 +54,11 @@ def run_jobs(jobs: list[dict], timeout_s: float = 600.0) -> list[dict]:
 
 
 def write_fcstd(
-    path: Path, source: str, brep: str, plan: dict | None, image_path: str = ""
+    path: Path, source: str, brep: str, plan: dict | None, image_path: str = "", name: str = ""
 ) -> tuple[bool, str]:
     """Write a FreeCAD document holding the part: (True, "") for a PartDesign Body, else
-    (False, why it is a solid with source instead). Raises FreeCADMissing without FreeCAD."""
+    (False, why it is a solid with source instead). The part is named after ``name`` when given (a
+    program's file name), else after ``image_path``. Raises FreeCADMissing without FreeCAD."""
     path = Path(path).resolve()
     with tempfile.TemporaryDirectory(prefix="cadsnap-fcstd-") as tmp:
         brep_path = Path(tmp) / "part.brep"
@@ -70,6 +71,7 @@ def write_fcstd(
                     "fcstd": str(path),
                     "source": source,
                     "image_path": image_path,
+                    **({"name": name} if name else {}),
                 }
             ]
         )

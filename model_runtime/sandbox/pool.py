@@ -489,36 +489,8 @@ class SandboxPool:
             "feature_plan": bool(feature_plan),
         }
 
-        worker = self._acquire()
-        started = time.perf_counter()
-        try:
-            worker.send(job)
-            reply = worker.wait_reply(timeout + _REPLY_GRACE_S)
-        except queue.Empty:
-            self._replace(worker)
-            raise Timeout(
-                f"the code ran longer than {timeout:g} s and was stopped", detail={"timeout_s": timeout}
-            ) from None
-        except OutputTooLarge:
-            self._replace(worker)
-            raise
-        except _Died:
-            code_, how = worker.exit_description()
-            self._replace(worker)
-            raise self._death_error(code_, how, worker) from None
-        except BaseException:
-            self._replace(worker)
-            raise
-        elapsed = time.perf_counter() - started
-        worker.jobs += 1
-        with self._cond:
-            self.jobs += 1
-        if not worker.forks or worker.jobs >= self.max_jobs_per_worker:
-            self._replace(worker)
-        else:
-            self._release(worker)
-        if isinstance(reply.get("crashed"), dict):
-            raise self._crash_error(reply["crashed"])
+        too_long = "the code ran longer than {timeout:g} s and was stopped"
+        reply, elapsed = self._exchange(job, timeout, too_long)
         if not reply.get("ok"):
             error = reply.get("error")
             body = protocol.safe_json(error, _MAX_ERROR_CHARS) if isinstance(error, dict) else {}
@@ -551,20 +523,37 @@ class SandboxPool:
                 f"the file is {len(data) / 1e6:.1f} MB; the sandbox takes files up to "
                 f"{(self.max_request_bytes - 4096) * 3 / 4 / 1e6:.0f} MB"
             )
+        too_long = "reading the shape took longer than {timeout:g} s and was stopped"
+        reply, _elapsed = self._exchange(job, timeout, too_long)
+        if not reply.get("ok") and isinstance(reply.get("error"), dict) and reply["error"].get("shape"):
+            reply["error"] = protocol.safe_json(reply["error"], _MAX_ERROR_CHARS)
+            return reply
+        if not reply.get("ok"):
+            raise error_from_dict(protocol.safe_json(reply.get("error") or {}, _MAX_ERROR_CHARS))
+        return protocol.safe_json(reply, 4 * 1024 * 1024)
+
+    def _exchange(self, job: dict[str, Any], timeout: float, too_long: str) -> tuple[dict[str, Any], float]:
+        """Send ``job`` to a warm worker and take its reply: (reply, seconds). The one loop every kind of
+        job goes through: refusal without a jail, the worker's time limit (``too_long`` formats with
+        ``timeout``), a dead or stuck worker replaced, a crashed job process explained."""
+        if self.refused:
+            raise refusal()
         worker = self._acquire()
+        started = time.perf_counter()
         try:
             worker.send(job)
             reply = worker.wait_reply(timeout + _REPLY_GRACE_S)
         except queue.Empty:
             self._replace(worker)
-            raise Timeout(f"reading the shape took longer than {timeout:g} s and was stopped") from None
+            raise Timeout(too_long.format(timeout=timeout), detail={"timeout_s": timeout}) from None
         except _Died:
             code_, how = worker.exit_description()
             self._replace(worker)
             raise self._death_error(code_, how, worker) from None
-        except BaseException:
+        except BaseException:  # OutputTooLarge included: the worker's stream is no longer in step
             self._replace(worker)
             raise
+        elapsed = time.perf_counter() - started
         worker.jobs += 1
         with self._cond:
             self.jobs += 1
@@ -574,12 +563,7 @@ class SandboxPool:
             self._release(worker)
         if isinstance(reply.get("crashed"), dict):
             raise self._crash_error(reply["crashed"])
-        if not reply.get("ok") and isinstance(reply.get("error"), dict) and reply["error"].get("shape"):
-            reply["error"] = protocol.safe_json(reply["error"], _MAX_ERROR_CHARS)
-            return reply
-        if not reply.get("ok"):
-            raise error_from_dict(protocol.safe_json(reply.get("error") or {}, _MAX_ERROR_CHARS))
-        return protocol.safe_json(reply, 4 * 1024 * 1024)
+        return reply, elapsed
 
     @staticmethod
     def _crash_error(crash: dict[str, Any]) -> SandboxError:

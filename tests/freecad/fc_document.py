@@ -280,6 +280,29 @@ class FeatureTreeInsertTest(unittest.TestCase):
         self.assertIsNone(self.doc.getObject("flange_plate").BaseFeature)
         self.assertAlmostEqual(self.doc.getObject("flange_plate").Shape.Volume, 6000.0, places=6)
 
+    def test_a_body_that_does_not_match_falls_back_and_undo_is_safe(self):
+        """A plan whose Body does not match the solid (here: the box's plan with the longer box's BREP)
+        falls back to the solid; undo and redo work (FreeCAD 0.20 crashed on undo when the failed Body
+        was made and removed inside the same transaction)."""
+        box, longer = self.parts["box"], self.parts["longer"]
+        obj, message = insert.insert_part(self.doc, longer["brep"], self.info, plan=box["plan"])
+        self.assertEqual(obj.TypeId, "Part::Feature")
+        self.assertIn("does not match the CadQuery solid", message)
+        self.assertEqual([o.Name for o in self.doc.Objects], [obj.Name])
+        self.assertEqual(self.doc.UndoCount, 1)
+        self.doc.undo()
+        self.assertEqual(self.doc.Objects, [])
+        self.doc.redo()
+        self.assertEqual(len(self.doc.Objects), 1)
+        body = self._insert_body()
+        new, message = insert.update_part(body, longer["brep"], longer["code"], box["plan"])
+        self.assertIs(new, body)
+        self.assertEqual(new.BaseFeature.TypeId, "Part::Feature")
+        self.assertIn("does not match the CadQuery solid", message)
+        self.doc.undo()
+        self.assertIsNone(body.BaseFeature)
+        self.assertAlmostEqual(body.Shape.Volume, 6000.0, places=6)
+
     def test_a_failing_edit_leaves_the_body_untouched(self):
         body = self._insert_body()
         names, undo_count = sorted(o.Name for o in self.doc.Objects), self.doc.UndoCount

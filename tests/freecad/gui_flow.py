@@ -66,6 +66,7 @@ def main():
         Gui.Selection.addSelection(reference)  # its green highlight must not reach the picture
     Gui.ActiveDocument.ActiveView.viewIsometric()
     Gui.SendMsgToActiveView("ViewFit")
+    RESULT["combo_width"] = combo_width()  # as FreeCAD opens it, before the harness widens it
     widen_task_area()
     RESULT["presses"] = []
     if CONFIG.get("scenario") == "errors":
@@ -90,6 +91,10 @@ def press(doc, remaining, cancel_first=False):
         return fail("Capture 3D view did not open the Generate panel with a picture")
     timing = {"capture_s": time.monotonic() - pressed}
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
+    RESULT.setdefault("picture_notes", []).append(panel.view.picture_note.text()
+                                                  if not panel.view.picture_note.isHidden() else "")
+    RESULT.setdefault("panel_min_width", panel.form.minimumSizeHint().width())
+    RESULT.setdefault("default_width_fit", fits_default_combo(panel))
     objects_before = len(doc.Objects)
     panel.fit_dimensions.setChecked(CONFIG.get("fit_dimensions", True))
     # "Insert as" for this press: None keeps the panel's default (the preference: a feature tree).
@@ -107,12 +112,33 @@ def press(doc, remaining, cancel_first=False):
     poll = QtCore.QTimer()
     deadline = pressed + CONFIG.get("deadline_s", 80)
     cancelling = [cancel_first]
+    recapturing = [CONFIG.get("panel_recapture", False) and not RESULT["presses"]]
 
     def check():
         if time.monotonic() > deadline:
             poll.stop()
             return fail(f"no result in time; panel says: {panel.stage_label.text()} / {panel.message.text()}"
                         f" / {panel.runtime_label.text()}")
+        if recapturing[0] and panel.controller.job_ids and not panel.state.finished:
+            # The panel's own "3D view" button mid-job: the old job goes, its result can never be
+            # inserted under the new picture.
+            recapturing[0] = False
+            old_job, old_picture = panel.controller.job_ids[0], panel.picture
+            panel.view.view_button.click()
+            RESULT["panel_recapture"] = {
+                "new_picture": panel.picture is not old_picture, "running": panel.running,
+                "candidates": len(panel.state.candidates), "list": panel.candidate_list.count(),
+                "ok_inserts": panel.accept(), "stage": panel.stage_label.text(),
+                "generate_enabled": panel.generate_button.isEnabled(), "old_job": old_job}
+            client = session.runtime.client(panel.prefs)
+            settle = time.monotonic() + 10
+            while client.job(old_job)["status"] != "cancelled" and time.monotonic() < settle:
+                time.sleep(0.1)
+            RESULT["panel_recapture"]["old_job_status"] = client.job(old_job)["status"]
+            panel.controller.error = None  # accept()'s "nothing to insert yet", as the test wanted
+            step("panel_recapture", **RESULT["panel_recapture"])
+            panel.generate_button.click()
+            return
         if not panel.state.finished:
             return
         if cancelling[0]:
@@ -131,6 +157,9 @@ def press(doc, remaining, cancel_first=False):
         RESULT["thumbnails"] = {"valid": sum(1 for c in panel.state.candidates.values() if c.valid),
                                 "rendered": sum(1 for c in panel.state.candidates.values()
                                                 if c.valid and c.thumbnail_png)}
+        RESULT["captions"] = panel.view.captions()
+        RESULT["containment"] = (panel.view.containment_label.text()
+                                 if panel.view.containment_label.isVisible() else "")
         accept(panel, doc, pressed, remaining, timing)
 
     poll.timeout.connect(guarded(poll, check))
@@ -181,6 +210,8 @@ def accept(panel, doc, pressed, remaining, timing):
                 model=obj.Model, score=obj.Score,
                 camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3], placement=list(obj.Placement.Base),
                 tree=tree_facts(doc, obj), insert_message=panel.insert_message, edit_active=edit_active(),
+                shown=shown_members(obj), saved_pictures=saved_pictures(doc),
+                report_inserted=report_text().count(f"CadSnap: inserted {obj.Label}"),
                 model_in_front=model_in_front())
             screenshot("final")
             if CONFIG.get("edit_code"):
@@ -230,6 +261,79 @@ def after_insert(panel, then, timeout_s=30):
     poll.timeout.connect(guarded(poll, check))
     poll.start(50)
     RESULT["_insert_poll"] = poll
+
+
+def shown_members(obj):
+    """What the GUI shows of a Body: the TypeIds of its visible members (its Tip alone, when right)."""
+    if obj.TypeId != "PartDesign::Body":
+        return None
+    return {"visible": [o.TypeId for o in obj.Group if o.ViewObject.Visibility],
+            "tip": obj.Tip.TypeId, "body": obj.ViewObject.Visibility}
+
+
+def saved_pictures(doc):
+    """The pictures a saved copy of the document carries inside its .FCStd."""
+    import zipfile
+
+    path = Path(CONFIG["result"]).with_name("saved.FCStd")
+    doc.saveCopy(str(path))
+    return [n for n in zipfile.ZipFile(path).namelist() if n.endswith(".png")]
+
+
+def fits_default_combo(panel):
+    """Put the Combo View back to the width FreeCAD opened it with and see whether the panel fits:
+    no part of it beyond the task view's visible width, no button narrower than its text."""
+    from freecad_workbench.qt import QtCore, QtWidgets
+
+    window = Gui.getMainWindow()
+    docks = [d for d in window.findChildren(QtWidgets.QDockWidget)
+             if d.objectName() in ("Combo View", "ComboView", "Tasks")]  # "Tasks": the panel's dock in 1.x
+    if not docks or not RESULT.get("combo_width"):
+        return None
+    window.resizeDocks(docks, [RESULT["combo_width"]], QtCore.Qt.Horizontal)
+    QtWidgets.QApplication.processEvents()
+    widget, area = panel.form, None
+    while widget is not None and area is None:
+        widget = widget.parentWidget()
+        area = widget if isinstance(widget, QtWidgets.QScrollArea) else None
+    facts = {"overflow_px": area.widget().width() - area.viewport().width() if area else None,
+             "cut_off": [b.text() for b in panel.form.findChildren(QtWidgets.QPushButton)
+                         if b.isVisible() and b.width() < b.minimumSizeHint().width()]}
+    widen_task_area()
+    QtWidgets.QApplication.processEvents()
+    return facts
+
+
+def combo_width():
+    from freecad_workbench.qt import QtWidgets
+
+    window = Gui.getMainWindow()
+    docks = [d for d in window.findChildren(QtWidgets.QDockWidget)
+             if d.objectName() in ("Combo View", "ComboView", "Tasks")]  # "Tasks": the panel's dock in 1.x
+    return docks[0].width() if docks else None
+
+
+def report_errors():
+    """The Report view's red lines (FreeCAD colours an error line #ff0000 through its highlighter)."""
+    from freecad_workbench.qt import QtWidgets
+
+    QtWidgets.QApplication.processEvents()
+    lines = []
+    for edit in Gui.getMainWindow().findChildren(QtWidgets.QTextEdit):
+        try:
+            names = edit.objectName() + " " + (edit.parent().objectName() if edit.parent() else "")
+        except RuntimeError:  # a wrapper of a widget Qt has deleted
+            continue
+        if "report" not in names.lower():
+            continue
+        block = edit.document().begin()
+        while block.isValid():
+            layout = block.layout()
+            colours = {r.format.foreground().color().name() for r in layout.formats()} if layout else set()
+            if "#ff0000" in colours:
+                lines.append(block.text())
+            block = block.next()
+    return lines
 
 
 def parts_added(doc, before):
@@ -318,6 +422,7 @@ def recapture(doc, times):
         facts.setdefault("size_default", panel.size_mm.value())
         facts.setdefault("selection_after_capture", len(Gui.Selection.getSelection()))
         facts.setdefault("capture_has_highlight", _has_green(picture.path))
+        facts.setdefault("note", panel.view.picture_note.text())
         panel.fit_dimensions.setChecked(False)
         panel.generate_button.click()
 
@@ -409,6 +514,8 @@ def edit(obj, codes):
     RESULT["edits"] = []
     dialog = EditDialog(obj, Gui.getMainWindow())
     dialog.show()
+    QtCore.QCoreApplication.processEvents()
+    RESULT["editor_line_numbers"] = dialog.editor.visible_line_numbers()[:3]
     poll = QtCore.QTimer()
     started = [0.0]
 
@@ -431,6 +538,7 @@ def edit(obj, codes):
                      "report_count": report_text().count(dialog.message) if dialog.message else 0,
                      "status_bar": STATUS_BAR[shown[0]:], "seconds": round(time.monotonic() - started[0], 3)}
             doc.undo()
+            facts["report_errors_after_undo"] = report_errors()
             restored = doc.getObject(name)
             facts.update(volume_after_undo=restored.Shape.Volume, type_after_undo=restored.TypeId,
                          source_after_undo=restored.CadQuerySource, tree_after_undo=tree_facts(doc, restored))
@@ -481,6 +589,37 @@ def fallback_insert(doc, code):
         "status_bar": STATUS_BAR[shown:]}
     step("fallback_insert", **RESULT["fallback_insert"])
     panel.reject()
+    file_insert(doc)
+
+
+def file_insert(doc):
+    """Open image…: a picture with no place of its own. The part lands beside every part shown, never
+    inside one."""
+    from freecad_workbench import capture, commands, jobs, session
+
+    picture = capture.open_image_file(session.current_picture.path)
+    panel = commands.open_generate_panel(picture)
+    run = session.runtime.client(panel.prefs).exec_code(CONFIG["fallback_insert"])
+    others = [o for o in doc.Objects if "CadQuerySource" in o.PropertiesList or o.Name == "Reference"]
+    candidate = jobs.Candidate(index=0, code=CONFIG["fallback_insert"], valid=True, score=0.5,
+                               brep=run["brep"], feature_plan=run.get("feature_plan"))
+    panel.insert(candidate)
+    obj = panel.inserted
+    box = obj.Shape.BoundBox
+    RESULT["file_insert"] = {"inserted": obj is not None, "overlaps": [
+        o.Label for o in others if o.Shape.BoundBox.intersect(box)], "others": len(others)}
+    step("file_insert", **RESULT["file_insert"])
+    panel.reject()
+    # Nothing selected, earlier results in view: the capture is of the reference part alone.
+    from freecad_workbench import placement
+
+    Gui.Selection.clearSelection()
+    shown_before = [o.Name for o in doc.Objects if o.ViewObject.Visibility]
+    later = capture.capture_view(128)
+    RESULT["earlier_left_out"] = {
+        "note": later.note, "size": placement.target_size(later.visible_box),
+        "visibility_restored": shown_before == [o.Name for o in doc.Objects if o.ViewObject.Visibility]}
+    step("earlier_left_out", **RESULT["earlier_left_out"])
     finish()
 
 
@@ -549,11 +688,12 @@ def errors(doc):
                 return
             poll.stop()
             buttons = [button.text() for button in panel.view.action_buttons.values() if button.isVisible()]
+            fit = fits_default_combo(panel)
             texts = [label.text() for label in panel.form.findChildren(type(panel.message))
                      if label.isVisible()]
             RESULT["errors"][case["name"]] = {
                 "message": panel.message.text(), "runtime": panel.runtime_label.text(), "buttons": buttons,
-                "generate_enabled": panel.generate_button.isEnabled(), "visible_texts": texts,
+                "generate_enabled": panel.generate_button.isEnabled(), "visible_texts": texts, "fit": fit,
                 "seconds": round(time.monotonic() - started, 3)}
             step(case["name"], **RESULT["errors"][case["name"]])
             if CONFIG.get("screenshot_dir"):
@@ -580,15 +720,25 @@ def open_preferences_from(panel):
 
     seen = {}
 
+    from freecad_workbench import preferences
+
+    fixed = dict(CONFIG["preferences_fix"]) if CONFIG.get("preferences_fix") else None
+
     def close_modal():
         dialog = QtWidgets.QApplication.activeModalWidget()
         seen["title"] = dialog.windowTitle() if dialog is not None else None
+        if fixed is not None:  # the user's fix, saved while the dialog is open
+            preferences.Preferences(**fixed).save(preferences.freecad_group())
         if dialog is not None:
             dialog.reject()
 
     QtCore.QTimer.singleShot(1500, close_modal)
     panel.view.action_buttons[messages.ACTION_PREFERENCES].click()  # returns when the dialog closes
     RESULT["preferences_dialog"] = seen.get("title")
+    if fixed is not None:
+        RESULT["preferences_fix"] = {"panel_url": panel.prefs.runtime_url,
+                                     "controller_url": panel.controller.prefs.runtime_url,
+                                     "runtime_line": panel.runtime_label.text()}
 
 
 def setup_from(panel):
@@ -707,6 +857,7 @@ def screenshot(kind):
 def finish():
     RESULT.pop("_poll", None)
     RESULT.pop("_insert_poll", None)
+    RESULT["report_errors"] = report_errors()
     RESULT["total_s"] = round(time.monotonic() - T0, 3)
     with open(CONFIG["result"], "w", encoding="utf-8") as handle:
         json.dump(RESULT, handle, indent=2, default=str)
