@@ -277,7 +277,9 @@ def saved_pictures(doc):
 
     path = Path(CONFIG["result"]).with_name("saved.FCStd")
     doc.saveCopy(str(path))
-    return [n for n in zipfile.ZipFile(path).namelist() if n.endswith(".png")]
+    # Not thumbnails/Thumbnail.png, which FreeCAD 1.x saves in every document.
+    names = zipfile.ZipFile(path).namelist()
+    return [n for n in names if n.endswith(".png") and not n.startswith("thumbnails/")]
 
 
 def fits_default_combo(panel):
