@@ -52,11 +52,16 @@ def capture_view(size: int) -> session.Picture:
                                                camera=camera, visible_box=_box_of(subject), note=note))
 
 
+# A Body's origin planes and axes: FreeCAD 1.x gives them a Shape reaching 1e100 mm and leaves them
+# "visible" inside the hidden Origin; they are never a part.
+_DATUMS = ("App::Origin", "App::Line", "App::Plane", "App::Point")
+
+
 def _shown(obj) -> bool:
     view_object = getattr(obj, "ViewObject", None)
     shape = getattr(obj, "Shape", None)
     return (view_object is not None and bool(view_object.Visibility) and shape is not None
-            and not shape.isNull())
+            and not shape.isNull() and obj.TypeId not in _DATUMS)
 
 
 def _subject(doc, chosen: list) -> tuple[list, str]:

@@ -709,9 +709,9 @@ def hashed_dressup_note(body) -> str:
     if not dressups or stable_element_names(doc):
         return ""
     return (
-        f"{body.Label}: this FreeCAD may drop the edges of {', '.join(dressups)} when a dimension changes "
-        f"(FreeCAD issue 18169, topological naming in 1.0); typing App.getDocument('{doc.Name}')."
-        "UseHasher = False in the Python console keeps them, and makes FreeCAD recompute the document."
+        f"{body.Label}: FreeCAD 1.0 may lose the edges {', '.join(dressups)} rounds or cuts when a dimension "
+        f"changes (FreeCAD issue 18169, topological naming); App.getDocument('{doc.Name}').UseHasher = False "
+        "in the Python console keeps them in most cases, and makes FreeCAD recompute the whole document."
     )
 
 

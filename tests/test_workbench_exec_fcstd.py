@@ -58,7 +58,8 @@ def _objects(root: ET.Element) -> dict[str, dict]:
 
 
 def _cells(root: ET.Element) -> dict[str, str]:
-    return {cell.get("address"): cell.get("content") for cell in root.iter("Cell")}
+    """Each cell's content; FreeCAD 1.x stores a text cell with a leading apostrophe ("'mm"), 0.20 without."""
+    return {cell.get("address"): re.sub(r"^'", "", cell.get("content")) for cell in root.iter("Cell")}
 
 
 @pytest.mark.freecad

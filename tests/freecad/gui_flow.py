@@ -208,7 +208,8 @@ def accept(panel, doc, pressed, remaining, timing):
                 ok=True, objects_added=len(doc.Objects) - before, parts_added=parts_added(doc, before),
                 name=obj.Name, label=obj.Label, type=obj.TypeId, valid=obj.Shape.isValid(),
                 solids=len(obj.Shape.Solids), volume=obj.Shape.Volume, source=obj.CadQuerySource,
-                image=obj.InputImage, backend=obj.Backend, model=obj.Model, score=obj.Score,
+                image=obj.InputImage, image_is_file=Path(obj.InputImage).is_file(), backend=obj.Backend,
+                model=obj.Model, score=obj.Score,
                 camera=obj.CaptureCamera, undo_names=doc.UndoNames[:3], placement=list(obj.Placement.Base),
                 tree=tree_facts(doc, obj), insert_message=panel.insert_message, edit_active=edit_active(),
                 shown=shown_members(obj), saved_pictures=saved_pictures(doc),
@@ -278,7 +279,9 @@ def saved_pictures(doc):
 
     path = Path(CONFIG["result"]).with_name("saved.FCStd")
     doc.saveCopy(str(path))
-    return [n for n in zipfile.ZipFile(path).namelist() if n.endswith(".png")]
+    # Not thumbnails/Thumbnail.png, which FreeCAD 1.x saves in every document.
+    names = zipfile.ZipFile(path).namelist()
+    return [n for n in names if n.endswith(".png") and not n.startswith("thumbnails/")]
 
 
 def fits_default_combo(panel):
@@ -287,8 +290,8 @@ def fits_default_combo(panel):
     from freecad_workbench.qt import QtCore, QtWidgets
 
     window = Gui.getMainWindow()
-    docks = [d for d in window.findChildren(QtWidgets.QDockWidget) if d.objectName() in ("Combo View",
-                                                                                          "ComboView")]
+    docks = [d for d in window.findChildren(QtWidgets.QDockWidget)
+             if d.objectName() in ("Combo View", "ComboView", "Tasks")]  # "Tasks": the panel's dock in 1.x
     if not docks or not RESULT.get("combo_width"):
         return None
     window.resizeDocks(docks, [RESULT["combo_width"]], QtCore.Qt.Horizontal)
@@ -309,8 +312,8 @@ def combo_width():
     from freecad_workbench.qt import QtWidgets
 
     window = Gui.getMainWindow()
-    docks = [d for d in window.findChildren(QtWidgets.QDockWidget) if d.objectName() in ("Combo View",
-                                                                                          "ComboView")]
+    docks = [d for d in window.findChildren(QtWidgets.QDockWidget)
+             if d.objectName() in ("Combo View", "ComboView", "Tasks")]  # "Tasks": the panel's dock in 1.x
     return docks[0].width() if docks else None
 
 
@@ -350,7 +353,7 @@ def tree_facts(doc, obj):
                   and o.Label == f"{obj.Label} parameters"), None)
     names = []
     while sheet is not None and sheet.getContents(f"A{len(names) + 2}"):
-        names.append(sheet.getContents(f"A{len(names) + 2}"))
+        names.append(sheet.getContents(f"A{len(names) + 2}").lstrip("'"))  # 1.x: "'plate_length"
     return {"features": [o.TypeId for o in obj.Group], "sheet": sheet.Label if sheet else None,
             "parameters": names}
 
@@ -800,7 +803,7 @@ def shoot_panel(path):
 
     window = Gui.getMainWindow()
     docks = [dock for dock in window.findChildren(QtWidgets.QDockWidget)
-             if dock.objectName() in ("Combo View", "ComboView")]
+             if dock.objectName() in ("Combo View", "ComboView", "Tasks")]  # "Tasks": 1.x
     widget = docks[0] if docks else window
     QtWidgets.QApplication.processEvents()
     path.parent.mkdir(parents=True, exist_ok=True)
