@@ -135,7 +135,7 @@ def test_pipeline_reaches_a_valid_solid(backend):
     with SandboxPool(workers=1, timeout_s=20.0) as pool:
         result = Pipeline(backend, pool, render_size=96).run(
             GenerateRequest(image=buffer.getvalue(), n=2, max_new_tokens=64, formats=("brep", "step"),
-                            refine=False),  # the program as the model wrote it
+                            refine=False, search=False),  # the program as the model wrote it
             on_event=events.append,
         )
     assert result.best.code.strip() == BOX_PROGRAM.strip()  # the winner, as the model wrote it

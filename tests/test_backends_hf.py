@@ -93,7 +93,7 @@ def test_pipeline_with_the_hf_backend(backend):
     sample_image(11, 64).save(buffer, format="JPEG")
     with SandboxPool(workers=1, timeout_s=20.0) as pool:
         result = Pipeline(backend, pool, render_size=96).run(
-            GenerateRequest(image=buffer.getvalue(), n=1, max_new_tokens=64, refine=False)
+            GenerateRequest(image=buffer.getvalue(), n=1, max_new_tokens=64, refine=False, search=False)
         )
     assert result.exec_result.volume == pytest.approx(6000, rel=1e-6) and result.backend == "hf"
 

@@ -80,7 +80,7 @@ def test_remote_pipeline_reaches_a_valid_solid(server_url):
     sample_image(2, 64).save(buffer, format="WEBP")
     with SandboxPool(workers=1, timeout_s=20.0) as pool:
         result = Pipeline(load_backend("remote", base_url=server_url), pool, render_size=96).run(
-            GenerateRequest(image=buffer.getvalue(), n=1, max_new_tokens=64, refine=False)
+            GenerateRequest(image=buffer.getvalue(), n=1, max_new_tokens=64, refine=False, search=False)
         )
     assert result.exec_result.volume == pytest.approx(6000, rel=1e-6) and result.backend == "remote"
 
