@@ -81,9 +81,13 @@ PARAMETRIZE_RESULT_FIELDS = ("code", "iou", "bbox_iou", "features", "notes", "ki
 # one entry of its "candidates" (ranked, best first: the first valid one is the winner).
 JOB_REQUEST_FIELDS = ("image", "instruction", "n", "target_size_mm", "frame", "refine", "backend",
                       "search", "budget_s", "evaluations")
+# The "sandbox" object of /v1/health (and doctor, serve): what contains generated code here, and whether
+# jobs are refused for want of a jail (no opt-in).
+SANDBOX_FIELDS = ("contained", "mechanism", "summary", "fix", "refused")
 # A result's "search": what the picture search did; "verdict": whether the answer is only a guess, in
 # plain words; "instruction": how a user's instruction was applied.
-SEARCH_FIELDS = ("source", "score", "envelope", "envelope_score", "evaluations", "seconds", "stopped", "steps")
+SEARCH_FIELDS = ("source", "score", "envelope", "envelope_score", "evaluations", "seconds", "stopped",
+                 "steps")
 VERDICT_FIELDS = ("guess", "score", "message")
 INSTRUCTION_FIELDS = ("text", "used_by", "constraints", "message")
 JOB_RESULT_FIELDS = ("code", "result", "score", "refinement", "candidates", "backend", "model", "scale",

@@ -20,6 +20,7 @@ from PIL import Image
 
 from model_runtime import protocol
 from model_runtime.sandbox import SandboxPool
+from model_runtime.sandbox.jail import uncontained_allowed
 from model_runtime.server import (
     NonLoopbackHost,
     ServerConfig,
@@ -383,5 +384,6 @@ def test_exec_output_from_generated_code_is_always_carried(env):
 
 def test_health_says_how_generated_code_is_contained(env):
     sandbox = env["client"].get("/v1/health").json()["sandbox"]
-    assert set(sandbox) == {"contained", "mechanism", "summary", "fix"}
+    assert set(sandbox) == set(protocol.SANDBOX_FIELDS)
     assert isinstance(sandbox["contained"], bool) and sandbox["summary"]
+    assert sandbox["refused"] is (not sandbox["contained"] and not uncontained_allowed())

@@ -142,7 +142,7 @@ def test_the_workbench_reads_only_fields_the_runtime_sends():
     error_fields = {"code", "message", "detail", "line", "candidates"}
     refinement_fields = {"score", "start_score", "evaluations", "changed", "seconds"}
     health_fields = {"status", "version", "backend", "model", "backend_state", "workers", "jobs", "uptime_s",
-                     "sandbox", "contained", "mechanism", "summary", "refused"}
+                     "sandbox", *protocol.SANDBOX_FIELDS}
     sent = ({"type", "job_id"} | {f for fields in protocol.EVENT_FIELDS.values() for f in fields}
             | set(protocol.JOB_RESULT_FIELDS) | set(protocol.CANDIDATE_FIELDS) | job_fields | exec_fields
             | error_fields | refinement_fields | health_fields | set(protocol.SEARCH_FIELDS)
