@@ -113,6 +113,7 @@ class GenerateRequest:
     target_size_mm: float | None = None
     backend: str | None = None
     refine: bool = True  # let the runtime fit the winner's dimensions to the picture
+    search: bool = True  # let the runtime search beyond the model's programs (envelopes, holes, fits)
     budget_s: float | None = None  # the cap on the whole job; the picture search uses what is left
 
     def validate(self) -> None:
@@ -143,6 +144,8 @@ class GenerateRequest:
             body["backend"] = self.backend
         if not self.refine:
             body["refine"] = False
+        if not self.search:
+            body["search"] = False
         if self.budget_s is not None:
             body["budget_s"] = float(self.budget_s)
         return body

@@ -89,10 +89,11 @@ class PanelView:
         self.at_picked_point = QtWidgets.QCheckBox("Place at the picked point")
         self.at_picked_point.setToolTip("Click a point on a shape in the 3D view before pressing OK. Off: "
                                         "beside the parts in the document")
-        self.fit_dimensions = QtWidgets.QCheckBox("Fit dimensions to picture")
+        self.fit_dimensions = QtWidgets.QCheckBox("Fit to the picture")
         self.fit_dimensions.setChecked(True)
-        self.fit_dimensions.setToolTip("Adjust the best program's numbers until its render matches the "
-                                       "picture (about 1-2 s). Off: the model's numbers as written.")
+        self.fit_dimensions.setToolTip("Search for the part whose render best matches the picture: the "
+                                       "model's programs, envelopes, holes, fitted dimensions (within the "
+                                       "Search time of Preferences). Off: the model's program as written.")
         self.insert_as = QtWidgets.QComboBox()
         self.insert_as.addItems(list(INSERT_AS))
         # Its longest entry would set the panel's width: let it shrink and elide instead.

@@ -152,7 +152,7 @@ class GeneratePanel:
                 image=self.picture.png if self.picture else b"", instruction=self.view.instruction.text(),
                 n=self.view.candidates.value(), target_size_mm=self.view.size_mm.value() or None,
                 backend=self.prefs.backend, refine=self.view.fit_dimensions.isChecked(),
-                budget_s=self.prefs.search_budget_s).to_json()
+                search=self.view.fit_dimensions.isChecked(), budget_s=self.prefs.search_budget_s).to_json()
         except jobs.RequestError as error:
             self.controller.show_error(messages.bad_picture() if error.code == "bad_image"
                                        else messages.explain_code(error.code, error.message))

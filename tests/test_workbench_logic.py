@@ -152,8 +152,9 @@ def test_request_body_has_only_what_was_set():
                     "target_size_mm": 120.0, "backend": "gguf"}
     plain = jobs.GenerateRequest(image=image, instruction="   ", backend="auto").to_json()
     assert set(plain) == {"image", "n"}
-    as_written = jobs.GenerateRequest(image=image, refine=False).to_json()
-    assert as_written["refine"] is False
+    as_written = jobs.GenerateRequest(image=image, refine=False, search=False).to_json()
+    assert as_written["refine"] is False and as_written["search"] is False
+    assert "search" not in jobs.GenerateRequest(image=image).to_json()  # the runtime's default: on
 
 
 def test_the_done_message_says_when_dimensions_were_fitted():
