@@ -58,13 +58,13 @@ test: dev jail
 
 # Speed and memory targets live here, not in timed tests; reports land in out/bench/.
 bench: dev
-	$(PY) -m model_runtime.bench.sandbox --out out/bench
-	$(PY) -m model_runtime.bench.hostile --out out/bench
-	$(PY) -m model_runtime.bench.backends --out out/bench
-	$(PY) -m model_runtime.bench.workbench --out out/bench
+	$(PY) -m training.bench.sandbox --out out/bench
+	$(PY) -m training.bench.hostile --out out/bench
+	$(PY) -m training.bench.backends --out out/bench
+	$(PY) -m training.bench.workbench --out out/bench
 	$(PY) -m training.bench_synth --out out/bench
 	$(PY) -m training.bench_search --data training/eval_oof --evaluations 0,10,20,60,120 --out out/bench/search
-	$(PY) -m model_runtime.bench.feature_tree --n 535 --composed 100 --out out/bench  # needs FreeCAD
+	$(PY) -m training.bench.feature_tree --n 535 --composed 100 --out out/bench  # needs FreeCAD
 
 # Regenerate the data and retrain the built-in model into model_runtime/models: 60k samples (about
 # 40 min on 2 cores, faster with SYNTH_WORKERS on a bigger machine), then one run of the compact preset

@@ -7,7 +7,7 @@ Stages: decode the image (any common format; alpha on white; padded square) -> a
 N candidates (greedy first, then sampled) -> pull the code out of each text -> run each in the
 sandbox -> rank: valid first, then by similarity between the input picture and a render of the
 candidate from the reference camera -> fit the winner's dimensions to the picture (render, compare,
-nudge: model_runtime.refine) -> optionally scale it to a target size. Events
+nudge: model_runtime.picture.refine) -> optionally scale it to a target size. Events
 (protocol EVENT_* types) report progress, streamed tokens and each candidate's verdict.
 """
 
@@ -29,12 +29,12 @@ from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
 from model_runtime.feature_plan.parameterise import named_run
-from model_runtime.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
+from model_runtime.picture.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
 from model_runtime.picture.instruction import parse as parse_instruction
+from model_runtime.picture.refine import Refinement, refine
+from model_runtime.picture.scaling import is_scaled_copy, scale_literals, scale_wrapper
 from model_runtime.picture.search import SEARCH_RENDER_SIZE, verdict
-from model_runtime.refine import Refinement, refine
-from model_runtime.scaling import is_scaled_copy, scale_literals, scale_wrapper
-from model_runtime.similarity import Silhouette, Similarity, compare
+from model_runtime.picture.similarity import Silhouette, Similarity, compare
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -63,7 +63,7 @@ class GenerateRequest:
     seed: int = 0
     formats: tuple[str, ...] = ("brep",)
     frame: bool = True  # re-frame the part as in the reference renders (images.frame_part)
-    refine: bool = True  # fit the winner's dimensions to the picture (model_runtime.refine)
+    refine: bool = True  # fit the winner's dimensions to the picture (model_runtime.picture.refine)
     # The picture search (model_runtime.picture): envelopes, fitted numbers, edits, the guard.
     search: bool = True
     budget_s: float | None = 5.0  # the user's cap on the whole job, seconds (None: no cap)

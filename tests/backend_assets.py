@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
+from training.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
 
 _cache: dict[str, Path] = {}
 _lock = threading.Lock()

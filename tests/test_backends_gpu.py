@@ -37,9 +37,9 @@ def llava_7b_dir(tmp_path_factory):
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    from tests.tiny_models import CORPUS
     from training.code_tokenizer import train_code_tokenizer
     from training.llava_model import LlavaModelConfig, build_processor
+    from training.tiny_models import CORPUS
 
     out = tmp_path_factory.mktemp("llava-7b-shaped")
     tokenizer = train_code_tokenizer(CORPUS * 20, out, vocab_size=400)

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from model_runtime.prompt import build_prompt
-from tests.tiny_models import BOX_PROGRAM, CORPUS, make_tiny_llava
 from training.collate import IGNORE_INDEX, LlavaCollator, SampleTooLongError, filter_overlong
+from training.tiny_models import BOX_PROGRAM, CORPUS, make_tiny_llava
 
 LONG_PROGRAM = CORPUS[4]
 

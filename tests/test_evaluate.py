@@ -134,7 +134,7 @@ def eval_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def box_model(tmp_path_factory):
-    from tests.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
+    from training.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
 
     return make_trained_tiny_llava(tmp_path_factory.mktemp("box_model"), BOX_PROGRAM)
 

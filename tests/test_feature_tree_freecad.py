@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from model_runtime.feature_plan import parameterise, trace
-from tests.freecad.harness import addon_home, freecad_env, run_freecadcmd_tests
+from training.bench.freecad_harness import addon_home, freecad_env, run_freecadcmd_tests
 
 PLATE = """import cadquery as cq
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.tiny_models import CORPUS
 from training.freecad_renders import Program, render_programs
+from training.tiny_models import CORPUS
 
 pytestmark = pytest.mark.gui
 

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from model_runtime.prompt import IMAGE_TOKEN, build_prompt
-from tests.tiny_models import BOX_PROGRAM, CORPUS, make_tiny_llava, make_trained_tiny_llava
 from training.code_tokenizer import load_code_tokenizer, train_code_tokenizer
 from training.llava_model import LlavaModelConfig
+from training.tiny_models import BOX_PROGRAM, CORPUS, make_tiny_llava, make_trained_tiny_llava
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from tests.test_qlora import one_thread, tiny_config, write_dataset  # noqa: F401 (one_thread: autouse fixture)
-from tests.tiny_models import BOX_PROGRAM, make_tiny_llava
 from training.merge import main as merge_main
 from training.merge import merge
 from training.qlora import load_base, train
+from training.tiny_models import BOX_PROGRAM, make_tiny_llava
 
 # The merged model must reproduce the adapter-on-NF4 model to within this (max |logit| difference,
 # fp32 on CPU). What remains is bitsandbytes' CPU 4-bit matmul itself: an NF4 layer and its own

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_models import make_tiny_llava
+from training.tiny_models import make_tiny_llava
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "training" / "colab" / "cadsnap_qlora.ipynb"

@@ -9,7 +9,7 @@ import pytest
 
 from model_runtime.picture import envelope, instruction
 from model_runtime.picture.search import Budget, Search, _nice, _tunable, search, verdict
-from model_runtime.similarity import Silhouette
+from model_runtime.picture.similarity import Silhouette
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,16 @@ from PIL import Image
 from model_runtime import protocol
 from model_runtime.backends.base import GenerationCancelled, GenerationSettings, StageTimings
 from model_runtime.extract import extract_code
-from model_runtime.images import REFERENCE_PADDING, ImageError, frame_part, load_image, part_box, to_data_uri
+from model_runtime.picture.images import (
+    REFERENCE_PADDING,
+    ImageError,
+    frame_part,
+    load_image,
+    part_box,
+    to_data_uri,
+)
+from model_runtime.picture.similarity import Silhouette, compare
 from model_runtime.pipeline import GenerateRequest, Pipeline, PipelineError
-from model_runtime.similarity import Silhouette, compare
 
 BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
 CYLINDER = 'import cadquery as cq\n\nresult = cq.Workplane("XY").cylinder(40, 4)\n'

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.tiny_models import BOX_PROGRAM, CORPUS, make_tiny_llava
 from training.qlora import QLoraConfig, build_model, load_base, load_rows, parse_args, train
+from training.tiny_models import BOX_PROGRAM, CORPUS, make_tiny_llava
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def test_loss_falls(trained):
 def _generate(model, processor, image, max_new_tokens: int = 60):
     import torch
 
-    from model_runtime.images import load_image
+    from model_runtime.picture.images import load_image
     from model_runtime.prompt import build_prompt
 
     inputs = processor(images=[load_image(image)], text=[build_prompt()], return_tensors="pt")

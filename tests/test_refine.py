@@ -1,4 +1,4 @@
-"""The dimension search of model_runtime.refine, on scores we can reason about.
+"""The dimension search of model_runtime.picture.refine, on scores we can reason about.
 
 The real objective (sandbox, render, similarity to the picture) is exercised in test_pipeline.py.
 """
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from model_runtime.refine import parameters, refine, substitute
+from model_runtime.picture.refine import parameters, refine, substitute
 
 PROGRAM = """import cadquery as cq
 

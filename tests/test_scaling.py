@@ -1,4 +1,4 @@
-"""Scaling a program to a size by rewriting its lengths (model_runtime.scaling)."""
+"""Scaling a program to a size by rewriting its lengths (model_runtime.picture.scaling)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model_runtime.scaling import is_scaled_copy, scale_literals, scale_wrapper
+from model_runtime.picture.scaling import is_scaled_copy, scale_literals, scale_wrapper
 
 REPO = Path(__file__).resolve().parents[1]
 

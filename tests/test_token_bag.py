@@ -20,7 +20,7 @@ def test_targets_mark_each_supervised_token_once():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from tests.tiny_models import make_tiny_llava
+    from training.tiny_models import make_tiny_llava
 
     return make_tiny_llava(tmp_path_factory.mktemp("tiny"))
 
@@ -28,8 +28,8 @@ def tiny(tmp_path_factory):
 def test_the_loss_reaches_the_vision_tower_and_falls(tiny):
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
-    from tests.tiny_models import BOX_PROGRAM
     from training.collate import LlavaCollator
+    from training.tiny_models import BOX_PROGRAM
 
     model = LlavaForConditionalGeneration.from_pretrained(tiny)
     collator = LlavaCollator(AutoProcessor.from_pretrained(tiny), max_length=512)

@@ -108,9 +108,9 @@ def test_validation_runs_generated_code_in_the_sandbox_and_scores_it(dataset, tm
 
     from model_runtime.metrics import iou
     from model_runtime.sandbox import SandboxPool
-    from tests.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
     from training.collate import LlavaCollator
     from training.synth.dataset import load_split
+    from training.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
     from training.train_compact import validate
 
     folder = make_trained_tiny_llava(tmp_path / "box", BOX_PROGRAM)
@@ -129,8 +129,8 @@ def test_validation_runs_generated_code_in_the_sandbox_and_scores_it(dataset, tm
 
 
 def test_image_reliance_reports_losses_and_the_family_probe(dataset, tmp_path):
-    from tests.tiny_models import make_tiny_llava
     from training.image_reliance import measure
+    from training.tiny_models import make_tiny_llava
 
     model = make_tiny_llava(tmp_path / "tiny")  # seed 0: the same weights as the probe's random model
     r = measure(model, dataset, rows=4, probe=40)

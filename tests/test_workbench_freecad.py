@@ -9,7 +9,7 @@ import re
 import pytest
 
 from model_runtime.sandbox import SandboxPool
-from tests.freecad.harness import addon_home, run_freecadcmd_tests
+from training.bench.freecad_harness import addon_home, run_freecadcmd_tests
 
 BOX_SOURCE = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10).faces(">Z").hole(6)\n'
 # Feature plans as the runtime sends them (its sandbox traces each run): a mapped box, the same box with

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from freecad_workbench.client import ClientError, RuntimeClient, RuntimeUnreachable
-from tests.freecad.harness import REPO_ROOT, run_gui_flow
 from tests.freecad.models import tiny_box_model
+from training.bench.freecad_harness import REPO_ROOT, run_gui_flow
 
 README_SCREENSHOT = REPO_ROOT / "freecad_workbench" / "resources" / "screenshot.png"
 README_SCREENSHOT_1X = REPO_ROOT / "freecad_workbench" / "resources" / "screenshot-freecad-1.png"

@@ -10,7 +10,7 @@ sample becomes::
   template emits neither, and a model trained without EOS never stops.
 - Exactly the prompt (BOS through ``ASSISTANT:``) and the padding are masked with -100.
 - The prompt's ids are the prompt tokenised alone, i.e. what a backend feeds at generation time.
-- Images go through :func:`model_runtime.images.load_image` first, as at generation time: flattened
+- Images go through :func:`model_runtime.picture.images.load_image` first, as at generation time: flattened
   on white and padded to a square (CLIP's processor resizes the short side and centre-crops, which
   would cut the ends off a long part). A row's image may be a PIL image, a path or bytes.
 - A sample longer than ``max_length`` is never truncated (that would cut the answer's EOS or, with a
@@ -32,7 +32,7 @@ from typing import Any
 
 from PIL import Image
 
-from model_runtime.images import load_image
+from model_runtime.picture.images import load_image
 from model_runtime.prompt import IMAGE_TOKEN, build_prompt, format_answer
 
 IGNORE_INDEX = -100  # what torch's cross-entropy (and so every HF model's loss) skips
@@ -138,7 +138,7 @@ class LlavaCollator:
 
         if not rows:
             raise ValueError("cannot collate an empty batch")
-        # The same flattening and square padding as generation (model_runtime.images).
+        # The same flattening and square padding as generation (model_runtime.picture.images).
         images = [load_image(row["image"]) for row in rows]
         prompts = [self.prompt_text(row) for row in rows]
         # One processor call expands <image> exactly as generation will and prepares the pixels.

@@ -21,7 +21,7 @@ def generate_program(model, processor, image: Any, instruction: str | None = Non
     import torch
 
     from model_runtime.extract import extract_code
-    from model_runtime.images import load_image
+    from model_runtime.picture.images import load_image
     from model_runtime.prompt import build_prompt
 
     inputs = processor(images=[load_image(image)], text=[build_prompt(instruction)], return_tensors="pt")

@@ -23,7 +23,7 @@ from model_runtime.backends.base import (
     TokenCallback,
     check_cancel,
 )
-from model_runtime.images import to_data_uri
+from model_runtime.picture.images import to_data_uri
 from model_runtime.prompt import DEFAULT_INSTRUCTION
 from model_runtime.protocol import ERROR_NO_BACKEND
 

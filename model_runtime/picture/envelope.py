@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model_runtime.images import foreground_mask
+from model_runtime.picture.images import foreground_mask
 
 SQ2, SQ6 = math.sqrt(2.0), math.sqrt(6.0)
 LARGEST_MM = 50.0  # the largest dimension of every envelope (the picture has no scale)

@@ -27,8 +27,8 @@ from typing import Any
 
 from PIL import Image
 
-from model_runtime.refine import MIN_GAIN, Parameter, parameters, substitute
-from model_runtime.similarity import Silhouette, Similarity, compare
+from model_runtime.picture.refine import MIN_GAIN, Parameter, parameters, substitute
+from model_runtime.picture.similarity import Silhouette, Similarity, compare
 
 SEARCH_RENDER_SIZE = 128  # px: every program in one search is rendered at one size, so scores compare
 DEFAULT_EVALUATIONS = 60  # the default budget: ~60 runs + renders fit in ~5 s on 2 cores

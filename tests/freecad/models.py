@@ -12,13 +12,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BOX = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(30, 20, 10)\n'
 BOX_VOLUME = 6000.0
-_SOURCES = ("tests/tiny_models.py", "training/llava_model.py", "training/code_tokenizer.py",
+_SOURCES = ("training/tiny_models.py", "training/llava_model.py", "training/code_tokenizer.py",
             "model_runtime/prompt.py")
 
 
 def tiny_box_model(cache) -> Path:
     """``cache``: pytest's ``request.config.cache``. Returns the HF folder of a LLaVA that writes BOX."""
-    from tests.tiny_models import make_trained_tiny_llava
+    from training.tiny_models import make_trained_tiny_llava
 
     digest = hashlib.sha256(BOX.encode())
     for name in _SOURCES:

@@ -1,6 +1,6 @@
 """Training programs from real parts: shape files (or CadQuery programs) rebuilt by ``parametrize``.
 
-    bdw/bin/python model_runtime/bench/bd_warehouse_parts.py parts/   # bd_warehouse's own environment
+    bdw/bin/python training/bench/bd_warehouse_parts.py parts/   # bd_warehouse's own environment
     python -m training.synth.recognised --out data/recognised parts/*.step parts/*.stl
 
 Each part is read and recognised in the sandbox (``model_runtime.shapes``), exactly as a user's file;
@@ -38,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import cadquery as cq
 
-    from model_runtime.bench.parametrize import _export, oof_parts
     from model_runtime.commands.parametrize import parametrize
     from model_runtime.render import render
     from model_runtime.sandbox import SandboxError, SandboxPool
+    from training.bench.parametrize import _export, oof_parts
 
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="cadsnap-recognised-"))

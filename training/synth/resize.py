@@ -3,7 +3,7 @@
 The data engine renders 224 px PNGs (21,000 samples: 440 MB); the compact model sees 128 px. A GPU
 machine or a Colab upload takes the shrunk copy instead: 128 px WebP at quality 95 keeps 21,000
 samples in about 45 MB. The pictures are squared and flattened exactly as the collator does
-(``model_runtime.images.load_image``) and resized with PIL's bicubic filter, as CLIP's processor does,
+(``model_runtime.picture.images.load_image``) and resized with PIL's bicubic filter, as CLIP's processor does,
 so training sees the same pixels up to the WebP rounding. Every other column is kept as it is.
 
     python -m training.synth.resize --data DATA --out SMALL --size 128 [--splits train,val]
@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from model_runtime.images import load_image
+from model_runtime.picture.images import load_image
 from training.synth.dataset import split_files
 from training.synth.sample import SPLITS
 

@@ -4,11 +4,11 @@ One FreeCAD GUI session under Xvfb (the add-on laid out as the Addon Manager ins
 Capture 3D view -> Generate -> OK ``--runs`` times. The workbench starts the runtime itself, so the
 first press is cold (runtime start-up and model load included) and the others are warm.
 
-    python -m model_runtime.bench.workbench --candidates 4         # the built-in model (backend auto)
-    python -m model_runtime.bench.workbench --tiny                 # tiny test LLaVA: CadSnap's own overhead
-    python -m model_runtime.bench.workbench --model DIR --backend hf --runs 5 --out out/bench
+    python -m training.bench.workbench --candidates 4         # the built-in model (backend auto)
+    python -m training.bench.workbench --tiny                 # tiny test LLaVA: CadSnap's own overhead
+    python -m training.bench.workbench --model DIR --backend hf --runs 5 --out out/bench
 
-Needs a checkout of the repository (it drives tests/freecad/gui_flow.py), FreeCAD 0.20+, Xvfb.
+Needs a checkout of the repository (it drives training/bench/gui_flow.py), FreeCAD 0.20+, Xvfb.
 Prints a table and writes ``workbench.md`` and ``workbench.json`` to ``--out``.
 """
 
@@ -35,14 +35,14 @@ def _free_port() -> int:
 
 
 def _tiny_model(folder: Path) -> Path:
-    from tests.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
+    from training.tiny_models import BOX_PROGRAM, make_trained_tiny_llava
 
     print("training the tiny test LLaVA (about 30 s)…", flush=True)
     return make_trained_tiny_llava(folder / "tiny_llava", BOX_PROGRAM)
 
 
 def run(model: Path | None, backend: str, runs: int, candidates: int, out: Path, tiny: bool = False) -> dict:
-    from tests.freecad.harness import run_gui_flow
+    from training.bench.freecad_harness import run_gui_flow
 
     with tempfile.TemporaryDirectory(prefix="cadsnap-bench-") as scratch:
         work = Path(scratch)

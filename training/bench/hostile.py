@@ -1,6 +1,6 @@
 """Hostile and ordinary programs mixed, through a real ``serve`` process: none lost, every ordinary one ok.
 
-    python -m model_runtime.bench.hostile --jobs 1000 --out out/bench
+    python -m training.bench.hostile --jobs 1000 --out out/bench
 
 Starts ``python -m model_runtime serve --backend none`` on a free loopback port with a private config
 folder, sends ``--jobs`` programs to ``/v1/exec`` from several client threads (ordinary parts and

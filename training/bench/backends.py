@@ -1,9 +1,9 @@
 """Backend benchmark: per-stage latency for gguf and hf on CPU, and our gguf backend's overhead.
 
-    python -m model_runtime.bench.backends --out out/bench [--hf HF_DIR] [--repeats 20]
+    python -m training.bench.backends --out out/bench [--hf HF_DIR] [--repeats 20]
 
 Stages: load, image encode, prompt (image + text through the LM), tokens/s, execute (sandbox),
-rank (render + compare), fit dimensions (model_runtime.refine). Overhead: ``GGUFBackend.generate``
+rank (render + compare), fit dimensions (model_runtime.picture.refine). Overhead: ``GGUFBackend.generate``
 against calling llama-cpp-python directly (``Llama`` + a ``Llava15ChatHandler`` subclass with the
 same prompt) on the same model, image and greedy settings; target <= 1.05x. Without ``--hf`` it
 trains the tests' tiny LLaVA (run from a source checkout). Writes ``backends.md`` and
@@ -28,7 +28,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from model_runtime.backends import GenerationSettings, load_backend
-from model_runtime.images import to_data_uri
+from model_runtime.picture.images import to_data_uri
 from model_runtime.pipeline import GenerateRequest, Pipeline
 from model_runtime.prompt import DEFAULT_INSTRUCTION
 from model_runtime.sandbox import SandboxPool
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         hf = args.hf
         if hf is None:
-            from tests.tiny_models import make_trained_tiny_llava
+            from training.tiny_models import make_trained_tiny_llava
 
             print("training the tiny LLaVA (about a minute)...")
             hf = make_trained_tiny_llava(Path(tmp) / "tiny")

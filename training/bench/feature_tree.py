@@ -1,6 +1,6 @@
 """Feature tree coverage: the share of parts that become a PartDesign Body matching the CadQuery solid.
 
-    python -m model_runtime.bench.feature_tree --n 300 --out out/bench
+    python -m training.bench.feature_tree --n 300 --out out/bench
 
 Takes the first ``--n`` seeds of the data engine's test split (splits are by seed), the 20 named
 families only (in-family), keeps the programs the engine itself keeps (policy, one valid solid),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from model_runtime.images import foreground_mask
+from model_runtime.picture.images import foreground_mask
 
 GRID = 64  # compare at 64x64: enough for shape, cheap
 

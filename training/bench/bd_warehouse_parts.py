@@ -4,8 +4,8 @@ bd_warehouse is built on build123d, which needs another OCP than CadQuery 2.8's,
 own environment (``python -m venv bdw && bdw/bin/pip install bd-warehouse``); this file imports
 nothing from CadSnap:
 
-    bdw/bin/python model_runtime/bench/bd_warehouse_parts.py OUT_DIR
-    python -m model_runtime.bench.parametrize --extra OUT_DIR
+    bdw/bin/python training/bench/bd_warehouse_parts.py OUT_DIR
+    python -m training.bench.parametrize --extra OUT_DIR
 
 Each part that builds is written as ``NAME.step``; one that does not is skipped with its reason.
 """

@@ -1,9 +1,9 @@
 """Benchmarks that print numbers and write a short report (``out/bench/`` by default).
 
-- ``python -m model_runtime.bench.sandbox``: sandbox latency (cold, warm), throughput, timeout cost.
-- ``python -m model_runtime.bench.backends``: per-stage latency (gguf, hf) and the gguf backend's
+- ``python -m training.bench.sandbox``: sandbox latency (cold, warm), throughput, timeout cost.
+- ``python -m training.bench.backends``: per-stage latency (gguf, hf) and the gguf backend's
   overhead against calling llama-cpp-python directly.
-- ``python -m model_runtime.bench.workbench``: button press to inserted solid in real FreeCAD.
+- ``python -m training.bench.workbench``: button press to inserted solid in real FreeCAD.
 
 Training benchmarks: ``python -m training.bench_synth`` (data engine samples/s/core),
 ``python -m training.bench_compact`` (compact model sizes),

@@ -1,6 +1,6 @@
 """Sandbox benchmark: cold vs warm latency, pool throughput, and what a hostile run costs.
 
-    python -m model_runtime.bench.sandbox --out out/bench
+    python -m training.bench.sandbox --out out/bench
 
 Prints a markdown report and writes ``sandbox.md`` and ``sandbox.json`` in ``--out``. Targets:
 warm simple part <= 10 ms median and a complex part within +20 % of the 151 ms measured before the
@@ -205,7 +205,7 @@ def report_markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m model_runtime.bench.sandbox",
+        prog="python -m training.bench.sandbox",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -78,7 +78,7 @@ def run_freecadcmd_tests(module: str, home: Path, timeout_s: float = 120.0, **ex
 
 def run_gui_flow(workdir: Path, prefs: dict, repeats: int = 1, deadline_s: float = 80,
                  timeout_s: float = 170, **options) -> tuple[dict, str]:
-    """Start FreeCAD's GUI under Xvfb on tests/freecad/gui_flow.py; returns (result, output)."""
+    """Start FreeCAD's GUI under Xvfb on training/bench/gui_flow.py; returns (result, output)."""
     home = addon_home(workdir)
     config = {"prefs": prefs, "result": str(workdir / "result.json"), "repeats": repeats,
               "deadline_s": deadline_s, "screenshot_final": str(workdir / "final.png"),
@@ -87,7 +87,7 @@ def run_gui_flow(workdir: Path, prefs: dict, repeats: int = 1, deadline_s: float
     env = freecad_env(home, CADSNAP_GUI_CONFIG=str(workdir / "config.json"),
                       QTWEBENGINE_CHROMIUM_FLAGS="--no-sandbox", QT_QPA_PLATFORM="xcb")
     command = ["xvfb-run", "-a", "-s", "-screen 0 1400x1000x24", "freecad",
-               str(REPO_ROOT / "tests" / "freecad" / "gui_flow.py")]
+               str(Path(__file__).with_name("gui_flow.py"))]
     # Its own process group, so a hang is ended with Xvfb, FreeCAD and any runtime FreeCAD started.
     proc = subprocess.Popen(command, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)

@@ -2,7 +2,7 @@
 as STL, through the sandbox, with the IoU of each rebuild against its input, the bounding-box floor
 beside it, seconds per part, and whether the FreeCAD Body equals the program's solid.
 
-    python -m model_runtime.bench.parametrize --out out/bench/parametrize [--extra DIR] [--limit N]
+    python -m training.bench.parametrize --out out/bench/parametrize [--extra DIR] [--limit N]
 
 Parts: ``training/eval_oof`` (49 hand-written out-of-family parts) and, with ``--extra DIR``, a folder
 of third-party STEP files: bd_warehouse's standard parts, exported by ``bd_warehouse_parts.py`` in an
