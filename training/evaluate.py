@@ -325,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", default=None, help="comma-separated sample names to evaluate")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most this many samples")
     parser.add_argument("--workers", type=int, default=1, help="sandbox worker processes")
+    parser.add_argument("--candidates", type=Path, default=None,
+                        help="a JSON file of the model's candidates per picture: reused when it holds "
+                             "the picture, filled when not (iterate on the search without the model)")
     parser.add_argument("--title", default=None, help="report title (default: the model)")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     args = parser.parse_args(argv)
@@ -346,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
 
     config = {k: v for k in ("model", "mmproj", "adapter") if (v := getattr(args, k))}
     backend = load_backend(args.backend, **config)
+    if args.candidates is not None:
+        from training.candidate_cache import CachedBackend
+
+        backend = CachedBackend(backend, args.candidates)
     model_name = str(getattr(backend, "model_id", None) or args.model or args.backend)
     settings = {
         "title": args.title or model_name,

@@ -25,6 +25,14 @@ def _sizes(exec_result: Any) -> tuple[float, float, float]:
     return b[3] - b[0], b[4] - b[1], b[5] - b[2]
 
 
+def open_top_edit(best: Any, wall_share: float) -> tuple[str, str]:
+    """Hollow ``best`` from its top face, walls ``wall_share`` of its plan size (``lines.open_top``)."""
+    sizes = _sizes(best.exec_result)
+    wall = max(wall_share * (sizes[0] + sizes[1]), 0.01 * max(sizes))
+    return ("open_top", "\n# edit: an open top (the picture shows its rim)\n"
+            f"wall_thickness = {_fmt(wall)}\nresult = result.faces(\">Z\").shell(-wall_thickness)\n")
+
+
 def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> list[tuple[str, str]]:
     """(name, lines to append) for the edits worth trying on ``best`` (a search ``Scored``)."""
     sizes = _sizes(best.exec_result)
@@ -100,8 +108,9 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> 
     elif count:
         out.append(polar_holes)
     pattern = polar_holes if round_part else corner_holes
-    # No shell: from outside a hollow part looks like a solid one, and a wrong shell costs most of
-    # the volume (measured on training/eval_oof: 3 parts fell from 0.4-0.9 IoU to under 0.1).
+    # No shell here: from outside a hollow part looks like a solid one, and a wrong shell costs most
+    # of the volume (3 parts of training/eval_oof fell from 0.4-0.9 IoU to under 0.1). A shell is
+    # tried only where the edge lines show an open top (``open_top_edit``).
     for edit in (centre_hole, pattern, bore, fillet, two_holes):
         if edit not in out:
             out.append(edit)
@@ -111,26 +120,47 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> 
 def improve(search: Any, picture: Any, constraints: Any = None) -> None:
     """Try the edits on the search's best; fit the sizes of one that helps; repeat while it pays."""
     from model_runtime.picture.envelope import ROUND_FIT, roundness
+    from model_runtime.picture.lines import open_top
+    from model_runtime.picture.search import FIT_ENVELOPES
 
     round_part = max(roundness(picture).values(), default=0.0) >= ROUND_FIT
+    wall_share = open_top(picture)
     tried: set[str] = set()
     for _ in range(2):  # at most two features stacked
         best = search.best
         if best is None or search.out_of_budget():
             return
-        options = [(name, lines) for name, lines in candidates(best, constraints, round_part)
+        options = [(best, name, lines) for name, lines in candidates(best, constraints, round_part)
                    if name not in tried]
+        if wall_share is not None and "open_top" not in tried:
+            # the best and the best plain envelope (a model's program may have no single top face)
+            bases = [best] + [p for p in _plain_envelopes(search.items) if p is not best]
+            options = [(base, *open_top_edit(base, wall_share)) for base in bases] + options
         if not options:
             return
         start_score = best.score
         found = search.evaluate_many([
-            (best.code.rstrip("\n") + "\n" + lines, f"{best.source}+{name}", {"named_only": True})
-            for name, lines in options
+            (base.code.rstrip("\n") + "\n" + lines, f"{base.source}+{name}", {"named_only": True})
+            for base, name, lines in options
         ])
-        tried.update(name for name, _ in options)
+        tried.update(name for _, name, _ in options)
         helped = [f for f in found if f is not None and f.score > start_score]
         if not helped:
             return
         winner = max(helped, key=lambda f: f.score)
         winner.faces = winner.exec_result.n_faces
+        base = next(b for b, name, _ in options if winner.source == f"{b.source}+{name}")
+        if not FIT_ENVELOPES and base.source.startswith("envelope"):
+            winner.fit_from = len(base.code.rstrip("\n"))  # the envelope's numbers stay as read
         search.fit_numbers(winner, max(4, search.left() // 2))
+
+
+def _plain_envelopes(items: list[Any]) -> list[Any]:
+    """The best-scoring box or cylinder envelope and the best Z extrusion, fitted or not."""
+    out = []
+    for prefix in (("envelope:box", "envelope:cylinder"), ("envelope:extrude_z",)):
+        found = [p for p in items if p.source.startswith(prefix)
+                 and not any(e in p.source for e in ("hole", "bore", "edges", "open_top"))]
+        if found:
+            out.append(max(found, key=lambda p: p.score))
+    return out

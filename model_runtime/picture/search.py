@@ -52,6 +52,7 @@ class Scored:
     render: Image.Image | None = None
     named_only: bool = False  # fit only the numbers on `name = value` lines (envelopes, edits)
     faces: int | None = None  # the face count the numeric fit must keep (a model program's design)
+    fit_from: int = 0  # only numbers after this character are fitted (an edit on a settled program)
 
     @property
     def score(self) -> float:
@@ -67,6 +68,7 @@ class SearchResult:
     stopped: str  # "budget", "time", "cancelled", "converged"
     history: list[tuple[int, float]] = field(default_factory=list)  # (evaluations, best score)
     steps: list[str] = field(default_factory=list)  # what improved the best, in order
+    tried: list[Scored] = field(default_factory=list)  # every program scored (for diagnostics)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,7 +237,7 @@ class Search:
         a change is kept when the picture score rises by ``MIN_GAIN``; a model program must keep
         its face count (another face count is another design, not another size)."""
         code = start.code
-        params = _tunable(code, start.named_only)
+        params = [p for p in _tunable(code, start.named_only) if p.spans[0][0] >= start.fit_from]
         if not params:
             return start
         current, values = start, {i: p.value for i, p in enumerate(params)}
@@ -248,7 +250,7 @@ class Search:
             changes = {i: v for i, v in new_values.items() if v != params[i].value}
             program = substitute(code, changes, params)
             found = self.evaluate(program, _suffixed(start.source, "fit"),
-                                  named_only=start.named_only, faces=start.faces)
+                                  named_only=start.named_only, faces=start.faces, fit_from=start.fit_from)
             if found is not None and start.faces is not None and found.exec_result.n_faces != start.faces:
                 return None
             return found
@@ -317,6 +319,7 @@ class Search:
 
 
 PROFILE_MARGIN = 0.1
+FIT_ENVELOPES = True
 PROFILES = ("envelope:extrude", "envelope:revolve")
 
 
@@ -424,10 +427,13 @@ def search(
 
     targets = [s.best, best_of(lambda p: p.source.startswith("model")),
                best_of(lambda p: p.source.startswith("envelope") and not is_profile(p)), best_of(is_profile)]
-    targets = [t for i, t in enumerate(targets) if t is not None and all(t is not u for u in targets[:i])]
+    targets = [t for i, t in enumerate(targets) if t is not None and all(t is not u for u in targets[:i])
+               and (FIT_ENVELOPES or not t.source.startswith("envelope"))]
     for k, item in enumerate(targets + [None]):
         item = item or s.best
         if s.out_of_budget() or item is None or item.source in fitted:
+            continue
+        if not FIT_ENVELOPES and item.source.startswith("envelope"):
             continue
         share = max(6, s.left() // (len(targets) - k + (2 if edits else 1)))
         fitted.add(item.source)
@@ -442,5 +448,5 @@ def search(
     return SearchResult(
         best=s.best, envelope=envelope, evaluations=s.evaluations,
         seconds=time.perf_counter() - s.t0, stopped=s.stop_reason if s.out_of_budget() else "converged",
-        history=s.history, steps=s.steps,
+        history=s.history, steps=s.steps, tried=s.items,
     )
