@@ -203,3 +203,20 @@ def test_bounding_box_baseline_is_one_for_a_box_and_lower_for_an_l_profile():
     summary = summarize([SampleResult("a", valid=True, iou=0.5, bbox_iou=0.4),
                          SampleResult("b", valid=False, bbox_iou=0.2)])
     assert summary["bbox_iou_mean"] == pytest.approx(0.3)
+
+
+def test_a_candidates_file_lets_a_second_evaluation_skip_the_model(eval_folder, box_model, tmp_path):
+    from training.evaluate import main
+
+    cache = tmp_path / "candidates.json"
+    args = ["--data", str(eval_folder), "--backend", "hf", "--model", str(box_model), "--n", "2",
+            "--limit", "2", "--max-new-tokens", "64", "--candidates", str(cache)]
+    assert main([*args, "--out", str(tmp_path / "first")]) == 0
+    stored = json.loads(cache.read_text())
+    assert len(stored) == 2 and all(len(texts) == 2 for texts in stored.values())
+    assert main([*args, "--out", str(tmp_path / "second")]) == 0
+    first, second = (json.loads((tmp_path / run / "report.json").read_text()) for run in ("first", "second"))
+    assert [s["code"] for s in first["samples"]] == [s["code"] for s in second["samples"]]
+    assert [s["iou"] for s in first["samples"]] == [s["iou"] for s in second["samples"]]
+    assert first["summary"]["stages_s"]["generate_s"]["p50"] > 0  # the model ran once ...
+    assert second["summary"]["stages_s"]["generate_s"]["p50"] == 0  # ... and not again

@@ -226,3 +226,47 @@ def test_a_job_cancelled_during_the_search_is_done_with_the_best_so_far():
                 assert events[-1]["result"]["code"] == "best so far"
     finally:
         manager.close()
+
+
+def test_the_lowest_corner_splits_the_width_into_x_and_y():
+    import cadquery as cq
+
+    picture = _render(cq.Workplane("XY").box(60, 20, 8).edges("|Z").fillet(3))
+    sil = envelope.Silhouette2D.of(picture)
+    assert envelope.lowest_point_share(sil.mask) == pytest.approx(0.75, abs=0.02)
+    (a, b, _), _ = envelope.fit_box(sil)
+    assert a / (a + b) == pytest.approx(0.75, abs=0.02)
+
+
+def test_the_edge_lines_show_an_open_top_and_its_wall():
+    import cadquery as cq
+
+    from model_runtime.picture.lines import open_top
+
+    solid = cq.Workplane("XY").box(60, 40, 25)
+    tray = solid.faces(">Z").shell(-2)
+    share = open_top(_render(tray, size=448))
+    assert share is not None and share == pytest.approx(2 / 100, rel=0.35)
+    assert open_top(_render(solid, size=448)) is None
+    assert open_top(_render(cq.Workplane("XY").box(60, 40, 4).faces(">Z").workplane().hole(12), 448)) is None
+
+
+def test_a_shell_edit_hollows_the_box_the_picture_shows_open(pool):
+    import cadquery as cq
+
+    from model_runtime.picture import edits
+    from model_runtime.render import render
+
+    truth = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 25).faces('>Z').shell(-2)\n"
+    plain = "import cadquery as cq\n\nlength = 60\nwidth = 40\nheight = 25\n" \
+            "result = cq.Workplane('XY').box(length, width, height)\n"
+    picture = render(pool.run(truth).shape(), size=448)
+    s = Search(Silhouette.of(picture), pool.run, lambda shape: render(shape, size=128),
+               Budget(evaluations=20), workers=2)
+    start = s.adopt(plain, "envelope:box", pool.run(plain), named_only=True)
+    edits.improve(s, picture)
+    assert s.best.source.startswith("envelope:box+open_top")
+    assert s.best.score > start.score + edits.SHELL_MARGIN
+    assert "length = 60\nwidth = 40\nheight = 25\n" in s.best.code  # the envelope's numbers stay as read
+    hollow = s.best.exec_result.shape()
+    assert hollow.Volume() < 0.5 * cq.Workplane("XY").box(60, 40, 25).val().Volume()

@@ -7,8 +7,10 @@ envelopes, chosen with the ground truth).
 
 The budget is a count of evaluations (reproducible on any machine); the seconds each budget took are
 measured beside it, so the curve reads both ways. The model writes its candidates once per picture
-(the same deterministic candidates serve every budget). Writes ``report.md``, ``report.json`` and
-``curve.png`` into ``--out``.
+(the same deterministic candidates serve every budget; ``--candidates`` keeps them in a file across
+runs, as ``training.evaluate`` does). The search's own seconds give its rate (evaluations per
+second), which maps a time budget to the evaluation count it buys on this machine. Writes
+``report.md``, ``report.json`` and ``curve.png`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -21,24 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-class _Memo:
-    """A backend that answers each picture once and repeats the answer (generation is deterministic)."""
-
-    def __init__(self, backend: Any) -> None:
-        self.backend = backend
-        self.name, self.model_id = backend.name, backend.model_id
-        self.timings = backend.timings
-        self.answers: dict[tuple, list[str]] = {}
-
-    def generate(self, image, instruction=None, settings=None, **kwargs):
-        key = (image.tobytes(), instruction, settings.n if settings else 1)
-        if key not in self.answers:
-            self.answers[key] = self.backend.generate(image, instruction, settings, **kwargs)
-        return self.answers[key]
-
-    def close(self) -> None:
-        self.backend.close()
+SECONDS = (1, 2, 5, 10)  # time budgets the report maps to evaluation counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,19 +37,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--names", default=None, help="comma-separated sample names (a subset)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--candidates", type=Path, default=None,
+                        help="a JSON file of the model's candidates per picture (see training.evaluate)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
     from model_runtime.backends import load_backend
     from model_runtime.pipeline import GenerateRequest, Pipeline
     from model_runtime.sandbox import SandboxPool
+    from training.candidate_cache import CachedBackend
     from training.evaluate import _safe_iou, bbox_baseline_iou, load_samples, truth_shape
 
     budgets = [int(b) for b in args.evaluations.split(",")]
     samples = load_samples(args.data, limit=args.limit)
     if args.names:
         samples = [s for s in samples if s.name in set(args.names.split(","))]
-    backend = _Memo(load_backend(args.backend))
+    backend = CachedBackend(load_backend(args.backend), args.candidates)
     rows: list[dict[str, Any]] = []
     with SandboxPool(workers=args.workers) as pool:
         pipeline = Pipeline(backend, pool)
@@ -83,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                     "iou": _safe_iou(result.exec_result.shape(), truth), "seconds": seconds,
                     "score": result.score, "source": found.best.source if found else "model",
                     "evaluations": found.evaluations if found else 0,
+                    "search_seconds": found.seconds if found else 0.0,
                 }
                 oracle = max([oracle] + [_safe_iou(c.exec_result.shape(), truth)
                                          for c in result.candidates if c.valid])
@@ -101,12 +90,18 @@ def main(argv: list[str] | None = None) -> int:
 def summarise(rows: list[dict[str, Any]], budgets: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"samples": len(rows), "box_mean": statistics.fmean(r["box"] for r in rows),
                            "oracle_mean": statistics.fmean(r["oracle"] for r in rows), "budgets": {}}
+    rates = [x["evaluations"] / x["search_seconds"] for r in rows for x in r["runs"].values()
+             if x.get("search_seconds", 0) > 0 and x["evaluations"] > 0]
+    out["evaluations_per_s"] = statistics.median(rates) if rates else None
+    if out["evaluations_per_s"]:  # what a time budget buys here, at the measured rate
+        out["seconds_to_evaluations"] = {str(t): round(t * out["evaluations_per_s"]) for t in SECONDS}
     for budget in budgets:
         runs = [r["runs"][str(budget)] for r in rows]
         out["budgets"][str(budget)] = {
             "iou_mean": statistics.fmean(x["iou"] for x in runs),
             "seconds_median": statistics.median(x["seconds"] for x in runs),
             "evaluations_mean": statistics.fmean(x["evaluations"] for x in runs),
+            "search_seconds_median": statistics.median(x.get("search_seconds", 0.0) for x in runs),
             "beats_box": sum(x["iou"] > r["box"] for x, r in zip(runs, rows, strict=True)),
         }
     return out
@@ -141,13 +136,21 @@ def write(rows: list[dict[str, Any]], budgets: list[int], out: Path, data: Path)
     lines = [f"# Picture search: score against budget ({data.name}, {len(rows)} parts)", "",
              f"Bounding-box floor {summary['box_mean']:.3f}; oracle (best of the model's candidates and "
              f"the envelope, chosen with the ground truth) {summary['oracle_mean']:.3f}.", "",
-             "| budget (evaluations) | mean IoU | beats its box | median s / picture | evaluations used |",
-             "| --- | --- | --- | --- | --- |"]
+             "| budget (evaluations) | mean IoU | beats its box | median s / picture | median search s "
+             "| evaluations used |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for b in budgets:
         s = summary["budgets"][str(b)]
         label = "0 (no search: model + fitting)" if b == 0 else str(b)
         lines.append(f"| {label} | {s['iou_mean']:.3f} | {s['beats_box']}/{len(rows)} | "
-                     f"{s['seconds_median']:.2f} | {s['evaluations_mean']:.1f} |")
+                     f"{s['seconds_median']:.2f} | {s['search_seconds_median']:.2f} | "
+                     f"{s['evaluations_mean']:.1f} |")
+    if summary.get("evaluations_per_s"):
+        mapping = ", ".join(f"{t} s ≈ {n} evaluations" for t, n in summary["seconds_to_evaluations"].items())
+        lines += ["", f"Measured rate of the search here: {summary['evaluations_per_s']:.2f} evaluations/s "
+                      f"(median over runs; one evaluation = one program run, rendered and compared). "
+                      f"At that rate a time budget buys: {mapping}. The budget counts evaluations, so a "
+                      "row's score does not depend on the machine's load; its seconds do."]
     lines += ["", "![curve](curve.png)", ""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))

@@ -24,13 +24,13 @@ def cache_key(image: Any, instruction: str | None, settings: Any) -> str:
 
 
 class CachedBackend:
-    """``backend`` with its answers remembered in ``path`` (created when missing)."""
+    """``backend`` with its answers remembered in ``path`` (created when missing; None: in memory)."""
 
-    def __init__(self, backend: Any, path: Path) -> None:
+    def __init__(self, backend: Any, path: Path | None = None) -> None:
         self.backend = backend
-        self.path = Path(path)
+        self.path = Path(path) if path is not None else None
         self.entries: dict[str, list[str]] = (
-            json.loads(self.path.read_text(encoding="utf-8")) if self.path.exists() else {}
+            json.loads(self.path.read_text(encoding="utf-8")) if self.path and self.path.exists() else {}
         )
         self.timings = StageTimings()
         self.hits = 0
@@ -47,8 +47,15 @@ class CachedBackend:
         texts = self.backend.generate(image, instruction, settings, on_token=on_token, cancel=cancel)
         self.timings = self.backend.timings
         self.entries[key] = list(texts)
+        if self.path is None:
+            return texts
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.entries, indent=0), encoding="utf-8")
         tmp.replace(self.path)
         return texts
+
+    def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()

@@ -37,6 +37,7 @@ TURNED_FIT = 0.9  # above this a revolved silhouette is worth a try (a hub on a 
 # No size under this share of the part's: a plate 1-3 px thick in the picture reads far too thin, and
 # volume IoU punishes a thin guess as much as a thick one (a 1 mm plate of 50 mm scored 0.01).
 MIN_SHARE = 0.04
+SPLIT_AGREE = 0.08  # the lowest point's split of the width is used within this of the hull fit's
 EXTRUDE_LENGTHS = ((1.0, ""),)  # extrusion lengths tried, as shares of the box's size (half: worse)
 
 # Unit axis -> its image direction per unit length (x right, y down), for FreeCAD's isometric view.
@@ -189,7 +190,22 @@ def fit_box(sil: Silhouette2D, hull: np.ndarray | None = None) -> tuple[tuple[fl
         fit = _hull_fit(_box_corners(a, b, c), hull)
         if fit > best[1]:
             best = ((a, b, c), fit)
+    # The lowest point of a box's outline is its front corner: it splits the width into X and Y
+    # exactly (the hull fit steps by 2 % and rounded corners blur it). Trusted where the two agree:
+    # a part whose lowest point is no corner (a hook's tip, a round part's ear) disagrees.
+    t_hull = best[0][0] / s
+    t_low = lowest_point_share(sil.mask)
+    if abs(t_low - t_hull) <= SPLIT_AGREE:
+        a, b = s * t_low, s * (1 - t_low)
+        best = ((a, b, c), _hull_fit(_box_corners(a, b, c), hull))
     return best
+
+
+def lowest_point_share(mask: np.ndarray) -> float:
+    """Where the outline's lowest row lies across the width (0 left .. 1 right), mid-run."""
+    ys, xs = np.nonzero(mask)
+    low = xs[ys == ys.max()]
+    return float((low.min() + low.max() + 1) / 2 / mask.shape[1])
 
 
 def fit_cylinder(
