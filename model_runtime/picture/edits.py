@@ -1,7 +1,8 @@
 """Structural edits: features the picture shows and the best program lacks, tried by rendering.
 
 Each edit appends a few readable CadQuery lines to the best program (a hole through the middle, a
-bolt pattern, rounded edges, a bore along the long axis), sized from the part's
+bolt pattern, rounded edges, a bore along the long axis, a boss or four posts on top, an open top
+where the edge lines show one), sized from the part's
 bounding box, with its sizes named on lines of their own so the search can fit them. An edit is
 kept only when the render looks more like the picture (``Search`` keeps the best); the edit that
 helped is then fitted. What a user's instruction states (a hole count, a diameter) picks the edits
@@ -96,6 +97,21 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> 
         + f"result = result.faces({face(long)}).workplane(centerOption=\"CenterOfBoundBox\")"
         ".hole(bore_diameter)\n",
     )
+    top = (f'result = result.faces({face(thin)}).workplane(centerOption="CenterOfBoundBox")')
+    boss = (  # a hub on a flange, a boss on a plate: it rises from the thin side's top face
+        "centre_boss",
+        header.format(what="a round boss on top")
+        + f"boss_diameter = {_fmt(0.5 * small)}\nboss_height = {_fmt(sizes[thin])}\n"
+        + f"{top}.circle(boss_diameter / 2).extrude(boss_height)\n",
+    )
+    posts = (  # standoffs, feet, pillars near the corners of a plate
+        "corner_posts",
+        header.format(what="four posts near the corners")
+        + f"post_diameter = {_fmt(0.1 * small)}\npost_height = {_fmt(2 * sizes[thin])}\n"
+        + f"post_spacing_a = {_fmt(0.6 * a)}\npost_spacing_b = {_fmt(0.6 * b)}\n"
+        + f"{top}.rect(post_spacing_a, post_spacing_b, forConstruction=True).vertices()"
+        ".circle(post_diameter / 2).extrude(post_height)\n",
+    )
     fillet = (
         "round_edges",
         header.format(what="rounded edges")
@@ -114,7 +130,7 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> 
     # No shell here: from outside a hollow part looks like a solid one, and a wrong shell costs most
     # of the volume (3 parts of training/eval_oof fell from 0.4-0.9 IoU to under 0.1). A shell is
     # tried only where the edge lines show an open top (``open_top_edit``).
-    for edit in (centre_hole, pattern, bore, fillet, two_holes):
+    for edit in (centre_hole, pattern, bore, fillet, two_holes, boss, posts):
         if edit not in out:
             out.append(edit)
     return out
@@ -164,7 +180,7 @@ def _plain_envelopes(items: list[Any]) -> list[Any]:
     out = []
     for prefix in (("envelope:box", "envelope:cylinder"), ("envelope:extrude_z",)):
         found = [p for p in items if p.source.startswith(prefix)
-                 and not any(e in p.source for e in ("hole", "bore", "edges", "open_top"))]
+                 and all(step == "fit" for step in p.source.split("+")[1:])]
         if found:
             out.append(max(found, key=lambda p: p.score))
     return out
