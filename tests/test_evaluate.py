@@ -210,7 +210,7 @@ def test_a_candidates_file_lets_a_second_evaluation_skip_the_model(eval_folder, 
 
     cache = tmp_path / "candidates.json"
     args = ["--data", str(eval_folder), "--backend", "hf", "--model", str(box_model), "--n", "2",
-            "--limit", "2", "--max-new-tokens", "64", "--candidates", str(cache)]
+            "--names", "cube,disc", "--max-new-tokens", "64", "--candidates", str(cache)]
     assert main([*args, "--out", str(tmp_path / "first")]) == 0
     stored = json.loads(cache.read_text())
     assert len(stored) == 2 and all(len(texts) == 2 for texts in stored.values())

@@ -362,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
                  f"{args.data.name}, split {args.split}, images: {args.images}"),
         "samples": len(samples),
     }
+    if args.candidates is not None:
+        settings["model candidates"] = (f"read from {args.candidates.name} where it held the picture (the "
+                                        "same deterministic candidates; the model's seconds then count 0)")
     with SandboxPool(workers=args.workers) as pool:
         pipeline = Pipeline(backend, pool)
         try:

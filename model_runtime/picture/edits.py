@@ -17,6 +17,7 @@ AXES = "XYZ"
 # A shell must beat the best by this much: a wrong one costs most of the volume (a capped tube's
 # outline gained 0.01 from one and lost 0.2 IoU), a right one gains 0.02-0.1 on enclosures.
 SHELL_MARGIN = 0.02
+STRUCTURAL = ("centre_boss", "corner_posts")  # edits also tried on the plain envelopes
 
 
 def _fmt(value: float) -> str:
@@ -151,10 +152,14 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
             return
         options = [(best, name, lines) for name, lines in candidates(best, constraints, round_part)
                    if name not in tried]
+        # what changes the part's make-up is tried on the plain envelopes too: a model's program may
+        # have no single top face, or be further from the part than the envelope it outscored
+        envelopes = [p for p in _plain_envelopes(search.items) if p is not best]
+        options += [(base, name, lines) for base in envelopes
+                    for name, lines in candidates(base, constraints, round_part)
+                    if name in STRUCTURAL and name not in tried]
         if wall_share is not None and "open_top" not in tried:
-            # the best and the best plain envelope (a model's program may have no single top face)
-            bases = [best] + [p for p in _plain_envelopes(search.items) if p is not best]
-            options = [(base, *open_top_edit(base, wall_share)) for base in bases] + options
+            options = [(base, *open_top_edit(base, wall_share)) for base in [best, *envelopes]] + options
         if not options:
             return
         start_score = best.score
