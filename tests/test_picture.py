@@ -270,3 +270,29 @@ def test_a_shell_edit_hollows_the_box_the_picture_shows_open(pool):
     assert "length = 60\nwidth = 40\nheight = 25\n" in s.best.code  # the envelope's numbers stay as read
     hollow = s.best.exec_result.shape()
     assert hollow.Volume() < 0.5 * cq.Workplane("XY").box(60, 40, 25).val().Volume()
+
+
+def test_a_boss_and_posts_rise_from_the_plate_the_envelope_read(pool):
+    from model_runtime.picture import edits
+    from model_runtime.render import render
+
+    parts = {  # a flange with its hub; a board carrier with its standoffs
+        "centre_boss": (8, ".faces('>Z').workplane().circle(15).extrude(14)"),
+        "corner_posts": (4, ".faces('>Z').workplane().rect(50, 40, forConstruction=True).vertices()"
+                            ".circle(3).extrude(10)"),
+    }
+    for name, (thickness, feature) in parts.items():
+        plain = (f"import cadquery as cq\n\nlength = 80\nwidth = 60\nheight = {thickness}\n"
+                 "result = cq.Workplane('XY').box(length, width, height)\n")
+        truth = f"import cadquery as cq\n\nresult = cq.Workplane('XY').box(80, 60, {thickness}){feature}\n"
+        picture = render(pool.run(truth).shape(), size=448)
+        s = Search(Silhouette.of(picture), pool.run, lambda shape: render(shape, size=128),
+                   Budget(evaluations=40), workers=2)
+        wrong = "import cadquery as cq\n\nresult = cq.Workplane('XY').sphere(30)\n"
+        s.adopt(wrong, "model:0", pool.run(wrong))
+        start = s.adopt(plain, "envelope:box", pool.run(plain), named_only=True)
+        edits.improve(s, picture)
+        assert s.best.source.startswith(f"envelope:box+{name}"), (name, s.best.source)
+        assert s.best.score > start.score + 0.02
+        bbox = s.best.exec_result.bbox
+        assert bbox[5] - bbox[2] > thickness + 4  # the feature stands on the plate
