@@ -266,7 +266,7 @@ def test_a_shell_edit_hollows_the_box_the_picture_shows_open(pool):
     start = s.adopt(plain, "envelope:box", pool.run(plain), named_only=True)
     edits.improve(s, picture)
     assert s.best.source.startswith("envelope:box+open_top")
-    assert s.best.score > start.score + edits.SHELL_MARGIN
+    assert s.best.score > start.score + edits.EDIT_MARGIN
     assert "length = 60\nwidth = 40\nheight = 25\n" in s.best.code  # the envelope's numbers stay as read
     hollow = s.best.exec_result.shape()
     assert hollow.Volume() < 0.5 * cq.Workplane("XY").box(60, 40, 25).val().Volume()
