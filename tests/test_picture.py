@@ -296,3 +296,11 @@ def test_a_boss_and_posts_rise_from_the_plate_the_envelope_read(pool):
         assert s.best.score > start.score + 0.02
         bbox = s.best.exec_result.bbox
         assert bbox[5] - bbox[2] > thickness + 4  # the feature stands on the plate
+
+
+def test_a_time_cap_spent_before_any_envelope_still_gives_the_box(pool):
+    truth = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6)\n"
+    picture, reference, draw = _search_parts(pool, truth)
+    found = search(picture, reference, [], pool.run, draw, Budget(evaluations=30, seconds=0.0), workers=2)
+    assert found is not None and found.best.source == "envelope:box" and found.stopped == "time"
+    assert found.evaluations <= 2

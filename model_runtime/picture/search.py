@@ -68,7 +68,7 @@ class SearchResult:
     stopped: str  # "budget", "time", "cancelled", "converged"
     history: list[tuple[int, float]] = field(default_factory=list)  # (evaluations, best score)
     steps: list[str] = field(default_factory=list)  # what improved the best, in order
-    tried: list[Scored] = field(default_factory=list)  # every program scored (for diagnostics)
+    tried: list[Scored] = field(default_factory=list, repr=False)  # every program scored (diagnostics)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -416,8 +416,16 @@ def search(
         if s.out_of_budget():
             break
         s.adopt(code, source, executed, faces=executed.n_faces)
-    if envelopes and not s.out_of_budget():
-        s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True}) for h in hypotheses(picture)])
+    found = hypotheses(picture) if envelopes else []
+    if found and not s.out_of_budget():
+        s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True}) for h in found])
+    if found and not s.items and not s.cancelled():
+        # the time cap was spent before any envelope (a busy machine): the box, past the cap, since
+        # an answer from the outline beats none
+        s.final = True
+        with contextlib.suppress(_OutOfBudget):
+            s.evaluate(found[0].code, f"envelope:{found[0].name}", named_only=True)
+        s.final = False
     if not s.items:
         return None
     # Fit the numbers of the most promising programs: the current answer, the model's best, the best
