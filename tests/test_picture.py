@@ -278,8 +278,8 @@ def test_a_boss_and_posts_rise_from_the_plate_the_envelope_read(pool):
 
     parts = {  # a flange with its hub; a board carrier with its standoffs
         "centre_boss": (8, ".faces('>Z').workplane().circle(15).extrude(14)"),
-        "corner_posts": (4, ".faces('>Z').workplane().rect(50, 40, forConstruction=True).vertices()"
-                            ".circle(3).extrude(10)"),
+        "corner_posts": (4, ".faces('>Z').workplane().rect(48, 36, forConstruction=True).vertices()"
+                            ".circle(3).extrude(8)"),
     }
     for name, (thickness, feature) in parts.items():
         plain = (f"import cadquery as cq\n\nlength = 80\nwidth = 60\nheight = {thickness}\n"
