@@ -19,7 +19,8 @@ class CaptureError(Exception):
 
 
 def capture_view(size: int) -> session.Picture:
-    """The active 3D view rendered at ``size``×``size`` on white, with its camera orientation and the
+    """The active 3D view's subject rendered at ``size``×``size`` on white from FreeCAD's isometric
+    camera (the person's camera is restored after the shot), with that camera's orientation and the
     bounding box of what the picture shows.
 
     What it shows: the selection when there is one, else the visible parts without earlier CadSnap
@@ -37,17 +38,26 @@ def capture_view(size: int) -> session.Picture:
               if document_name == doc.Name and doc.getObject(name) is not None]
     subject, note = _subject(doc, chosen)
     hidden = _hide_all_but(doc, subject)
+    saved_camera = view.getCamera() if hasattr(view, "getCamera") else None
+    camera = ""
     try:
+        if saved_camera is not None:
+            # The model and the picture search read FreeCAD's isometric view (the camera they were
+            # trained and calibrated on): a part seen from the front or the top is shot isometric,
+            # fitted to the subject, and the person's own camera is put back at once.
+            view.viewIsometric()
+            view.fitAll()
         view.saveImage(str(path), size, size, "White")
+        if hasattr(view, "getCameraOrientation"):
+            camera = str(view.getCameraOrientation().Q)
     finally:
+        if saved_camera is not None:
+            view.setCamera(saved_camera)
         for obj in hidden:
             obj.ViewObject.Visibility = True
         _restore_selection(selected)
     if not path.is_file():
         raise CaptureError("FreeCAD did not save the 3D view image; try again.")
-    camera = ""
-    if hasattr(view, "getCameraOrientation"):
-        camera = str(view.getCameraOrientation().Q)
     return session.set_picture(session.Picture(png=path.read_bytes(), path=str(path), source="view",
                                                camera=camera, visible_box=_box_of(subject), note=note))
 

@@ -50,7 +50,7 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     # First press: "Insert as" left at its default (a feature tree); second press: "Solid with source".
     result, output = run_gui_flow(tmp_path, prefs, repeats=2, edit_code=edited, cancel_first=True,
                                   accept_other_first=True, pick_point=[12, 8, 10], fit_dimensions=False,
-                                  any_size=True, insert_as=[None, "solid"])
+                                  any_size=True, insert_as=[None, "solid"], start_view="front")
 
     assert "Traceback" not in output, output
     assert result.get("ok"), json.dumps(result, indent=2) + output[-3000:]
@@ -99,6 +99,12 @@ def test_capture_generate_accept_in_freecad(tmp_path, box_model):
     assert result["default_width_fit"] == {"overflow_px": 0, "cut_off": []}, result["default_width_fit"]
     assert result["containment"].startswith("Generated code runs contained")
     assert result["camera"].startswith("(")  # the capture's quaternion
+    # The view stood at Front: the picture was still shot from the isometric camera the model reads,
+    # and the person's Front view was put back right after the shot.
+    captured = [float(v) for v in result["camera"].strip("()").split(",")]
+    assert captured == pytest.approx(result["isometric_q"], abs=1e-6), (captured, result["isometric_q"])
+    assert result["start_q"] != pytest.approx(result["isometric_q"], abs=1e-3)
+    assert result["view_q_after_capture"] == pytest.approx(result["start_q"], abs=1e-6)
     assert result["edit_active"] in (True, None)  # Edit CadQuery is offered for the new solid
 
     # Edit CadQuery: re-run through the runtime's /v1/exec, shape and source replaced, one undo step.

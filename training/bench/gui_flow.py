@@ -64,7 +64,12 @@ def main():
     doc.recompute()
     if CONFIG.get("select_reference"):
         Gui.Selection.addSelection(reference)  # its green highlight must not reach the picture
-    Gui.ActiveDocument.ActiveView.viewIsometric()
+    view = Gui.ActiveDocument.ActiveView
+    view.viewIsometric()
+    RESULT["isometric_q"] = list(view.getCameraOrientation().Q)
+    if CONFIG.get("start_view") == "front":  # the capture must still be isometric, the view kept
+        view.viewFront()
+    RESULT["start_q"] = list(view.getCameraOrientation().Q)
     Gui.SendMsgToActiveView("ViewFit")
     RESULT["combo_width"] = combo_width()  # as FreeCAD opens it, before the harness widens it
     widen_task_area()
@@ -93,6 +98,7 @@ def press(doc, remaining, cancel_first=False):
         return fail("Capture 3D view did not open the Generate panel with a picture")
     timing = {"capture_s": time.monotonic() - pressed}
     step("captured", path=session.current_picture.path, camera=session.current_picture.camera)
+    RESULT.setdefault("view_q_after_capture", list(Gui.ActiveDocument.ActiveView.getCameraOrientation().Q))
     RESULT.setdefault("picture_notes", []).append(panel.view.picture_note.text()
                                                   if not panel.view.picture_note.isHidden() else "")
     RESULT.setdefault("panel_min_width", panel.form.minimumSizeHint().width())
