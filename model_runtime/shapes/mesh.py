@@ -103,11 +103,44 @@ def section_regions(mesh: Any, frame: Frame, z: float, fit_tol: float, snap: flo
     to_2d[:3, 3] = -to_2d[:3, :3] @ frame.world(0, 0, z)
     planar, _ = path.to_2D(to_2D=to_2d)
     regions = []
-    for poly in planar.polygons_full:
+    for poly in _section_polygons(mesh, origin, frame.normal, to_2d) or planar.polygons_full:
         outer = _loop(np.asarray(poly.exterior.coords), fit_tol, snap)
         inner = [_loop(np.asarray(r.coords), fit_tol, snap) for r in poly.interiors]
         regions.append(Region(outer, inner))
     return regions
+
+
+def _section_polygons(mesh: Any, origin, normal, to_2d: np.ndarray) -> list | None:
+    """The section's polygons where two of its loops touch at a point (a bore tangent to the outside
+    of a hub): there trimesh's loop walk can take the wrong turn. The section's segments are noded
+    and polygonized, and each piece is material when a ray from it crosses the segments an odd
+    number of times. None where every point of the section joins two segments (the usual case)."""
+    import trimesh
+    from shapely.geometry import MultiLineString
+    from shapely.ops import polygonize, unary_union
+
+    segs = trimesh.intersections.mesh_plane(mesh, plane_normal=normal, plane_origin=origin)
+    if len(segs) == 0:
+        return None
+    flat = np.einsum("ij,nkj->nki", to_2d[:3, :3], segs)[:, :, :2] + to_2d[:2, 3]
+    flat = np.round(flat, 6)
+    _, counts = np.unique(flat.reshape(-1, 2), axis=0, return_counts=True)
+    if not (counts > 2).any():
+        return None
+    flat = flat[np.linalg.norm(flat[:, 0] - flat[:, 1], axis=1) > 1e-9]
+    faces = list(polygonize(unary_union(MultiLineString([list(map(tuple, sg)) for sg in flat]))))
+    a, b = flat[:, 0], flat[:, 1]
+    keep = []
+    for face in faces:
+        x, y = face.representative_point().coords[0]
+        straddle = (a[:, 1] > y) != (b[:, 1] > y)
+        t = (y - a[straddle, 1]) / (b[straddle, 1] - a[straddle, 1])
+        xs = a[straddle, 0] + t * (b[straddle, 0] - a[straddle, 0])
+        if int((xs > x).sum()) % 2:
+            keep.append(face)
+    merged = unary_union(keep)
+    out = [g for g in getattr(merged, "geoms", [merged]) if g.geom_type == "Polygon" and g.area > 1e-9]
+    return out or None
 
 
 def _loop(coords: np.ndarray, tol: float, snap: float = 0.0) -> Loop:
