@@ -150,8 +150,14 @@ class _Dims:
 class _SketchBuilder:
     """Geometry and constraints of one sketch; every point fixed once, dimensions named."""
 
-    def __init__(self, sketch, dims: _Dims, at: tuple[str | None, str | None] = (None, None)) -> None:
+    def __init__(
+        self, sketch, dims: _Dims, at: tuple[str | None, str | None] = (None, None), by_ends: bool = False
+    ) -> None:
         self.sketch = sketch
+        # by_ends: an arc is held by its two ends and its radius, its centre left to follow; for a
+        # profile whose arcs meet tangentially, where two fixed circles pin a point the solver may
+        # not reach (they touch, or just miss, after rounding).
+        self.by_ends = by_ends
         self.dims = dims
         # Expressions for a patterned profile's position along x and y (see _BodyBuilder.pattern_at).
         self.at = at
@@ -271,14 +277,21 @@ class _SketchBuilder:
                 a1 = math.atan2(y1 - cy, x1 - cx)
                 while a1 <= a0:
                     a1 += 2 * math.pi
-                circle = Part.Circle(
-                    FreeCAD.Vector(cx, cy, 0), FreeCAD.Vector(0, 0, 1), float(edge["radius"])
-                )
-                geo = self._geo(Part.ArcOfCircle(circle, a0, a1))
-                # Centre and radius, not the chord: a semicircle's ends alone make the radius redundant.
-                self.fix(geo, 3, cx, cy, at("x", cx), at("y", cy))
-                self._add(Sketcher.Constraint("Radius", geo, float(edge["radius"])))
-                arcs[geo] = (cx, cy)
+                radius = float(edge["radius"])
+                if self.by_ends and math.hypot(x1 - x0, y1 - y0) < 1.9 * radius:
+                    am = (a0 + a1) / 2
+                    mid = FreeCAD.Vector(cx + radius * math.cos(am), cy + radius * math.sin(am), 0)
+                    start_pt, end_pt = FreeCAD.Vector(x0, y0, 0), FreeCAD.Vector(x1, y1, 0)
+                    geo = self._geo(Part.ArcOfCircle(start_pt, mid, end_pt))
+                    self._add(Sketcher.Constraint("Radius", geo, radius))
+                else:
+                    circle = Part.Circle(FreeCAD.Vector(cx, cy, 0), FreeCAD.Vector(0, 0, 1), radius)
+                    geo = self._geo(Part.ArcOfCircle(circle, a0, a1))
+                    # Centre and radius, not the chord: a semicircle's ends alone make the radius
+                    # redundant.
+                    self.fix(geo, 3, cx, cy, at("x", cx), at("y", cy))
+                    self._add(Sketcher.Constraint("Radius", geo, radius))
+                    arcs[geo] = (cx, cy)
             ends += [(geo, 1, x0, y0), (geo, 2, x1, y1)]
         groups: list[list[tuple[int, int, float, float]]] = []
         for end in ends:
@@ -382,12 +395,23 @@ class _BodyBuilder:
         setattr(sketch, support, (self.origin_plane("XY_Plane"), [""]))
         sketch.MapMode = "FlatFace"
         sketch.AttachmentOffset = _placement(plan_sketch["plane"])
-        builder = _SketchBuilder(sketch, self.dims, self.pattern_at(plan_sketch, index))
-        for profile in plan_sketch["profiles"]:
-            getattr(builder, profile["kind"])(profile)
-        axis_geo = builder.axis_line(axis) if axis is not None else None
-        builder.commit()
-        self.doc.recompute()
+        for by_ends in (False, True):
+            builder = _SketchBuilder(sketch, self.dims, self.pattern_at(plan_sketch, index), by_ends)
+            for profile in plan_sketch["profiles"]:
+                getattr(builder, profile["kind"])(profile)
+            axis_geo = builder.axis_line(axis) if axis is not None else None
+            builder.commit()
+            self.doc.recompute()
+            arcs = any(
+                e["kind"] == "arc" for p in plan_sketch["profiles"] if p["kind"] == "wire" for e in p["edges"]
+            )
+            if by_ends or not arcs or sketch.solve() == 0:
+                break
+            # The solver did not meet every constraint (arcs that meet tangentially): again, each arc
+            # held by its ends.
+            sketch.deleteAllGeometry()
+            if len(sketch.Constraints):
+                sketch.deleteAllConstraints()
         if getattr(sketch, "FullyConstrained", True) is False:
             self.loose_sketches.append(sketch.Label)
         return sketch, axis_geo

@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only-extra", action="store_true", help="the --extra parts only")
     parser.add_argument("--names", default="", help="comma-separated part names (no extension) only")
-    parser.add_argument("--inputs", choices=("step", "stl", "both"), default="both", help="which exports to run")
+    parser.add_argument(
+        "--inputs", choices=("step", "stl", "both"), default="both", help="which exports to run"
+    )
     args = parser.parse_args(argv)
 
     from model_runtime.sandbox import SandboxPool
