@@ -134,6 +134,8 @@ def plugged(mesh: Any, holes: list[CrossHole]) -> Any:
     out = body.to_mesh()
     result = trimesh.Trimesh(np.asarray(out.vert_properties)[:, :3], np.asarray(out.tri_verts), process=True)
     result.merge_vertices()
+    if not result.is_watertight:
+        mesh_mod.split_nonmanifold_edges(result)
     return result
 
 
