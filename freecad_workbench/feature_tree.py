@@ -388,30 +388,33 @@ class _BodyBuilder:
             at[axis] = f"{_round(center)!r} - ({s_expr}) * (({n_expr}) - 1) / 2"
         return at[0], at[1]
 
-    def sketch(self, plan_sketch: dict, index: int, axis: dict | None = None):
+    def _new_sketch(self, plan_sketch: dict, index: int):
         sketch = self.body.newObject("Sketcher::SketchObject", f"Sketch{index:03d}")
         # FreeCAD 1.0 renamed Support to AttachmentSupport; 0.20 has only Support.
         support = "AttachmentSupport" if hasattr(sketch, "AttachmentSupport") else "Support"
         setattr(sketch, support, (self.origin_plane("XY_Plane"), [""]))
         sketch.MapMode = "FlatFace"
         sketch.AttachmentOffset = _placement(plan_sketch["plane"])
+        return sketch
+
+    def sketch(self, plan_sketch: dict, index: int, axis: dict | None = None):
+        arcs = any(
+            e["kind"] == "arc" for p in plan_sketch["profiles"] if p["kind"] == "wire" for e in p["edges"]
+        )
         for by_ends in (False, True):
+            sketch = self._new_sketch(plan_sketch, index)
             builder = _SketchBuilder(sketch, self.dims, self.pattern_at(plan_sketch, index), by_ends)
             for profile in plan_sketch["profiles"]:
                 getattr(builder, profile["kind"])(profile)
             axis_geo = builder.axis_line(axis) if axis is not None else None
             builder.commit()
             self.doc.recompute()
-            arcs = any(
-                e["kind"] == "arc" for p in plan_sketch["profiles"] if p["kind"] == "wire" for e in p["edges"]
-            )
             if by_ends or not arcs or sketch.solve() == 0:
                 break
-            # The solver did not meet every constraint (arcs that meet tangentially): again, each arc
-            # held by its ends.
-            sketch.deleteAllGeometry()
-            if len(sketch.Constraints):
-                sketch.deleteAllConstraints()
+            # The solver did not meet every constraint (arcs that meet tangentially, their fixed
+            # circles touching or just missing after rounding): again, each arc held by its ends.
+            self.body.removeObject(sketch)
+            self.doc.removeObject(sketch.Name)
         if getattr(sketch, "FullyConstrained", True) is False:
             self.loose_sketches.append(sketch.Label)
         return sketch, axis_geo
