@@ -162,9 +162,41 @@ def _loop(coords: np.ndarray, tol: float, snap: float = 0.0) -> Loop:
     segments = fit_polyline(pts, tight, closed=True)
     if len(segments) > max(8, 0.25 * len(pts)):
         segments = fit_polyline(pts, tol, closed=True)
+    segments = _arcs_on_chords(segments, pts, tol)
     if snap > 0:
         segments = [_snapped(seg, snap) for seg in segments]
     return Loop(_sound(segments, tight) or segments)
+
+
+def _arcs_on_chords(segments: list, pts: np.ndarray, tol: float) -> list:
+    """Arcs that bulge off the section between its points become lines through those points. A fit
+    sees only the points: where a long straight span meets a cluster at a corner, an arc through
+    them all can stray far from the straight edge between two points."""
+    from model_runtime.shapes.profile import Segment
+
+    index = {(round(float(x), 9), round(float(y), 9)): k for k, (x, y) in enumerate(pts)}
+    n = len(pts)
+    out = []
+    for seg in segments:
+        if seg.kind != "arc":
+            out.append(seg)
+            continue
+        i = index.get((round(seg.start[0], 9), round(seg.start[1], 9)))
+        j = index.get((round(seg.end[0], 9), round(seg.end[1], 9)))
+        if i is None or j is None:
+            out.append(seg)
+            continue
+        span = [pts[(i + k) % n] for k in range((j - i) % n + 1)]
+        c, r = np.asarray(seg.center, dtype=float), float(seg.radius)
+        mids = [(a + b) / 2 for a, b in zip(span, span[1:], strict=False)]
+        if all(abs(float(np.linalg.norm(m - c)) - r) <= tol for m in mids):
+            out.append(seg)
+            continue
+        out += [
+            Segment("line", tuple(map(float, a)), tuple(map(float, b)))
+            for a, b in zip(span, span[1:], strict=False)
+        ]
+    return out
 
 
 def _sound(segments: list, eps: float) -> list:
@@ -240,11 +272,20 @@ def _snapped(seg, snap: float):
 
     num = Numbers(snap)
 
+    def v(x: float) -> float:
+        # snapped until it stays put: the program writer snaps again, and must not move it
+        for _ in range(4):
+            y = num.value(x)
+            if y == x:
+                break
+            x = y
+        return x
+
     def p(q):
-        return None if q is None else (num.value(q[0]), num.value(q[1]))
+        return None if q is None else (v(q[0]), v(q[1]))
 
     if seg.kind == "circle":
-        c, r = p(seg.center), num.value(seg.radius)
+        c, r = p(seg.center), v(seg.radius)
         return Segment("circle", (c[0] + r, c[1]), (c[0] + r, c[1]), center=c, radius=r)
     return Segment(seg.kind, p(seg.start), p(seg.end), mid=p(seg.mid), center=seg.center, radius=seg.radius)
 
