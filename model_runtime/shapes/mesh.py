@@ -165,7 +165,7 @@ def _loop(coords: np.ndarray, tol: float, snap: float = 0.0) -> Loop:
     segments = _arcs_on_chords(segments, pts, tol)
     if snap > 0:
         segments = [_snapped(seg, snap) for seg in segments]
-    return Loop(_sound(segments, tight) or segments)
+    return Loop(_sound(segments, tight, snap) or segments)
 
 
 def _arcs_on_chords(segments: list, pts: np.ndarray, tol: float) -> list:
@@ -199,11 +199,13 @@ def _arcs_on_chords(segments: list, pts: np.ndarray, tol: float) -> list:
     return out
 
 
-def _sound(segments: list, eps: float) -> list:
+def _sound(segments: list, eps: float, snap: float = 0.0) -> list:
     """The loop without what CadQuery cannot build: a piece whose ends snapped together is dropped,
     an arc whose three points snapped onto one line becomes that line."""
+    from model_runtime.shapes.emit import Numbers
     from model_runtime.shapes.profile import Segment
 
+    num = Numbers(snap)
     out = []
     for seg in segments:
         if seg.kind == "circle":
@@ -213,10 +215,12 @@ def _sound(segments: list, eps: float) -> list:
         if chord < 1e-6:
             continue
         if seg.kind == "arc":
-            m = np.asarray(seg.mid, dtype=float)
-            sag = abs((b - a)[0] * (m - a)[1] - (b - a)[1] * (m - a)[0]) / chord
-            if sag < eps or min(np.linalg.norm(m - a), np.linalg.norm(m - b)) < 1e-6:
-                seg = Segment("line", seg.start, seg.end)
+            # as written (raw), and as a writer that snaps to ``snap`` writes it
+            for m in (np.asarray(seg.mid, dtype=float), np.asarray([num.value(c) for c in seg.mid])):
+                sag = abs((b - a)[0] * (m - a)[1] - (b - a)[1] * (m - a)[0]) / chord
+                if sag < eps or min(np.linalg.norm(m - a), np.linalg.norm(m - b)) < 1e-6:
+                    seg = Segment("line", seg.start, seg.end)
+                    break
         out.append(seg)
     return out if len(out) >= 3 or (len(out) == 2 and any(s.kind == "arc" for s in out)) else []
 
@@ -287,7 +291,9 @@ def _snapped(seg, snap: float):
     if seg.kind == "circle":
         c, r = p(seg.center), v(seg.radius)
         return Segment("circle", (c[0] + r, c[1]), (c[0] + r, c[1]), center=c, radius=r)
-    return Segment(seg.kind, p(seg.start), p(seg.end), mid=p(seg.mid), center=seg.center, radius=seg.radius)
+    # the middle of an arc is not snapped: it only says which way round, and on the grid it would
+    # bend the arc off a circle it shares with a neighbour (a boss the outline runs round)
+    return Segment(seg.kind, p(seg.start), p(seg.end), mid=seg.mid, center=seg.center, radius=seg.radius)
 
 
 def volume_iou(mesh: Any, solid: Any, tolerance: float = 0.01) -> float:
