@@ -402,8 +402,8 @@ def test_body_equals_solid_when_sketch_arcs_meet_tangentially(tmp_path):
     from model_runtime.feature_plan import trace
     from model_runtime.feature_plan.freecad import run_jobs
 
-    lobes = cq.Workplane("XY").polarArray(12, 0, 360, 4).circle(6).extrude(8)
-    part = cq.Workplane("XY").circle(14).extrude(8).union(lobes).edges("|Z").fillet(1.5)
+    lobes = cq.Workplane("XY").polarArray(14, 0, 360, 5).circle(8).extrude(10)
+    part = cq.Workplane("XY").circle(16).extrude(10).union(lobes).edges("|Z").fillet(2)
     rec = _rebuild(_step(tmp_path, part))
     assert rec.iou > 0.999 and "threePointArc" in rec.program
     plan, solid = trace(rec.program)
