@@ -143,14 +143,15 @@ def _section_polygons(mesh: Any, origin, normal, to_2d: np.ndarray) -> list | No
     return out or None
 
 
-def _loop(coords: np.ndarray, tol: float, snap: float = 0.0) -> Loop:
+def _loop(coords: np.ndarray, tol: float, snap: float = 0.0, merge: bool = False) -> Loop:
     """Lines and arcs through a section polygon. A tessellated CAD part has its vertices on the true
     curves: a tight fit finds its lines and arcs exactly; a scanned or coarse mesh gets the loose
     ``tol`` when the tight fit needs too many pieces."""
     pts = np.asarray(coords, dtype=float)
     size = float(np.ptp(pts, axis=0).max()) if len(pts) else 1.0
     tight = max(1e-3, 2e-5 * size)
-    pts = _merge_close(pts, 0.4 * tol)
+    if merge:  # a half-section of a turned part: the plane passes next to the facets' vertices
+        pts = _merge_close(pts, 0.4 * tol)
     pts = _drop_collinear(pts, 0.2 * tight)
     from model_runtime.shapes.profile import Segment, fit_circle
 
@@ -370,7 +371,7 @@ def revolve_profiles(mesh: Any, fit_tol: float, snap: float = 0.0):
             piece = poly.intersection(half)
             for part in getattr(piece, "geoms", [piece]):
                 if part.geom_type == "Polygon" and part.area > 1e-6 and not part.interiors:
-                    loops.append(_loop(np.asarray(part.exterior.coords), fit_tol, snap))
+                    loops.append(_loop(np.asarray(part.exterior.coords), fit_tol, snap, merge=True))
         if loops:
             out.append(Turned(frame, loops))
     return out
