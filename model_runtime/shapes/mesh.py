@@ -393,7 +393,7 @@ def split_nonmanifold_edges(mesh: Any) -> int:
     _, inverse, counts = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     bad = np.where(counts[inverse] > 2)[0]
-    if len(bad) == 0:
+    if len(bad) == 0 or len(bad) > 40000:  # none, or a mesh no CAD export makes: refused as it is
         return 0
     by_edge: dict[int, list[int]] = {}
     ends: dict[int, tuple[int, int]] = {}
