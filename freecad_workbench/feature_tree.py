@@ -150,8 +150,14 @@ class _Dims:
 class _SketchBuilder:
     """Geometry and constraints of one sketch; every point fixed once, dimensions named."""
 
-    def __init__(self, sketch, dims: _Dims, at: tuple[str | None, str | None] = (None, None)) -> None:
+    def __init__(
+        self, sketch, dims: _Dims, at: tuple[str | None, str | None] = (None, None), by_ends: bool = False
+    ) -> None:
         self.sketch = sketch
+        # by_ends: an arc is held by its two ends and its radius, its centre left to follow; for a
+        # profile whose arcs meet tangentially, where two fixed circles pin a point the solver may
+        # not reach (they touch, or just miss, after rounding).
+        self.by_ends = by_ends
         self.dims = dims
         # Expressions for a patterned profile's position along x and y (see _BodyBuilder.pattern_at).
         self.at = at
@@ -271,14 +277,21 @@ class _SketchBuilder:
                 a1 = math.atan2(y1 - cy, x1 - cx)
                 while a1 <= a0:
                     a1 += 2 * math.pi
-                circle = Part.Circle(
-                    FreeCAD.Vector(cx, cy, 0), FreeCAD.Vector(0, 0, 1), float(edge["radius"])
-                )
-                geo = self._geo(Part.ArcOfCircle(circle, a0, a1))
-                # Centre and radius, not the chord: a semicircle's ends alone make the radius redundant.
-                self.fix(geo, 3, cx, cy, at("x", cx), at("y", cy))
-                self._add(Sketcher.Constraint("Radius", geo, float(edge["radius"])))
-                arcs[geo] = (cx, cy)
+                radius = float(edge["radius"])
+                if self.by_ends and math.hypot(x1 - x0, y1 - y0) < 1.9 * radius:
+                    am = (a0 + a1) / 2
+                    mid = FreeCAD.Vector(cx + radius * math.cos(am), cy + radius * math.sin(am), 0)
+                    start_pt, end_pt = FreeCAD.Vector(x0, y0, 0), FreeCAD.Vector(x1, y1, 0)
+                    geo = self._geo(Part.ArcOfCircle(start_pt, mid, end_pt))
+                    self._add(Sketcher.Constraint("Radius", geo, radius))
+                else:
+                    circle = Part.Circle(FreeCAD.Vector(cx, cy, 0), FreeCAD.Vector(0, 0, 1), radius)
+                    geo = self._geo(Part.ArcOfCircle(circle, a0, a1))
+                    # Centre and radius, not the chord: a semicircle's ends alone make the radius
+                    # redundant.
+                    self.fix(geo, 3, cx, cy, at("x", cx), at("y", cy))
+                    self._add(Sketcher.Constraint("Radius", geo, radius))
+                    arcs[geo] = (cx, cy)
             ends += [(geo, 1, x0, y0), (geo, 2, x1, y1)]
         groups: list[list[tuple[int, int, float, float]]] = []
         for end in ends:
@@ -375,19 +388,33 @@ class _BodyBuilder:
             at[axis] = f"{_round(center)!r} - ({s_expr}) * (({n_expr}) - 1) / 2"
         return at[0], at[1]
 
-    def sketch(self, plan_sketch: dict, index: int, axis: dict | None = None):
+    def _new_sketch(self, plan_sketch: dict, index: int):
         sketch = self.body.newObject("Sketcher::SketchObject", f"Sketch{index:03d}")
         # FreeCAD 1.0 renamed Support to AttachmentSupport; 0.20 has only Support.
         support = "AttachmentSupport" if hasattr(sketch, "AttachmentSupport") else "Support"
         setattr(sketch, support, (self.origin_plane("XY_Plane"), [""]))
         sketch.MapMode = "FlatFace"
         sketch.AttachmentOffset = _placement(plan_sketch["plane"])
-        builder = _SketchBuilder(sketch, self.dims, self.pattern_at(plan_sketch, index))
-        for profile in plan_sketch["profiles"]:
-            getattr(builder, profile["kind"])(profile)
-        axis_geo = builder.axis_line(axis) if axis is not None else None
-        builder.commit()
-        self.doc.recompute()
+        return sketch
+
+    def sketch(self, plan_sketch: dict, index: int, axis: dict | None = None):
+        arcs = any(
+            e["kind"] == "arc" for p in plan_sketch["profiles"] if p["kind"] == "wire" for e in p["edges"]
+        )
+        for by_ends in (False, True):
+            sketch = self._new_sketch(plan_sketch, index)
+            builder = _SketchBuilder(sketch, self.dims, self.pattern_at(plan_sketch, index), by_ends)
+            for profile in plan_sketch["profiles"]:
+                getattr(builder, profile["kind"])(profile)
+            axis_geo = builder.axis_line(axis) if axis is not None else None
+            builder.commit()
+            self.doc.recompute()
+            if by_ends or not arcs or sketch.solve() == 0:
+                break
+            # The solver did not meet every constraint (arcs that meet tangentially, their fixed
+            # circles touching or just missing after rounding): again, each arc held by its ends.
+            self.body.removeObject(sketch)
+            self.doc.removeObject(sketch.Name)
         if getattr(sketch, "FullyConstrained", True) is False:
             self.loose_sketches.append(sketch.Label)
         return sketch, axis_geo
@@ -722,10 +749,21 @@ def remove_new_objects(doc, before: set[str]) -> None:
 
 
 def compare(shape, reference) -> tuple[float, float]:
-    """(IoU, relative volume error) of two solids in the same coordinates."""
-    common = shape.common(reference).Volume
-    union = shape.Volume + reference.Volume - common
-    iou = common / union if union > 0 else 0.0
+    """(IoU, relative volume error) of two solids in the same coordinates. OCC's boolean of two
+    solids whose faces coincide everywhere can come back empty: then once more with a fuzzy value
+    (a millionth of the part's size), far below any difference the check is there to catch."""
+
+    def iou_of(fuzzy: float) -> float:
+        try:
+            common = (shape.common([reference], fuzzy) if fuzzy else shape.common(reference)).Volume
+        except Exception:  # noqa: BLE001 - OCC raises "shape is invalid" for a failed boolean
+            return 0.0
+        union = shape.Volume + reference.Volume - common
+        return common / union if union > 0 else 0.0
+
+    iou = iou_of(0.0)
+    if iou < MIN_IOU:
+        iou = max(iou, iou_of(1e-6 * max(reference.BoundBox.DiagonalLength, 1.0)))
     error = abs(shape.Volume - reference.Volume) / max(reference.Volume, 1e-12)
     return iou, error
 

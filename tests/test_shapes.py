@@ -332,3 +332,84 @@ def test_cli_fcstd(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "a PartDesign Body with named dimensions" in proc.stderr
     assert fcstd.is_file()
+
+
+# ------------------------------------------------------------------------------ meshes (STL)
+
+
+def _stl(tmp_path: Path, part, name: str) -> Path:
+    path = tmp_path / name
+    (part.val() if isinstance(part, cq.Workplane) else part).exportStl(
+        str(path), tolerance=0.05, angularTolerance=0.2
+    )
+    return path
+
+
+def test_mesh_whose_walls_touch_along_a_line_is_split_not_refused(tmp_path):
+    """A bore tangent to the inside of a hub: the CAD export has edges shared by four triangles."""
+    import numpy as np
+    import trimesh
+
+    disc = cq.Workplane("XY").circle(20).extrude(6)
+    hub = cq.Workplane("XY").circle(10).extrude(16)
+    part = disc.union(hub).cut(cq.Workplane("XY").center(6, 0).circle(4).extrude(16))
+    path = _stl(tmp_path, part, "tangent_bore.stl")
+    raw = trimesh.load(str(path), process=True)
+    raw.merge_vertices()
+    _, counts = np.unique(raw.edges_sorted, axis=0, return_counts=True)
+    assert (counts > 2).any() and not raw.is_watertight  # the export really is non-manifold
+    loaded = load_bytes(path.read_bytes(), path.name)
+    assert loaded.mesh.is_watertight
+    assert any("touch along a line" in n and n[0] == "'" for n in loaded.notes)
+    assert loaded.mesh.volume == pytest.approx(part.val().Volume(), rel=2e-3)  # nothing lost
+    # rebuilt; the exact program's own solid has the same touching walls, which OCC meshes with slits
+    assert recognise(loaded, time_budget_s=60).iou > 0.8
+
+
+def test_mesh_cross_hole_through_a_turned_part(tmp_path):
+    """A set screw drilled across a turned knob: plugged, the knob one revolve, the hole drilled back."""
+    profile = [(0, 0), (18, 0), (18, 4), (12, 7), (12, 20), (0, 20)]
+    knob = cq.Workplane("XZ").polyline(profile).close().revolve(360, (0, 0, 0), (0, 1, 0))
+    knob = knob.cut(cq.Workplane("XY").circle(3).extrude(14))
+    knob = knob.cut(cq.Workplane("YZ").center(0, 10).circle(1.6).extrude(20))
+    rec = _rebuild(_stl(tmp_path, knob, "knob.stl"))
+    assert rec.iou > 0.97
+    assert "revolve" in rec.features and "hole" in rec.features
+    assert 'cq.Workplane("YZ"' in rec.program and ".hole(3.2" in rec.program
+
+
+def test_mesh_turned_part_with_a_long_shallow_arc(tmp_path):
+    """A handle whose side is one long shallow arc: its few facet vertices, with near-duplicates where
+    the section passes a vertex, must not fold into one straight line (IoU ~0.87); the axis goes
+    through the centre of mass, not the faceted bounding box's centre."""
+    handle = (
+        cq.Workplane("XZ").moveTo(0, 0).lineTo(8, 0).lineTo(8, 10).lineTo(10, 10)
+        .threePointArc((14, 50), (9, 90)).lineTo(0, 90).close()
+        .revolve(360, (0, 0, 0), (0, 1, 0))
+    )  # fmt: skip
+    rec = _rebuild(_stl(tmp_path, handle, "handle.stl"))
+    assert rec.strategy == "mesh revolve" and rec.iou > 0.985
+    assert 'cq.Workplane("XZ", origin=(0, 0, ' in rec.program  # on the axis
+
+
+@pytest.mark.freecad
+def test_body_equals_solid_when_sketch_arcs_meet_tangentially(tmp_path):
+    """Lobes filleted into a core: the rebuilt outline is arcs that meet tangentially, whose fixed
+    circles the sketch solver cannot always bring together; the Pad must still compute and the Body
+    equal the program's solid."""
+    import json
+
+    from model_runtime.feature_plan import trace
+    from model_runtime.feature_plan.freecad import run_jobs
+
+    lobes = cq.Workplane("XY").polarArray(14, 0, 360, 5).circle(8).extrude(10)
+    part = cq.Workplane("XY").circle(16).extrude(10).union(lobes).edges("|Z").fillet(2)
+    path = _step(tmp_path, part)
+    rec = recognise(load_bytes(path.read_bytes(), path.name), time_budget_s=60)
+    assert rec.iou > 0.999 and "threePointArc" in rec.program
+    plan, solid = trace(rec.program)
+    brep = tmp_path / "part.brep"
+    solid.exportBrep(str(brep))
+    (result,) = run_jobs([{"plan": json.loads(json.dumps(plan)), "brep_path": str(brep)}])
+    assert result["body"], result["message"]
+    assert result["volume_error"] < 1e-3

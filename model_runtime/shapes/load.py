@@ -192,6 +192,15 @@ def _load_mesh(data: bytes, kind: str, name: str) -> Loaded:
     mesh.update_faces(mesh.nondegenerate_faces())
     mesh.update_faces(mesh.unique_faces())
     if not mesh.is_watertight:
+        from model_runtime.shapes.mesh import split_nonmanifold_edges
+
+        split = split_nonmanifold_edges(mesh)
+        if split and mesh.is_watertight:
+            notes.append(
+                f"'{base}' had {split} edge{'s' if split > 1 else ''} where two walls touch along a line "
+                "(four triangles to an edge); they were split apart, the volume unchanged"
+            )
+    if not mesh.is_watertight:
         trimesh.repair.fill_holes(mesh)
         trimesh.repair.fix_normals(mesh)
         if mesh.is_watertight:

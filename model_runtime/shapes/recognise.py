@@ -446,65 +446,9 @@ def candidates(
 
 
 def _recognise_mesh(loaded: Loaded, started: float, time_budget_s: float) -> Recognition:
-    from model_runtime.shapes import mesh as mesh_mod
+    from model_runtime.shapes.mesh_recognise import recognise_mesh
 
-    mesh = loaded.mesh
-    size = float(max(mesh.extents))
-    fit_tol = max(0.02, min(0.1, 2e-3 * size))
-    unit = 25.4 if loaded.unit == "in" else 1.0
-    deadline = started + time_budget_s
-    best: Candidate | None = None
-    for turned in mesh_mod.revolve_profiles(mesh, fit_tol, snap=0.02):
-        try:
-            cand = revolve_program(turned, Numbers(0.02, unit))
-            cand.solid = _one_valid_solid(cand.program)
-            cand.iou = mesh_mod.volume_iou(mesh, cand.solid)
-        except Exception:
-            continue
-        if best is None or cand.iou > best.iou:
-            best = cand
-    for d in mesh_mod.axis_candidates(mesh)[:2]:
-        # a turned part that is already close is not sliced again along its axis
-        if best is not None and (best.iou >= 0.995 or (best.strategy == "revolve" and best.iou >= 0.95)):
-            break
-        frame = Frame((0, 0, 0), d, mesh_mod.x_direction(d))
-        try:
-            stack = mesh_mod.slice_mesh(
-                mesh, frame, fit_tol=fit_tol, level_tol=max(0.01, fit_tol / 2), snap=0.02
-            )
-        except Exception:
-            continue
-        for snap in (0.02, 0.0):
-            try:
-                cand = prism_program(stack, Numbers(snap, unit))
-                cand.solid = _one_valid_solid(cand.program)
-                cand.iou = mesh_mod.volume_iou(mesh, cand.solid)
-            except Exception:
-                continue
-            if best is None or cand.iou > best.iou + 1e-4:
-                best = cand
-            if best.iou >= 0.995:
-                break
-        if (best is not None and best.iou >= 0.995) or time.monotonic() > deadline:
-            break
-    if best is None:
-        raise ValueError("no recogniser could rebuild this mesh")
-    header = f"Rebuilt by CadSnap from a mesh: {_count(best.features)}."
-    program = best.program.replace(
-        "import cadquery as cq\n", "import cadquery as cq\n\n# " + header + "\n", 1
-    )
-    return Recognition(
-        program=program,
-        iou=best.iou,
-        bbox_iou=mesh_mod.bbox_iou(mesh),
-        features=best.features,
-        notes=list(loaded.notes),
-        strategy="mesh " + best.strategy,
-        seconds=time.monotonic() - started,
-        input_volume=float(mesh.volume),
-        output_volume=best.solid.Volume(),
-        solid=best.solid,
-    )
+    return recognise_mesh(loaded, started, time_budget_s)
 
 
 def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:

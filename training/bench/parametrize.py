@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         "--extra", type=Path, help="a folder of third-party STEP files (bd_warehouse_parts.py)"
     )
     parser.add_argument("--only-extra", action="store_true", help="the --extra parts only")
+    parser.add_argument("--names", default="", help="comma-separated part names (no extension) only")
+    parser.add_argument(
+        "--inputs", choices=("step", "stl", "both"), default="both", help="which exports to run"
+    )
     args = parser.parse_args(argv)
 
     from model_runtime.sandbox import SandboxPool
@@ -180,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.extra is not None:
         parts += [(n, s, args.extra.name) for n, s in extra_parts(args.extra)]
+    if args.names:
+        wanted = {n.strip() for n in args.names.split(",") if n.strip()}
+        parts = [p for p in parts if p[0] in wanted]
     if args.limit:
         parts = parts[: args.limit]
     tmp = Path(tempfile.mkdtemp(prefix="cadsnap-bench-"))
@@ -194,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 print(f"skip {name}: {exc}", file=sys.stderr)
                 continue
-            inputs[step.name], inputs[stl.name] = step, stl
-            sources[step.name] = sources[stl.name] = origin
+            for path in (step, stl):
+                if args.inputs in ("both", path.suffix.lstrip(".")):
+                    inputs[path.name] = path
+                    sources[path.name] = origin
         print(f"{len(inputs)} inputs from {len(parts)} parts", file=sys.stderr, flush=True)
 
         def one(path: Path) -> dict:
