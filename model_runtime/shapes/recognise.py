@@ -22,10 +22,12 @@ from model_runtime.shapes.graph import FaceGraph, axis_candidates, build_graph, 
 from model_runtime.shapes.load import Loaded
 from model_runtime.shapes.prism import Stack, slice_stack
 from model_runtime.shapes.profile import Frame
-from model_runtime.shapes.revolve import half_section, turning_axis
+from model_runtime.shapes.revolve import dominant_axis, half_section, turned_core, turning_axis
 from model_runtime.shapes.verify import bbox_iou, run_program, volume_iou
 
 EXACT = 0.9999
+# a part is worth one revolve plus residual features when this share of its area turns about one axis
+MOSTLY_TURNED = 0.5
 
 
 @dataclass
@@ -361,6 +363,19 @@ def _drilled_turned_part(target: Any, graph: FaceGraph, fit_tol: float):
     return turned, cross
 
 
+def _mostly_turned(target: Any, graph: FaceGraph, fit_tol: float):
+    """A part most of whose area turns about one axis: the revolve under its local features."""
+    bb = target.BoundingBox()
+    size = max(bb.xlen, bb.ylen, bb.zlen)
+    found = dominant_axis(graph, size)
+    if found is None:
+        return None
+    a, d, share = found
+    if share < MOSTLY_TURNED:
+        return None
+    return turned_core(target, a, d, fit_tol)
+
+
 def _one_valid_solid(program: str) -> Any:
     """The program's solid; ValueError unless it is one valid solid (what the sandbox accepts)."""
     solid = run_program(program)
@@ -403,6 +418,13 @@ def candidates(
         if drilled is not None:
             for s in (snap, 0.0):
                 yield revolve_program(drilled[0], Numbers(s, unit), drilled[1])
+        else:
+            core = _mostly_turned(target, graph, fit_tol)
+            if core is not None:
+                for s in (snap, 0.0):
+                    cand = revolve_program(core, Numbers(s, unit))
+                    cand.defeatured = True  # exact only with its residual: always given one
+                    yield cand
     for d in axis_candidates(graph)[:3]:
         if time.monotonic() > deadline:
             return
@@ -534,6 +556,12 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
                 continue
             seen.add(cand.program)
             _evaluate(cand, target)
+            if cand.solid is not None and cand.strategy == "revolve" and cand.defeatured and cand.iou < EXACT:
+                # a turned core: its local features (flats, keyways, slots) come back as residual now,
+                # so an exact turned part does not wait for every extrusion to be tried
+                from model_runtime.shapes import residual
+
+                cand = residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
             if cand.solid is not None:
                 tried.append(cand)
             if cand.iou >= EXACT or time.monotonic() > deadline:

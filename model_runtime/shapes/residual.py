@@ -43,9 +43,10 @@ def piece_program(piece: Any, name: str, num: Any, fit_tol: float, level_tol: fl
     return body, cand.features
 
 
-def piece_hole(piece: Any, fit_tol: float, level_tol: float):
+def piece_hole(piece: Any, fit_tol: float, level_tol: float, within: Any = None):
     """(frame, Hole) when a piece to take off is a drilled hole: coaxial circles, one or two radii
-    (the wider one at the end it is drilled from)."""
+    (the wider one at the end it is drilled from). With ``within`` (the solid it is drilled in), the
+    drill must take off exactly the piece there: a keyway's arc on the bore's circle is no hole."""
     from model_runtime.shapes.holes import Hole
 
     graph = build_graph(piece)
@@ -69,7 +70,28 @@ def piece_hole(piece: Any, fit_tol: float, level_tol: float):
     pairs = list(zip(runs, circles, strict=True))
     ordered = list(reversed(pairs)) if from_top else pairs
     levels = [(2 * c[1], r.z1 - r.z0) for r, c in ordered]
-    return frame, Hole(circles[0][0], from_top, runs[-1].z1 if from_top else runs[0].z0, levels)
+    hole = Hole(circles[0][0], from_top, runs[-1].z1 if from_top else runs[0].z0, levels)
+    if within is not None and not _drills_exactly(piece, within, frame, hole):
+        return None
+    return frame, hole
+
+
+def _drills_exactly(piece: Any, within: Any, frame: Frame, hole: Any) -> bool:
+    import cadquery as cq
+
+    direction = -frame.normal if hole.from_top else frame.normal
+    z = hole.start
+    drill = None
+    for d, depth in hole.levels:
+        base = frame.world(hole.center[0], hole.center[1], z)
+        cyl = cq.Solid.makeCylinder(d / 2, depth, cq.Vector(*base), cq.Vector(*direction))
+        drill = cyl if drill is None else drill.fuse(cyl)
+        z += -depth if hole.from_top else depth
+    try:
+        taken = drill.intersect(within).Volume()
+    except Exception:
+        return False
+    return abs(taken - piece.Volume()) <= 1e-4 * max(piece.Volume(), 1e-9)
 
 
 def _circle_of(loop: Any):
@@ -112,7 +134,7 @@ def add_residual(
         if time.monotonic() > DEADLINE[0]:
             break
         try:
-            found = piece_hole(piece, fit_tol, level_tol)
+            found = piece_hole(piece, fit_tol, level_tol, within=best.solid)
         except Exception:
             found = None
         if found is None:
