@@ -53,7 +53,9 @@ def turning_axis(graph: FaceGraph, tol: float = 1e-6) -> tuple[np.ndarray, np.nd
     return a, d
 
 
-def dominant_axis(graph: FaceGraph, size: float, tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray, float] | None:
+def dominant_axis(
+    graph: FaceGraph, size: float, tol: float = 1e-6
+) -> tuple[np.ndarray, np.ndarray, float] | None:
     """(point, direction, share) of the axis whose coaxial round faces have the most area; ``share``
     is the part of the whole area that is of revolution about it (planes across it included)."""
     groups: list[list] = []  # [point, direction, area of round faces]
