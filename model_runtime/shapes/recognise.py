@@ -586,10 +586,15 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
             finished.append(
                 residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
             )
-        # exact first; then the program with the fewest plain residual pieces and features
+        # exact first; then, among those about as close as the closest, the program with the fewest
+        # plain residual pieces and features
+        top = max(c.iou for c in finished)
         best = max(
-            finished, key=lambda c: (c.iou >= EXACT, -c.features.count("residual"), -len(c.features), c.iou)
-        )
+            finished,
+            key=lambda c: (
+                c.iou >= EXACT, c.iou >= top - 1e-3, -c.features.count("residual"), -len(c.features), c.iou
+            ),
+        )  # fmt: skip
     notes = list(loaded.notes)
     header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
     if loaded.unit == "in":

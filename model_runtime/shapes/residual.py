@@ -157,8 +157,12 @@ def add_residual(
 
     floor = 1e-6 * target.Volume()
     try:
-        missing = _pieces(target.cut(best.solid), floor)
-        extra = _pieces(best.solid.cut(target), floor)
+        # fuzzy: a revolve through a hex's corners touches its flats along lines, where exact
+        # booleans give nothing
+        bb = target.BoundingBox()
+        fuzz = 1e-6 * max(bb.xlen, bb.ylen, bb.zlen, 1.0)
+        missing = _pieces(target.cut(best.solid, tol=fuzz), floor)
+        extra = _pieces(best.solid.cut(target, tol=fuzz), floor)
     except Exception:
         return best
     steps: list[str] = []
