@@ -363,6 +363,26 @@ def _drilled_turned_part(target: Any, graph: FaceGraph, fit_tol: float):
     return turned, cross
 
 
+def _loft_candidates(
+    target: Any, graph: FaceGraph, fit_tol: float, level_tol: float, snap: float, unit: float
+):
+    """Extrusions and lofts along the best axes whose sections change (``loft``)."""
+    from model_runtime.shapes import loft
+
+    axes = [
+        d for d in axis_candidates(graph)
+        if loft.worth_trying(graph, d) and loft.loft_axis(target, graph, d, level_tol)
+    ]  # fmt: skip
+    for d in axes[:2]:
+        frame = Frame((0, 0, 0), d, x_direction(graph, d))
+        for s in (snap, 0.0):
+            try:
+                text, features = loft.loft_program(target, graph, frame, Numbers(s, unit), fit_tol, level_tol)
+            except Exception:
+                break
+            yield Candidate(text, features, "loft", defeatured=True)
+
+
 def _mostly_turned(target: Any, graph: FaceGraph, fit_tol: float):
     """A part most of whose area turns about one axis: the revolve under its local features."""
     bb = target.BoundingBox()
@@ -425,6 +445,7 @@ def candidates(
                     cand = revolve_program(core, Numbers(s, unit))
                     cand.defeatured = True  # exact only with its residual: always given one
                     yield cand
+    yield from _loft_candidates(target, graph, fit_tol, level_tol, snap, unit)
     for d in axis_candidates(graph)[:3]:
         if time.monotonic() > deadline:
             return

@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         "--extra", type=Path, help="a folder of third-party STEP files (bd_warehouse_parts.py)"
     )
     parser.add_argument("--only-extra", action="store_true", help="the --extra parts only")
+    parser.add_argument("--names", default="", help="comma-separated part names: these parts only")
+    parser.add_argument(
+        "--inputs", choices=("step", "stl", "both"), default="both", help="which exports to recognise"
+    )
     args = parser.parse_args(argv)
 
     from model_runtime.sandbox import SandboxPool
@@ -180,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.extra is not None:
         parts += [(n, s, args.extra.name) for n, s in extra_parts(args.extra)]
+    if args.names:
+        wanted = {n.strip() for n in args.names.split(",") if n.strip()}
+        parts = [p for p in parts if p[0] in wanted]
     if args.limit:
         parts = parts[: args.limit]
     tmp = Path(tempfile.mkdtemp(prefix="cadsnap-bench-"))
@@ -194,8 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 print(f"skip {name}: {exc}", file=sys.stderr)
                 continue
-            inputs[step.name], inputs[stl.name] = step, stl
+            if args.inputs in ("step", "both"):
+                inputs[step.name] = step
+            if args.inputs in ("stl", "both"):
+                inputs[stl.name] = stl
             sources[step.name] = sources[stl.name] = origin
+        inputs = {k: v for k, v in inputs.items() if k in sources}
         print(f"{len(inputs)} inputs from {len(parts)} parts", file=sys.stderr, flush=True)
 
         def one(path: Path) -> dict:

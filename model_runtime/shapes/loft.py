@@ -1,0 +1,185 @@
+"""Lofts: a solid that, along one axis, is a stack of slabs whose sections either stay the same
+(extrusions) or change from one planar section to another over a slab whose side faces are ruled or
+B-spline surfaces (a hex lofted into a circle, a square funnel, a round inlet flattening into a
+slot). Each changing slab becomes a ``loft`` between its bottom and top sections (outer loops
+added, inner loops taken off as lofts of their own), each steady slab an extrusion. PartDesign
+builds a loft as an AdditiveLoft; the IoU check says whether the sides really were ruled.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from model_runtime.shapes.emit import Numbers, Program, loop_code, workplane
+from model_runtime.shapes.graph import OTHER, FaceGraph, prismatic_along
+from model_runtime.shapes.prism import _depth, section, slice_stack
+from model_runtime.shapes.profile import Frame, Loop, Region, Segment, _reversed, face_regions
+
+
+def worth_trying(graph: FaceGraph, d: np.ndarray) -> bool:
+    """Some face is neither a cap nor a side along ``d``: a B-spline or a slanted plane."""
+    return any(f.kind == OTHER or prismatic_along(f, d) == "other" for f in graph.faces)
+
+
+def _centroid(loop: Loop) -> np.ndarray:
+    return loop.points(8).mean(axis=0)
+
+
+def _as_circle(loop: Loop, tol: float) -> Loop:
+    """Arcs on one circle that close the loop (a circle split by a loft's seams) as the circle."""
+    segs = loop.segments
+    if loop.is_circle or any(s.kind != "arc" or s.center is None for s in segs):
+        return loop
+    c, r = segs[0].center, segs[0].radius
+    if all(abs(s.radius - r) <= tol and math.dist(s.center, c) <= tol for s in segs):
+        return Loop([Segment("circle", (c[0] + r, c[1]), (c[0] + r, c[1]), None, c, r)])
+    return loop
+
+
+def _signed_area(loop: Loop) -> float:
+    p = loop.points(8)
+    return 0.5 * float(np.dot(p[:, 0], np.roll(p[:, 1], -1)) - np.dot(p[:, 1], np.roll(p[:, 0], -1)))
+
+
+def _from_plus_x(loop: Loop) -> Loop:
+    """The loop counter-clockwise, started at the vertex nearest the +x direction from its centre,
+    as CadQuery's own polygons, rectangles and circles go: a loft pairs the sections' vertices in
+    order."""
+    if loop.is_circle or len(loop.segments) < 2:
+        return loop
+    if _signed_area(loop) < 0:
+        loop = Loop([_reversed(s) for s in reversed(loop.segments)])
+    c = _centroid(loop)
+
+    def angle(s) -> float:
+        a = math.atan2(s.start[1] - c[1], s.start[0] - c[0])
+        return abs(a)
+
+    k = min(range(len(loop.segments)), key=lambda i: (round(angle(loop.segments[i]), 6), i))
+    return Loop(loop.segments[k:] + loop.segments[:k])
+
+
+def _sections(solid: Any, frame: Frame, z: float, size: float, fit_tol: float) -> list[Region]:
+    out = []
+    for f in section(solid, frame, z, size):
+        r = face_regions(f, frame, 1e-5 * size, fit_tol)
+        tol = 1e-5 * size
+        out.append(Region(_as_circle(r.outer, tol), [_as_circle(i, tol) for i in r.inner]))
+    return out
+
+
+def _pair(a: list, b: list, loop=lambda x: x) -> list[tuple] | None:
+    """Each of ``a`` with the nearest of ``b`` (centre, then size)."""
+    if len(a) != len(b):
+        return None
+    left = list(b)
+    out = []
+    for xa in a:
+        la = loop(xa)
+        ca, sa = _centroid(la), math.sqrt(la.area())
+
+        def cost(xb, ca=ca, sa=sa) -> float:
+            lb = loop(xb)
+            return float(np.linalg.norm(_centroid(lb) - ca)) + abs(math.sqrt(lb.area()) - sa)
+
+        xb = min(left, key=cost)
+        left.remove(xb)
+        out.append((xa, xb))
+    return out
+
+
+def loft_axis(solid: Any, graph: FaceGraph, d: np.ndarray, tol: float) -> bool:
+    """Both ends of the solid along ``d`` are planar caps: sections to loft between."""
+    from model_runtime.shapes.prism import _height_range_solid
+
+    frame = Frame((0, 0, 0), d, np.cross(d, [1.0, 0, 0]) if abs(d[0]) < 0.9 else np.cross(d, [0, 1.0, 0]))
+    lo, hi = _height_range_solid(solid, frame)
+    caps = [frame.height(f.location) for f in graph.faces if prismatic_along(f, d) == "cap"]
+    return any(abs(z - lo) <= tol for z in caps) and any(abs(z - hi) <= tol for z in caps)
+
+
+def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_tol: float, level_tol: float):
+    """(program text, features) for ``solid`` as extrusions and lofts along ``frame``'s normal;
+    ValueError when a changing slab's sections do not pair up."""
+    bb = solid.BoundingBox()
+    size = max(bb.xlen, bb.ylen, bb.zlen, 1e-3)
+    stack = slice_stack(solid, graph, frame, fit_tol=fit_tol, level_tol=level_tol)
+    if all(s.prismatic for s in stack.slabs):
+        raise ValueError("nothing changes along this axis")
+    delta = max(1e-7 * size, 2 * level_tol)
+    prog = Program()
+    features: list[str] = []
+    adds: list[tuple[int, str, str]] = []
+    cuts: list[tuple[int, str, str]] = []
+    # consecutive steady slabs with the same section are one extrusion
+    merged: list[list] = []
+    for slab in stack.slabs:
+        key = None
+        if slab.prismatic:
+            key = tuple(
+                sorted((r.outer.signature(), *sorted(i.signature() for i in r.inner)) for r in slab.regions)
+            )
+        if merged and key is not None and merged[-1][0] == key and abs(merged[-1][2] - slab.z0) < 1e-9:
+            merged[-1][2] = slab.z1
+        else:
+            merged.append([key, slab, slab.z1])
+    for key, slab, z1 in merged:
+        z0 = slab.z0
+        wp = workplane(frame, frame.world(0, 0, z0), num)
+        h = num(z1 - z0)
+        if key is not None:
+            for region in slab.regions:
+                depth = _depth(region, slab.regions)
+                adds.append(
+                    (
+                        depth,
+                        f"extruded {h} along the axis",
+                        f"{wp}{loop_code(region.outer, num)}.extrude({h})",
+                    )
+                )
+                for inner in region.inner:
+                    cuts.append((depth, "pocket", f"{wp}{loop_code(inner, num)}.extrude({h})"))
+            continue
+        lo = _sections(solid, frame, z0 + delta, size, fit_tol)
+        hi = _sections(solid, frame, z1 - delta, size, fit_tol)
+        regions = _pair(lo, hi, loop=lambda r: r.outer)
+        if not regions:
+            raise ValueError("sections that do not pair up")
+        for ra, rb in regions:
+            inner = _pair(ra.inner, rb.inner)
+            if inner is None:
+                raise ValueError("sections that do not pair up")
+            depth = _depth(ra, lo)
+            adds.append(
+                (
+                    depth,
+                    f"lofted over {h} from the lower section to the upper one",
+                    f"{wp}{loop_code(_from_plus_x(ra.outer), num)}.workplane(offset={h})"
+                    f"{loop_code(_from_plus_x(rb.outer), num)}.loft()",
+                )
+            )
+            for a, b in inner:
+                cuts.append(
+                    (
+                        depth,
+                        "hollow: the inner sections lofted and taken off",
+                        f"{wp}{loop_code(_from_plus_x(a), num)}.workplane(offset={h})"
+                        f"{loop_code(_from_plus_x(b), num)}.loft()",
+                    )
+                )
+    # an island in a hollow (a keycap's stem) comes after the hollow is taken off
+    for depth in sorted({a[0] for a in adds} | {c[0] for c in cuts}):
+        for dep, comment, expr in adds:
+            if dep == depth:
+                prog.add(comment, expr)
+                features.append("loft" if expr.endswith(".loft()") else "pad")
+        for dep, comment, expr in cuts:
+            if dep == depth:
+                prog.add(comment, expr, op="cut")
+                features.append("pocket")
+    if not prog.started:
+        raise ValueError("no section")
+    return prog.text(), features
