@@ -71,6 +71,58 @@ def _sections(solid: Any, frame: Frame, z: float, size: float, fit_tol: float) -
     return out
 
 
+def _extrapolated(near: Loop, far: Loop, reach: float) -> Loop:
+    """The loop where the slab ends, from sections ``near`` (one step in) and ``far`` (two steps
+    in): ruled sides move each vertex linearly, so it is ``2 near - far``. ``near`` itself when the
+    two do not trace the same segments."""
+    if len(near.segments) != len(far.segments):
+        return near
+    n = len(near.segments)
+
+    def lerp(a, b):
+        return None if a is None else (2 * a[0] - b[0], 2 * a[1] - b[1])
+
+    if near.is_circle and far.is_circle:
+        a, b = near.segments[0], far.segments[0]
+        c, r = lerp(a.center, b.center), 2 * a.radius - b.radius
+        return Loop([Segment("circle", (c[0] + r, c[1]), (c[0] + r, c[1]), None, c, r)])
+    for k in range(n):
+        rolled = far.segments[k:] + far.segments[:k]
+        if all(
+            a.kind == b.kind and math.dist(a.start, b.start) <= reach and math.dist(a.end, b.end) <= reach
+            for a, b in zip(near.segments, rolled, strict=True)
+        ):
+            return Loop(
+                [
+                    Segment(a.kind, lerp(a.start, b.start), lerp(a.end, b.end), lerp(a.mid, b.mid),
+                            lerp(a.center, b.center), 2 * a.radius - b.radius)
+                    for a, b in zip(near.segments, rolled, strict=True)
+                ]
+            )  # fmt: skip
+    return near
+
+
+def _end_sections(solid: Any, frame: Frame, z: float, step: float, size: float, fit_tol: float):
+    """The regions where a slab ends at height ``z``, seen from inside it (``step`` > 0: the slab
+    is above ``z``): sections one and two steps in, extrapolated back to ``z``."""
+    near = _sections(solid, frame, z + step, size, fit_tol)
+    far = _sections(solid, frame, z + 2 * step, size, fit_tol)
+    pairs = _pair(near, far, loop=lambda r: r.outer)
+    if pairs is None:
+        return near
+    reach = 100 * abs(step) + 1e-3 * size
+    out = []
+    for a, b in pairs:
+        inner = _pair(a.inner, b.inner) or []
+        if len(inner) != len(a.inner):
+            out.append(a)
+            continue
+        out.append(
+            Region(_extrapolated(a.outer, b.outer, reach), [_extrapolated(x, y, reach) for x, y in inner])
+        )
+    return out
+
+
 def _pair(a: list, b: list, loop=lambda x: x) -> list[tuple] | None:
     """Each of ``a`` with the nearest of ``b`` (centre, then size)."""
     if len(a) != len(b):
@@ -143,8 +195,9 @@ def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_t
                 for inner in region.inner:
                     cuts.append((depth, "pocket", f"{wp}{loop_code(inner, num)}.extrude({h})"))
             continue
-        lo = _sections(solid, frame, z0 + delta, size, fit_tol)
-        hi = _sections(solid, frame, z1 - delta, size, fit_tol)
+        step = min(delta, (z1 - z0) / 8)
+        lo = _end_sections(solid, frame, z0, step, size, fit_tol)
+        hi = _end_sections(solid, frame, z1, -step, size, fit_tol)
         regions = _pair(lo, hi, loop=lambda r: r.outer)
         if not regions:
             raise ValueError("sections that do not pair up")
@@ -153,6 +206,13 @@ def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_t
             if inner is None:
                 raise ValueError("sections that do not pair up")
             depth = _depth(ra, lo)
+            if ra.outer.signature() == rb.outer.signature():  # the same section at both ends
+                adds.append(
+                    (depth, f"extruded {h} along the axis", f"{wp}{loop_code(ra.outer, num)}.extrude({h})")
+                )
+                for a, b in inner:
+                    cuts.append((depth, "pocket", f"{wp}{loop_code(a, num)}.extrude({h})"))
+                continue
             adds.append(
                 (
                     depth,

@@ -15,10 +15,17 @@ def volume_iou(a: Any, b: Any) -> float:
         # an empty or impossible common part is often a boolean that failed on faces that touch along
         # a line (a revolve whose radius is a hex's corner): once more with a fuzzy tolerance
         bb = a.BoundingBox()
+        fuzz = 1e-6 * max(bb.xlen, bb.ylen, bb.zlen, 1.0)
         try:
-            inter = a.intersect(b, tol=1e-6 * max(bb.xlen, bb.ylen, bb.zlen, 1.0)).Volume()
+            inter = a.intersect(b, tol=fuzz).Volume()
         except Exception:
-            return 0.0
+            inter = -1.0
+        if not 0 < inter <= min(va, vb) * (1 + 1e-6):
+            # nearly equal solids (faces a hair apart) can defeat the common part but not the cut
+            try:
+                inter = va - a.cut(b, tol=fuzz).Volume()
+            except Exception:
+                return 0.0
     union = va + vb - inter
     return max(0.0, min(1.0, inter / union)) if union > 0 else 0.0
 
