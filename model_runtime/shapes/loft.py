@@ -9,13 +9,14 @@ builds a loft as an AdditiveLoft; the IoU check says whether the sides really we
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 
 from model_runtime.shapes.emit import Numbers, Program, loop_code, workplane
 from model_runtime.shapes.graph import OTHER, FaceGraph, prismatic_along
-from model_runtime.shapes.prism import _depth, section, slice_stack
+from model_runtime.shapes.prism import DEADLINE, OutOfTime, _depth, section, slice_stack
 from model_runtime.shapes.profile import Frame, Loop, Region, Segment, _reversed, face_regions
 
 
@@ -153,6 +154,22 @@ def loft_axis(solid: Any, graph: FaceGraph, d: np.ndarray, tol: float) -> bool:
     return any(abs(z - lo) <= tol for z in caps) and any(abs(z - hi) <= tol for z in caps)
 
 
+def _step(wp: str, a: Loop, b: Loop, h: str, num: Numbers, inner: bool = False) -> tuple[str, str]:
+    """(comment, expression): an extrusion where both ends are the same loop, else a loft."""
+    if a.signature() == b.signature():
+        return (
+            "pocket" if inner else f"extruded {h} along the axis"
+        ), f"{wp}{loop_code(a, num)}.extrude({h})"
+    what = (
+        "hollow: the inner sections lofted and taken off"
+        if inner
+        else "lofted from the lower section to the upper one"
+    )
+    return what, (
+        f"{wp}{loop_code(_from_plus_x(a), num)}.workplane(offset={h}){loop_code(_from_plus_x(b), num)}.loft()"
+    )
+
+
 def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_tol: float, level_tol: float):
     """(program text, features) for ``solid`` as extrusions and lofts along ``frame``'s normal;
     ValueError when a changing slab's sections do not pair up."""
@@ -179,6 +196,8 @@ def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_t
         else:
             merged.append([key, slab, slab.z1])
     for key, slab, z1 in merged:
+        if time.monotonic() > DEADLINE[0]:
+            raise OutOfTime("out of time while lofting")
         z0 = slab.z0
         wp = workplane(frame, frame.world(0, 0, z0), num)
         h = num(z1 - z0)
@@ -206,30 +225,9 @@ def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_t
             if inner is None:
                 raise ValueError("sections that do not pair up")
             depth = _depth(ra, lo)
-            if ra.outer.signature() == rb.outer.signature():  # the same section at both ends
-                adds.append(
-                    (depth, f"extruded {h} along the axis", f"{wp}{loop_code(ra.outer, num)}.extrude({h})")
-                )
-                for a, b in inner:
-                    cuts.append((depth, "pocket", f"{wp}{loop_code(a, num)}.extrude({h})"))
-                continue
-            adds.append(
-                (
-                    depth,
-                    f"lofted over {h} from the lower section to the upper one",
-                    f"{wp}{loop_code(_from_plus_x(ra.outer), num)}.workplane(offset={h})"
-                    f"{loop_code(_from_plus_x(rb.outer), num)}.loft()",
-                )
-            )
+            adds.append((depth, *_step(wp, ra.outer, rb.outer, h, num)))
             for a, b in inner:
-                cuts.append(
-                    (
-                        depth,
-                        "hollow: the inner sections lofted and taken off",
-                        f"{wp}{loop_code(_from_plus_x(a), num)}.workplane(offset={h})"
-                        f"{loop_code(_from_plus_x(b), num)}.loft()",
-                    )
-                )
+                cuts.append((depth, *_step(wp, a, b, h, num, inner=True)))
     # an island in a hollow (a keycap's stem) comes after the hollow is taken off
     for depth in sorted({a[0] for a in adds} | {c[0] for c in cuts}):
         for dep, comment, expr in adds:
