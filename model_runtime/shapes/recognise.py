@@ -422,6 +422,7 @@ def candidates(
     snap: float,
     unit: float = 1.0,
     deadline: float = 1e18,
+    careful: bool = False,
 ):
     """Programs to try, best guess first (a generator, so a caller can stop at an exact one)."""
     axis = turning_axis(graph)
@@ -455,6 +456,8 @@ def candidates(
         sharp = blends.remove_blends(target, graph, frame.normal)
         if sharp is not None:
             work, ops_fn, cones, cross = sharp
+            if careful:
+                ops_fn = None
         try:
             stack = slice_stack(
                 work,
@@ -550,7 +553,9 @@ def _recognise_mesh(loaded: Loaded, started: float, time_budget_s: float) -> Rec
     )
 
 
-def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
+def recognise(loaded: Loaded, *, time_budget_s: float = 60.0, careful: bool = False) -> Recognition:
+    """The best program for ``loaded``; ``careful`` leaves out trial edge blends (OCC fillets can
+    crash the process on odd edges: the job runs once more with it after a crash)."""
     started = time.monotonic()
     if loaded.kind == "mesh":
         return _recognise_mesh(loaded, started, time_budget_s)
@@ -571,8 +576,9 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
     DEADLINE[0] = deadline
     try:
         for cand in candidates(
-            target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline
-        ):
+            target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline,
+            careful=careful,
+        ):  # fmt: skip
             if cand.program in seen:
                 continue
             seen.add(cand.program)
