@@ -73,6 +73,10 @@ def parametrize_bytes(pool, name: str, data: bytes, *, timeout_s: float = 120.0,
     if plan and plan.get("parameters"):
         with contextlib.suppress(SyntaxError, ValueError, KeyError):
             code = parameterise(code, plan)
+        if result.get("unit") == "in":
+            from model_runtime.shapes.units import inch_names
+
+            code = inch_names(code)
     return {"ok": True, "result": result, "exec": res, "code": code, "plan": plan}
 
 

@@ -625,7 +625,7 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0, careful: bool = Fa
     notes = list(loaded.notes)
     header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
     if loaded.unit == "in":
-        header[0] += " The file is in inches; sizes here are millimetres (1 in = 25.4 mm)."
+        header[0] += " The file is in inches: the numbers below are millimetres, the named dimensions inches."
     program = best.program.replace(
         "import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1
     )
