@@ -21,8 +21,9 @@ from model_runtime.shapes.profile import Frame, Loop, Region, Segment, _reversed
 
 
 def worth_trying(graph: FaceGraph, d: np.ndarray) -> bool:
-    """Some face is neither a cap nor a side along ``d``: a B-spline or a slanted plane."""
-    return any(f.kind == OTHER or prismatic_along(f, d) == "other" for f in graph.faces)
+    """A tenth of the area is free-form (B-spline) faces, as a loft's sides are; fillets and
+    chamfers alone are the blend recogniser's."""
+    return sum(f.area for f in graph.faces if f.kind == OTHER) >= 0.1 * graph.area
 
 
 def _centroid(loop: Loop) -> np.ndarray:
@@ -68,7 +69,12 @@ def _sections(solid: Any, frame: Frame, z: float, size: float, fit_tol: float) -
     for f in section(solid, frame, z, size):
         r = face_regions(f, frame, 1e-5 * size, fit_tol)
         tol = 1e-5 * size
-        out.append(Region(_as_circle(r.outer, tol), [_as_circle(i, tol) for i in r.inner]))
+        region = Region(_as_circle(r.outer, tol), [_as_circle(i, tol) for i in r.inner])
+        # a section of lines and circles is a sketch someone drew; one through a loft's sides is not
+        exact = all(e.geomType() in ("LINE", "CIRCLE") for e in f.Edges())
+        for loop in [region.outer, *region.inner]:
+            loop.exact = exact
+        out.append(region)
     return out
 
 
@@ -118,9 +124,12 @@ def _end_sections(solid: Any, frame: Frame, z: float, step: float, size: float, 
         if len(inner) != len(a.inner):
             out.append(a)
             continue
-        out.append(
-            Region(_extrapolated(a.outer, b.outer, reach), [_extrapolated(x, y, reach) for x, y in inner])
+        region = Region(
+            _extrapolated(a.outer, b.outer, reach), [_extrapolated(x, y, reach) for x, y in inner]
         )
+        for new, old in zip([region.outer, *region.inner], [a.outer, *a.inner], strict=True):
+            new.exact = getattr(old, "exact", True)
+        out.append(region)
     return out
 
 
@@ -170,6 +179,43 @@ def _step(wp: str, a: Loop, b: Loop, h: str, num: Numbers, inner: bool = False) 
     )
 
 
+def _same_loop(a: Loop, b: Loop, size: float) -> bool:
+    return float(np.linalg.norm(_centroid(a) - _centroid(b))) <= 1e-4 * size and abs(
+        a.area() - b.area()
+    ) <= 1e-4 * max(a.area(), 1e-9)
+
+
+def _in_line(a: Loop, mid: Loop, b: Loop, t: float, size: float) -> bool:
+    """Whether ``mid`` can be the section at ``t`` of one loft from ``a`` to ``b``: where all three
+    are polygons of as many sides, each corner of ``mid`` lies on the line between ``a``'s and
+    ``b``'s (a chamfer on top of a loft is another loft)."""
+    n = len(mid.segments)
+    if mid.is_circle or not (len(a.segments) == n == len(b.segments)):
+        return True
+    pa, pm, pb = (np.array([s.start for s in _from_plus_x(lp).segments]) for lp in (a, mid, b))
+    return bool(np.all(np.linalg.norm(pa + t * (pb - pa) - pm, axis=1) <= 1e-4 * size))
+
+
+def _through_cut_levels(items: list[list], size: float) -> list[list]:
+    """A loft cut in two by a height where something else starts (a blind hole's floor) is one
+    loft: where its section there is no sketch of lines and circles, the two lofts join."""
+    items = sorted(items, key=lambda it: it[2])
+    out: list[list] = []
+    for it in items:
+        for prev in out:
+            if (
+                prev[0] == it[0] and prev[1] == it[1] and abs(prev[3] - it[2]) <= 1e-9
+                and prev[4].signature() != prev[5].signature() and it[4].signature() != it[5].signature()
+                and not getattr(prev[5], "exact", True) and _same_loop(prev[5], it[4], size)
+                and _in_line(prev[4], prev[5], it[5], (prev[3] - prev[2]) / (it[3] - prev[2]), size)
+            ):  # fmt: skip
+                prev[3], prev[5] = it[3], it[5]
+                break
+        else:
+            out.append(list(it))
+    return out
+
+
 def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_tol: float, level_tol: float):
     """(program text, features) for ``solid`` as extrusions and lofts along ``frame``'s normal;
     ValueError when a changing slab's sections do not pair up."""
@@ -195,24 +241,16 @@ def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_t
             merged[-1][2] = slab.z1
         else:
             merged.append([key, slab, slab.z1])
+    items: list[list] = []  # [depth, inner, z0, z1, lower loop, upper loop]
     for key, slab, z1 in merged:
         if time.monotonic() > DEADLINE[0]:
             raise OutOfTime("out of time while lofting")
         z0 = slab.z0
-        wp = workplane(frame, frame.world(0, 0, z0), num)
-        h = num(z1 - z0)
         if key is not None:
             for region in slab.regions:
                 depth = _depth(region, slab.regions)
-                adds.append(
-                    (
-                        depth,
-                        f"extruded {h} along the axis",
-                        f"{wp}{loop_code(region.outer, num)}.extrude({h})",
-                    )
-                )
-                for inner in region.inner:
-                    cuts.append((depth, "pocket", f"{wp}{loop_code(inner, num)}.extrude({h})"))
+                items.append([depth, False, z0, z1, region.outer, region.outer])
+                items += [[depth, True, z0, z1, i, i] for i in region.inner]
             continue
         step = min(delta, (z1 - z0) / 8)
         lo = _end_sections(solid, frame, z0, step, size, fit_tol)
@@ -225,9 +263,12 @@ def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_t
             if inner is None:
                 raise ValueError("sections that do not pair up")
             depth = _depth(ra, lo)
-            adds.append((depth, *_step(wp, ra.outer, rb.outer, h, num)))
-            for a, b in inner:
-                cuts.append((depth, *_step(wp, a, b, h, num, inner=True)))
+            items.append([depth, False, z0, z1, ra.outer, rb.outer])
+            items += [[depth, True, z0, z1, a, b] for a, b in inner]
+    items = _through_cut_levels(items, size)
+    for depth, inner, z0, z1, a, b in items:
+        wp = workplane(frame, frame.world(0, 0, z0), num)
+        (cuts if inner else adds).append((depth, *_step(wp, a, b, num(z1 - z0), num, inner=inner)))
     # an island in a hollow (a keycap's stem) comes after the hollow is taken off
     for depth in sorted({a[0] for a in adds} | {c[0] for c in cuts}):
         for dep, comment, expr in adds:

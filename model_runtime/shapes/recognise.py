@@ -426,6 +426,7 @@ def candidates(
 ):
     """Programs to try, best guess first (a generator, so a caller can stop at an exact one)."""
     axis = turning_axis(graph)
+    drilled = None
     if axis is not None:
         turned = half_section(target, axis[0], axis[1], fit_tol)
         if turned is not None:
@@ -439,15 +440,28 @@ def candidates(
         if drilled is not None:
             for s in (snap, 0.0):
                 yield revolve_program(drilled[0], Numbers(s, unit), drilled[1])
-        else:
-            core = _mostly_turned(target, graph, fit_tol)
-            if core is not None:
-                for s in (snap, 0.0):
-                    cand = revolve_program(core, Numbers(s, unit))
-                    cand.defeatured = True  # exact only with its residual: always given one
-                    yield cand
+    turned_share = 0.0
+    if axis is None and drilled is None:
+        bb = target.BoundingBox()
+        found = dominant_axis(graph, max(bb.xlen, bb.ylen, bb.zlen))
+        turned_share = found[2] if found is not None else 0.0
+
+    def cores():
+        core = _mostly_turned(target, graph, fit_tol) if turned_share >= MOSTLY_TURNED else None
+        if core is not None:
+            for s in (snap, 0.0):
+                cand = revolve_program(core, Numbers(s, unit))
+                cand.defeatured = True  # exact only with its residual: always given one
+                yield cand
+
+    # a part that turns almost all over is tried as a revolve first; one that only partly turns
+    # after the best extrusion, which a plate or a bracket with round ends usually is
+    if turned_share >= 0.75:
+        yield from cores()
     yield from _loft_candidates(target, graph, fit_tol, level_tol, snap, unit)
-    for d in axis_candidates(graph)[:3]:
+    for i, d in enumerate(axis_candidates(graph)[:3]):
+        if i == 1 and turned_share < 0.75:
+            yield from cores()
         if time.monotonic() > deadline:
             return
         frame = Frame((0, 0, 0), d, x_direction(graph, d))
@@ -583,7 +597,10 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0, careful: bool = Fa
                 continue
             seen.add(cand.program)
             _evaluate(cand, target)
-            if cand.solid is not None and cand.strategy == "revolve" and cand.defeatured and cand.iou < EXACT:
+            if (
+                cand.solid is not None and cand.strategy == "revolve" and cand.defeatured
+                and 0.7 <= cand.iou < EXACT
+            ):  # fmt: skip
                 # a turned core: its local features (flats, keyways, slots) come back as residual now,
                 # so an exact turned part does not wait for every extrusion to be tried
                 from model_runtime.shapes import residual

@@ -72,7 +72,7 @@ def dominant_axis(
             groups.append([f.location, d, f.area])
     if not groups:
         return None
-    a, d, _ = max(groups, key=lambda g: g[2])
+    a, d, round_area = max(groups, key=lambda g: g[2])
     d = d if next(c for c in d if abs(c) > 1e-9) > 0 else -d  # one way along the axis: named planes
 
     def of_revolution(f) -> bool:
@@ -87,7 +87,8 @@ def dominant_axis(
         return False
 
     share = sum(f.area for f in graph.faces if of_revolution(f)) / (graph.area or 1.0)
-    return a, d, share
+    # planes across the axis are of revolution about any axis: a plate with a hole is not turned
+    return a, d, min(share, 2 * round_area / (graph.area or 1.0))
 
 
 def turned_core(solid, point, direction, fit_tol: float = 1e-3, n: int = 12) -> Turned | None:
