@@ -374,14 +374,19 @@ def test_hollow_loft(tmp_path):
 
 
 def _inch_step(tmp_path: Path, shape) -> Path:
+    """``shape`` written to a STEP file whose length unit is the inch (as US CAD systems write)."""
     from OCP.Interface import Interface_Static
+    from OCP.STEPControl import STEPControl_AsIs, STEPControl_Writer
 
-    Interface_Static.SetCVal_s("write.step.unit", "IN")
+    path = tmp_path / "inch_part.step"
+    writer = STEPControl_Writer()
+    assert Interface_Static.SetCVal_s("write.step.unit", "INCH")  # after the writer: it resets it
     try:
-        path = _step(tmp_path, shape, "inch_part.step")
+        writer.Transfer(shape.val().wrapped, STEPControl_AsIs)
+        writer.Write(str(path))
     finally:
         Interface_Static.SetCVal_s("write.step.unit", "MM")
-    assert "INCH" in path.read_text(errors="replace").upper()
+    assert "CONVERSION_BASED_UNIT('INCH'" in path.read_text(errors="replace").upper()
     return path
 
 
