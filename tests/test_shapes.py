@@ -405,3 +405,21 @@ def test_inch_step_keeps_inches_in_the_names(pool, tmp_path):
     assert any(line.endswith("_in = 3") for line in code.splitlines())
     rebuilt = run_program(out["result"]["program"]).Volume()
     assert run_program(code).Volume() == pytest.approx(rebuilt, rel=1e-9)
+
+
+def test_mirrored_pairs_are_drawn_once_and_mirrored(pool, tmp_path):
+    from model_runtime.commands.parametrize import parametrize
+
+    part = cq.Workplane("XY").rect(50, 30).extrude(6)
+    for sx in (1, -1):
+        part = part.union(cq.Workplane("XY").center(sx * 36, 4).slot2D(20, 10).extrude(3))
+        part = part.union(cq.Workplane("XY", origin=(0, 0, 6)).center(sx * 15, -5).rect(8, 6).extrude(5))
+    part = part.faces("<Z").workplane().pushPoints([(40, 4), (-40, 4)]).hole(4)
+    path = _step(tmp_path, part)
+    rec = _rebuild(path)
+    assert rec.iou > 0.9999
+    assert "mirror" in rec.features and '.mirror("YZ", union=True)' in rec.program
+    assert rec.program.count(".rect(8, 6)") == 1  # the pair of bosses: one drawn, one mirrored
+    out = parametrize(pool, path)
+    assert out["ok"] and out["plan"]["status"] == "mapped"
+    assert any(f["kind"] == "mirrored" for f in out["plan"]["features"])

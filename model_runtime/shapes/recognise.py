@@ -17,6 +17,7 @@ import numpy as np
 
 from model_runtime.shapes import blends
 from model_runtime.shapes import holes as holes_mod
+from model_runtime.shapes import mirror as mirror_mod
 from model_runtime.shapes.emit import Numbers, Program, angle_text, frame_for, loop_code, workplane
 from model_runtime.shapes.graph import FaceGraph, axis_candidates, build_graph, x_direction
 from model_runtime.shapes.load import Loaded
@@ -182,6 +183,11 @@ def prism_program(
     features: list[str] = []
     base = pads[0] if pads else None
     done: set[int] = set()
+    # extrusions in mirrored pairs: one of each drawn, then mirrored (``mirror``)
+    mirrored = mirror_mod.split([r for r in pads if r.depth == 0], frame)
+    if mirrored is not None:
+        drawn = {id(r) for r in mirrored[1]}
+        done |= {id(r) for r in pads if r.depth == 0 and id(r) not in drawn}
     for run in pads:
         if run.depth > 0 or id(run) in done:
             continue
@@ -202,6 +208,10 @@ def prism_program(
             f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
         )
         features.append("pad")
+    if mirrored is not None:
+        plane = mirrored[0]
+        prog.add(f"mirrored about the {plane} plane", f'.mirror("{plane}", union=True)', op="chain")
+        features.append("mirror")
     for run in cuts:
         if run.depth > 0:
             continue
