@@ -185,6 +185,8 @@ def prism_program(
     done: set[int] = set()
     # extrusions in mirrored pairs: one of each drawn, then mirrored (``mirror``)
     mirrored = mirror_mod.split([r for r in pads if r.depth == 0], frame)
+    if mirrored is not None and any(len(_equal_runs(r, pads, set())) > 2 for r in pads if r is not base):
+        mirrored = None  # three or more equal extrusions read better as one pattern sketch
     if mirrored is not None:
         drawn = {id(r) for r in mirrored[1]}
         done |= {id(r) for r in pads if r.depth == 0 and id(r) not in drawn}
