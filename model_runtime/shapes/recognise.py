@@ -441,6 +441,8 @@ def candidates(
     drilled = None
     if axis is not None:
         turned = half_section(target, axis[0], axis[1], fit_tol)
+        if turned is None and target.isValid():  # a section through free-form seams can fail
+            turned = turned_core(target, axis[0], axis[1], fit_tol, n=4)
         if turned is not None:
             for s in (snap, 0.0):
                 yield revolve_program(turned, Numbers(s, unit))
@@ -624,6 +626,20 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0, careful: bool = Fa
                 break
     except OutOfTime:
         pass
+    if not tried:
+        # the budget went on strategies that gave nothing (a slow defeaturing): the plain extrusion
+        # along the best axis still gets half a budget more, so a slow machine does not mean no answer
+        DEADLINE[0] = time.monotonic() + 0.5 * time_budget_s
+        try:
+            d = axis_candidates(graph)[0]
+            frame = Frame((0, 0, 0), d, x_direction(graph, d))
+            stack = slice_stack(target, graph, frame, fit_tol=fit_tol, level_tol=level_tol)
+            cand = _evaluate(prism_program(stack, Numbers(snap, unit)), target)
+            if cand.solid is not None:
+                tried.append(cand)
+        except Exception:
+            pass
+        deadline = DEADLINE[0]
     if not tried:
         raise ValueError("no recogniser could rebuild this shape")
     tried.sort(key=lambda c: -c.iou)
