@@ -363,6 +363,10 @@ def test_loft_from_a_polygon_to_a_circle(tmp_path):
     assert "loft" in rec.features and ".loft()" in rec.program
     assert ".polygon(" not in rec.program  # the sections are sketches of lines and arcs
     assert "importStep" not in rec.program
+    from model_runtime.feature_plan.tracer import trace
+
+    plan, _ = trace(rec.program)  # lands in FreeCAD as an AdditiveLoft on the Body
+    assert plan["status"] == "mapped" and "loft" in [f["kind"] for f in plan["features"]]
 
 
 def test_hollow_loft(tmp_path):

@@ -268,14 +268,19 @@ def loft_program(solid: Any, graph: FaceGraph, frame: Frame, num: Numbers, fit_t
     items = _through_cut_levels(items, size)
     for depth, inner, z0, z1, a, b in items:
         wp = workplane(frame, frame.world(0, 0, z0), num)
-        (cuts if inner else adds).append((depth, *_step(wp, a, b, num(z1 - z0), num, inner=inner)))
+        (cuts if inner else adds).append((depth, *_step(wp, a, b, num(z1 - z0), num, inner=inner), wp))
     # an island in a hollow (a keycap's stem) comes after the hollow is taken off
     for depth in sorted({a[0] for a in adds} | {c[0] for c in cuts}):
-        for dep, comment, expr in adds:
+        for dep, comment, expr, wp in adds:
             if dep == depth:
-                prog.add(comment, expr)
+                if prog.started and expr.endswith(".loft()"):
+                    # lofted onto the part itself: a loft as its own solid joined later is no
+                    # PartDesign feature, an AdditiveLoft on the Body is
+                    prog.add(comment, f".copyWorkplane({wp}){expr[len(wp):]}", op="chain")
+                else:
+                    prog.add(comment, expr)
                 features.append("loft" if expr.endswith(".loft()") else "pad")
-        for dep, comment, expr in cuts:
+        for dep, comment, expr, _wp in cuts:
             if dep == depth:
                 prog.add(comment, expr, op="cut")
                 features.append("pocket")
