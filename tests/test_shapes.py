@@ -413,3 +413,98 @@ def test_body_equals_solid_when_sketch_arcs_meet_tangentially(tmp_path):
     (result,) = run_jobs([{"plan": json.loads(json.dumps(plan)), "brep_path": str(brep)}])
     assert result["body"], result["message"]
     assert result["volume_error"] < 1e-3
+
+
+# ------------------------------------------------------- mostly turned parts, lofts, inch files
+
+
+def test_mostly_turned_part_is_one_revolve_and_its_local_features(tmp_path):
+    """A turned part with a hex grip, a keyway in its bore and a slot across its end: one revolve
+    of the section most angles share, the rest as cuts (none of it a pad stack)."""
+    profile = [(5, 0), (16, 0), (16, 6), (11, 6), (11, 28), (9, 30), (5, 30)]
+    part = cq.Workplane("XZ").polyline(profile).close().revolve(360, (0, 0, 0), (0, 1, 0))
+    hex_ring = cq.Workplane("XY").circle(20).polygon(6, 30).extrude(6)
+    part = part.cut(hex_ring)
+    part = part.cut(cq.Workplane("XY").center(6, 0).rect(3, 3).extrude(30))
+    part = part.cut(cq.Workplane("XY", origin=(0, 0, 29)).rect(30, 2).extrude(1))
+    rec = _rebuild(_step(tmp_path, part))
+    assert rec.iou > 0.9999
+    assert rec.features.count("revolve") == 1 and rec.strategy.startswith("revolve")
+    # the six hex corners are one sketch; the keyway and the slot meet, so they are one plain cut
+    assert rec.features.count("pad") <= 1 and rec.features.count("residual") <= 2
+    assert ".revolve(360" in rec.program
+
+
+def test_loft_from_a_polygon_to_a_circle(tmp_path):
+    base = cq.Workplane("XY").rect(50, 30).extrude(6)
+    neck = cq.Workplane("XY", origin=(0, 0, 6)).polygon(5, 28).workplane(offset=25).circle(9).loft()
+    part = base.union(neck).faces("<Z").workplane().hole(6, 10)
+    rec = _rebuild(_step(tmp_path, part))
+    assert rec.iou > 0.9999
+    assert "loft" in rec.features and ".loft()" in rec.program
+    assert ".polygon(" not in rec.program  # the sections are sketches of lines and arcs
+    assert "importStep" not in rec.program
+    from model_runtime.feature_plan.tracer import trace
+
+    plan, _ = trace(rec.program)  # lands in FreeCAD as an AdditiveLoft on the Body
+    assert plan["status"] == "mapped" and "loft" in [f["kind"] for f in plan["features"]]
+
+
+def test_hollow_loft(tmp_path):
+    outer = cq.Workplane("XY").rect(30, 24).workplane(offset=40).circle(8).loft()
+    inner = cq.Workplane("XY").rect(26, 20).workplane(offset=40).circle(6).loft()
+    rec = _rebuild(_step(tmp_path, outer.cut(inner)))
+    assert rec.iou > 0.9999
+    assert rec.features.count("loft") == 1 and "pocket" in rec.features
+
+
+def _inch_step(tmp_path: Path, shape) -> Path:
+    """``shape`` written to a STEP file whose length unit is the inch (as US CAD systems write)."""
+    from OCP.Interface import Interface_Static
+    from OCP.STEPControl import STEPControl_AsIs, STEPControl_Writer
+
+    path = tmp_path / "inch_part.step"
+    writer = STEPControl_Writer()
+    assert Interface_Static.SetCVal_s("write.step.unit", "INCH")  # after the writer: it resets it
+    try:
+        writer.Transfer(shape.val().wrapped, STEPControl_AsIs)
+        writer.Write(str(path))
+    finally:
+        Interface_Static.SetCVal_s("write.step.unit", "MM")
+    assert "CONVERSION_BASED_UNIT('INCH'" in path.read_text(errors="replace").upper()
+    return path
+
+
+def test_inch_step_keeps_inches_in_the_names(pool, tmp_path):
+    from model_runtime.commands.parametrize import parametrize
+
+    inch = 25.4
+    part = cq.Workplane("XY").box(3 * inch, 2 * inch, 0.25 * inch, centered=(True, True, False))
+    part = part.faces(">Z").workplane().rect(2 * inch, 1 * inch, forConstruction=True)
+    part = part.vertices().hole(0.25 * inch)
+    out = parametrize(pool, _inch_step(tmp_path, part))
+    assert out["ok"] and out["result"]["iou"] > 0.9999 and out["result"]["unit"] == "in"
+    code = out["code"]
+    assert "INCH = 25.4" in code
+    assert "hole_diameter_in = 0.25" in code and "hole_diameter_in * INCH" in code
+    assert any(line.endswith("_in = 3") for line in code.splitlines())
+    rebuilt = run_program(out["result"]["program"]).Volume()
+    assert run_program(code).Volume() == pytest.approx(rebuilt, rel=1e-9)
+
+
+def test_mirrored_pairs_are_drawn_once_and_mirrored(pool, tmp_path):
+    from model_runtime.commands.parametrize import parametrize
+
+    part = cq.Workplane("XY").rect(50, 30).extrude(6)
+    for sx in (1, -1):
+        part = part.union(cq.Workplane("XY").center(sx * 36, 4).slot2D(20, 10).extrude(3))
+        part = part.union(cq.Workplane("XY", origin=(0, 0, 6)).center(sx * 15, -5).rect(8, 6).extrude(5))
+    part = part.faces("<Z").workplane().pushPoints([(40, 4), (-40, 4)]).hole(4)
+    path = _step(tmp_path, part)
+    rec = _rebuild(path)
+    assert rec.iou > 0.9999
+    assert "mirror" in rec.features and '.mirror("YZ", union=True)' in rec.program
+    assert rec.program.count(".rect(8, 6)") == 1  # the pair of bosses: one drawn, one mirrored
+    out = parametrize(pool, path)
+    assert out["ok"] and out["plan"]["status"] == "mapped"
+    assert any(f["kind"] == "mirrored" for f in out["plan"]["features"])

@@ -51,8 +51,19 @@ def parametrize(pool, path: Path, *, timeout_s: float = 120.0, formats=("brep",)
 def parametrize_bytes(pool, name: str, data: bytes, *, timeout_s: float = 120.0, formats=("brep",)) -> dict:
     """``parametrize`` for the content of a file called ``name`` (the server's and the tests' way in)."""
     from model_runtime.feature_plan.parameterise import parameterise
+    from model_runtime.sandbox.errors import WorkerCrashed
 
-    reply = pool.run_shape(name, data, timeout_s=timeout_s, time_budget_s=min(20.0, 0.5 * timeout_s))
+    budget = min(20.0, 0.5 * timeout_s)
+    try:
+        reply = pool.run_shape(name, data, timeout_s=timeout_s, time_budget_s=budget)
+    except WorkerCrashed:
+        # OCC crashed the job process on one strategy (a trial fillet): once more without those
+        # operations, so the other strategies still give a program
+        reply = pool.run_shape(name, data, timeout_s=timeout_s, time_budget_s=budget, careful=True)
+        if reply.get("ok"):
+            reply["result"].setdefault("notes", []).append(
+                "A trial edge blend crashed the reader; the part was rebuilt without trying blends."
+            )
     if not reply.get("ok"):
         return reply
     result = reply["result"]
@@ -62,6 +73,10 @@ def parametrize_bytes(pool, name: str, data: bytes, *, timeout_s: float = 120.0,
     if plan and plan.get("parameters"):
         with contextlib.suppress(SyntaxError, ValueError, KeyError):
             code = parameterise(code, plan)
+        if result.get("unit") == "in":
+            from model_runtime.shapes.units import inch_names
+
+            code = inch_names(code)
     return {"ok": True, "result": result, "exec": res, "code": code, "plan": plan}
 
 

@@ -504,11 +504,13 @@ class SandboxPool:
             raise WorkerCrashed(f"the sandbox sent a malformed result ({exc})") from None
 
     def run_shape(self, name: str, data: bytes, timeout_s: float | None = None,
-                  time_budget_s: float = 60.0) -> dict[str, Any]:
+                  time_budget_s: float = 60.0, careful: bool = False) -> dict[str, Any]:
         """Read and recognise an untrusted shape file in a job process (``model_runtime/shapes/job.py``).
 
         Returns the job's reply, ``{"ok": True, "result": {...}}`` or ``{"ok": False, "error": {...}}``
         for input it refuses; raises a SandboxError when the job process crashed or ran out of time.
+        ``careful`` asks the recogniser to leave out the OCC operations that can crash a process (trial
+        fillets): the second try after a crash.
         """
         import base64
 
@@ -516,7 +518,7 @@ class SandboxPool:
         job = {
             "kind": "shape", "name": str(name), "data": base64.b64encode(data).decode("ascii"),
             "time_budget_s": float(time_budget_s), "timeout_s": timeout,
-            "max_output_bytes": self.max_output_bytes,
+            "max_output_bytes": self.max_output_bytes, "careful": bool(careful),
         }  # fmt: skip
         if len(job["data"]) > self.max_request_bytes - 4096:
             raise OutputTooLarge(

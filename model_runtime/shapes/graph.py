@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 
 PLANE, CYLINDER, CONE, SPHERE, TORUS, OTHER = "plane", "cylinder", "cone", "sphere", "torus", "other"
+# a free-form curve turned about an axis (a revolved arc or spline): ``axis`` and ``location`` set
+REVOLUTION = "revolution"
 
 
 @dataclass
@@ -49,6 +51,7 @@ def build_graph(solid: Any) -> FaceGraph:
         GeomAbs_Cylinder,
         GeomAbs_Plane,
         GeomAbs_Sphere,
+        GeomAbs_SurfaceOfRevolution,
         GeomAbs_Torus,
     )
     from OCP.TopAbs import TopAbs_EDGE, TopAbs_FACE, TopAbs_REVERSED
@@ -84,6 +87,9 @@ def build_graph(solid: Any) -> FaceGraph:
         elif kind_id == GeomAbs_Sphere:
             sph = adaptor.Sphere()
             info.kind, info.radius, info.location = SPHERE, sph.Radius(), _vec(sph.Location())
+        elif kind_id == GeomAbs_SurfaceOfRevolution:
+            ax = adaptor.AxeOfRevolution()
+            info.kind, info.axis, info.location = REVOLUTION, _vec(ax.Direction()), _vec(ax.Location())
         elif kind_id == GeomAbs_Torus:
             tor = adaptor.Torus()
             info.kind, info.radius = TORUS, tor.MinorRadius()

@@ -28,7 +28,9 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         return _error(ShapeInputError("the file did not reach the sandbox intact.", "bad_request"))
     try:
         loaded = load_bytes(data, name)
-        rec = recognise(loaded, time_budget_s=float(job.get("time_budget_s", 60.0)))
+        rec = recognise(
+            loaded, time_budget_s=float(job.get("time_budget_s", 60.0)), careful=bool(job.get("careful"))
+        )
     except ShapeInputError as exc:
         return _error(exc)
     except MemoryError:

@@ -17,15 +17,18 @@ import numpy as np
 
 from model_runtime.shapes import blends
 from model_runtime.shapes import holes as holes_mod
+from model_runtime.shapes import mirror as mirror_mod
 from model_runtime.shapes.emit import Numbers, Program, angle_text, frame_for, loop_code, workplane
 from model_runtime.shapes.graph import FaceGraph, axis_candidates, build_graph, x_direction
 from model_runtime.shapes.load import Loaded
 from model_runtime.shapes.prism import Stack, slice_stack
 from model_runtime.shapes.profile import Frame
-from model_runtime.shapes.revolve import half_section, turning_axis
+from model_runtime.shapes.revolve import dominant_axis, half_section, turned_core, turning_axis
 from model_runtime.shapes.verify import bbox_iou, run_program, volume_iou
 
 EXACT = 0.9999
+# a part is worth one revolve plus residual features when this share of its area turns about one axis
+MOSTLY_TURNED = 0.5
 
 
 @dataclass
@@ -180,6 +183,13 @@ def prism_program(
     features: list[str] = []
     base = pads[0] if pads else None
     done: set[int] = set()
+    # extrusions in mirrored pairs: one of each drawn, then mirrored (``mirror``)
+    mirrored = mirror_mod.split([r for r in pads if r.depth == 0], frame)
+    if mirrored is not None and any(len(_equal_runs(r, pads, set())) > 2 for r in pads if r is not base):
+        mirrored = None  # three or more equal extrusions read better as one pattern sketch
+    if mirrored is not None:
+        drawn = {id(r) for r in mirrored[1]}
+        done |= {id(r) for r in pads if r.depth == 0 and id(r) not in drawn}
     for run in pads:
         if run.depth > 0 or id(run) in done:
             continue
@@ -200,6 +210,10 @@ def prism_program(
             f"{wp}{loop_code(run.loop, num)}.extrude({num(run.z1 - run.z0)})",
         )
         features.append("pad")
+    if mirrored is not None:
+        plane = mirrored[0]
+        prog.add(f"mirrored about the {plane} plane", f'.mirror("{plane}", union=True)', op="chain")
+        features.append("mirror")
     for run in cuts:
         if run.depth > 0:
             continue
@@ -361,6 +375,39 @@ def _drilled_turned_part(target: Any, graph: FaceGraph, fit_tol: float):
     return turned, cross
 
 
+def _loft_candidates(
+    target: Any, graph: FaceGraph, fit_tol: float, level_tol: float, snap: float, unit: float
+):
+    """Extrusions and lofts along the best axes whose sections change (``loft``)."""
+    from model_runtime.shapes import loft
+
+    axes = [
+        d for d in axis_candidates(graph)
+        if loft.worth_trying(graph, d) and loft.loft_axis(target, graph, d, level_tol)
+    ]  # fmt: skip
+    for d in axes[:2]:
+        frame = Frame((0, 0, 0), d, x_direction(graph, d))
+        for s in (snap, 0.0):
+            try:
+                text, features = loft.loft_program(target, graph, frame, Numbers(s, unit), fit_tol, level_tol)
+            except Exception:
+                break
+            yield Candidate(text, features, "loft", defeatured=True)
+
+
+def _mostly_turned(target: Any, graph: FaceGraph, fit_tol: float):
+    """A part most of whose area turns about one axis: the revolve under its local features."""
+    bb = target.BoundingBox()
+    size = max(bb.xlen, bb.ylen, bb.zlen)
+    found = dominant_axis(graph, size)
+    if found is None:
+        return None
+    a, d, share = found
+    if share < MOSTLY_TURNED:
+        return None
+    return turned_core(target, a, d, fit_tol)
+
+
 def _one_valid_solid(program: str) -> Any:
     """The program's solid; ValueError unless it is one valid solid (what the sandbox accepts)."""
     solid = run_program(program)
@@ -387,11 +434,15 @@ def candidates(
     snap: float,
     unit: float = 1.0,
     deadline: float = 1e18,
+    careful: bool = False,
 ):
     """Programs to try, best guess first (a generator, so a caller can stop at an exact one)."""
     axis = turning_axis(graph)
+    drilled = None
     if axis is not None:
         turned = half_section(target, axis[0], axis[1], fit_tol)
+        if turned is None and target.isValid():  # a section through free-form seams can fail
+            turned = turned_core(target, axis[0], axis[1], fit_tol, n=4)
         if turned is not None:
             for s in (snap, 0.0):
                 yield revolve_program(turned, Numbers(s, unit))
@@ -403,7 +454,28 @@ def candidates(
         if drilled is not None:
             for s in (snap, 0.0):
                 yield revolve_program(drilled[0], Numbers(s, unit), drilled[1])
-    for d in axis_candidates(graph)[:3]:
+    turned_share = 0.0
+    if axis is None and drilled is None:
+        bb = target.BoundingBox()
+        found = dominant_axis(graph, max(bb.xlen, bb.ylen, bb.zlen))
+        turned_share = found[2] if found is not None else 0.0
+
+    def cores():
+        core = _mostly_turned(target, graph, fit_tol) if turned_share >= MOSTLY_TURNED else None
+        if core is not None:
+            for s in (snap, 0.0):
+                cand = revolve_program(core, Numbers(s, unit))
+                cand.defeatured = True  # exact only with its residual: always given one
+                yield cand
+
+    # a part that turns almost all over is tried as a revolve first; one that only partly turns
+    # after the best extrusion, which a plate or a bracket with round ends usually is
+    if turned_share >= 0.75:
+        yield from cores()
+    yield from _loft_candidates(target, graph, fit_tol, level_tol, snap, unit)
+    for i, d in enumerate(axis_candidates(graph)[:3]):
+        if i == 1 and turned_share < 0.75:
+            yield from cores()
         if time.monotonic() > deadline:
             return
         frame = Frame((0, 0, 0), d, x_direction(graph, d))
@@ -412,6 +484,8 @@ def candidates(
         sharp = blends.remove_blends(target, graph, frame.normal)
         if sharp is not None:
             work, ops_fn, cones, cross = sharp
+            if careful:
+                ops_fn = None
         try:
             stack = slice_stack(
                 work,
@@ -451,7 +525,9 @@ def _recognise_mesh(loaded: Loaded, started: float, time_budget_s: float) -> Rec
     return recognise_mesh(loaded, started, time_budget_s)
 
 
-def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
+def recognise(loaded: Loaded, *, time_budget_s: float = 60.0, careful: bool = False) -> Recognition:
+    """The best program for ``loaded``; ``careful`` leaves out trial edge blends (OCC fillets can
+    crash the process on odd edges: the job runs once more with it after a crash)."""
     started = time.monotonic()
     if loaded.kind == "mesh":
         return _recognise_mesh(loaded, started, time_budget_s)
@@ -472,18 +548,42 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
     DEADLINE[0] = deadline
     try:
         for cand in candidates(
-            target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline
-        ):
+            target, graph, fit_tol=fit_tol, level_tol=level_tol, snap=snap, unit=unit, deadline=deadline,
+            careful=careful,
+        ):  # fmt: skip
             if cand.program in seen:
                 continue
             seen.add(cand.program)
             _evaluate(cand, target)
+            if (
+                cand.solid is not None and cand.strategy == "revolve" and cand.defeatured
+                and 0.7 <= cand.iou < EXACT
+            ):  # fmt: skip
+                # a turned core: its local features (flats, keyways, slots) come back as residual now,
+                # so an exact turned part does not wait for every extrusion to be tried
+                from model_runtime.shapes import residual
+
+                cand = residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
             if cand.solid is not None:
                 tried.append(cand)
             if cand.iou >= EXACT or time.monotonic() > deadline:
                 break
     except OutOfTime:
         pass
+    if not tried:
+        # the budget went on strategies that gave nothing (a slow defeaturing): the plain extrusion
+        # along the best axis still gets half a budget more, so a slow machine does not mean no answer
+        DEADLINE[0] = time.monotonic() + 0.5 * time_budget_s
+        try:
+            d = axis_candidates(graph)[0]
+            frame = Frame((0, 0, 0), d, x_direction(graph, d))
+            stack = slice_stack(target, graph, frame, fit_tol=fit_tol, level_tol=level_tol)
+            cand = _evaluate(prism_program(stack, Numbers(snap, unit)), target)
+            if cand.solid is not None:
+                tried.append(cand)
+        except Exception:
+            pass
+        deadline = DEADLINE[0]
     if not tried:
         raise ValueError("no recogniser could rebuild this shape")
     tried.sort(key=lambda c: -c.iou)
@@ -502,14 +602,19 @@ def recognise(loaded: Loaded, *, time_budget_s: float = 60.0) -> Recognition:
             finished.append(
                 residual.add_residual(cand, target, Numbers(0.0, unit), _evaluate, fit_tol, level_tol)
             )
-        # exact first; then the program with the fewest plain residual pieces and features
+        # exact first; then, among those about as close as the closest, the program with the fewest
+        # plain residual pieces and features
+        top = max(c.iou for c in finished)
         best = max(
-            finished, key=lambda c: (c.iou >= EXACT, -c.features.count("residual"), -len(c.features), c.iou)
-        )
+            finished,
+            key=lambda c: (
+                c.iou >= EXACT, c.iou >= top - 1e-3, -c.features.count("residual"), -len(c.features), c.iou
+            ),
+        )  # fmt: skip
     notes = list(loaded.notes)
     header = [f"Rebuilt by CadSnap from a {'mesh' if mesh else 'B-rep'}: {_count(best.features)}."]
     if loaded.unit == "in":
-        header[0] += " The file is in inches; sizes here are millimetres (1 in = 25.4 mm)."
+        header[0] += " The file is in inches: the numbers below are millimetres, the named dimensions inches."
     program = best.program.replace(
         "import cadquery as cq\n", "import cadquery as cq\n\n# " + header[0] + "\n", 1
     )

@@ -43,9 +43,49 @@ def piece_program(piece: Any, name: str, num: Any, fit_tol: float, level_tol: fl
     return body, cand.features
 
 
-def piece_hole(piece: Any, fit_tol: float, level_tol: float):
+def piece_extrusion(
+    piece: Any, num: Any, rebuild: Any, target: Any, op: str, fit_tol: float, level_tol: float
+) -> tuple[str, str, str] | None:
+    """One sketch extruded over the piece's whole height, when that is exactly the piece where it
+    matters: a slot or a cross hole whose end meets a curved face is a clean cut through the
+    rebuild (what lies outside the rebuild does not count), not a stack of slivers.
+    (workplane, sketch, height) as code, or None."""
+    from model_runtime.shapes.emit import loop_code, workplane
+
+    graph = build_graph(piece)
+    vol = piece.Volume()
+    tol = 1e-4 * max(vol, 1e-9)
+    for d in axis_candidates(graph)[:2]:
+        frame = Frame((0, 0, 0), d, x_direction(graph, d))
+        stack = slice_stack(piece, graph, frame, fit_tol=fit_tol, level_tol=level_tol)
+        if not stack.runs or any(r.inner for r in stack.runs):
+            continue
+        z0 = min(r.z0 for r in stack.runs)
+        z1 = max(r.z1 for r in stack.runs)
+        for run in sorted(stack.runs, key=lambda r: -r.loop.area())[:2]:
+            wp = workplane(frame, frame.world(0, 0, z0), num)
+            code = f"{wp}{loop_code(run.loop, num)}.extrude({num(z1 - z0)})"
+            try:
+                from model_runtime.shapes.verify import run_program
+
+                solid = run_program(f"import cadquery as cq\nresult = {code}\n")
+                if op == "cut":  # takes the piece off the rebuild and nothing of the input
+                    ok = abs(solid.intersect(rebuild).Volume() - vol) <= tol
+                    ok = ok and solid.intersect(target).Volume() <= tol
+                else:  # adds the piece and nothing the input lacks
+                    ok = abs(solid.intersect(piece).Volume() - vol) <= tol
+                    ok = ok and solid.cut(target).Volume() <= tol
+            except Exception:
+                ok = False
+            if ok:
+                return workplane(frame, frame.world(0, 0, z0), num), loop_code(run.loop, num), num(z1 - z0)
+    return None
+
+
+def piece_hole(piece: Any, fit_tol: float, level_tol: float, within: Any = None):
     """(frame, Hole) when a piece to take off is a drilled hole: coaxial circles, one or two radii
-    (the wider one at the end it is drilled from)."""
+    (the wider one at the end it is drilled from). With ``within`` (the solid it is drilled in), the
+    drill must take off exactly the piece there: a keyway's arc on the bore's circle is no hole."""
     from model_runtime.shapes.holes import Hole
 
     graph = build_graph(piece)
@@ -69,7 +109,28 @@ def piece_hole(piece: Any, fit_tol: float, level_tol: float):
     pairs = list(zip(runs, circles, strict=True))
     ordered = list(reversed(pairs)) if from_top else pairs
     levels = [(2 * c[1], r.z1 - r.z0) for r, c in ordered]
-    return frame, Hole(circles[0][0], from_top, runs[-1].z1 if from_top else runs[0].z0, levels)
+    hole = Hole(circles[0][0], from_top, runs[-1].z1 if from_top else runs[0].z0, levels)
+    if within is not None and not _drills_exactly(piece, within, frame, hole):
+        return None
+    return frame, hole
+
+
+def _drills_exactly(piece: Any, within: Any, frame: Frame, hole: Any) -> bool:
+    import cadquery as cq
+
+    direction = -frame.normal if hole.from_top else frame.normal
+    z = hole.start
+    drill = None
+    for d, depth in hole.levels:
+        base = frame.world(hole.center[0], hole.center[1], z)
+        cyl = cq.Solid.makeCylinder(d / 2, depth, cq.Vector(*base), cq.Vector(*direction))
+        drill = cyl if drill is None else drill.fuse(cyl)
+        z += -depth if hole.from_top else depth
+    try:
+        taken = drill.intersect(within).Volume()
+    except Exception:
+        return False
+    return abs(taken - piece.Volume()) <= 1e-4 * max(piece.Volume(), 1e-9)
 
 
 def _circle_of(loop: Any):
@@ -96,8 +157,12 @@ def add_residual(
 
     floor = 1e-6 * target.Volume()
     try:
-        missing = _pieces(target.cut(best.solid), floor)
-        extra = _pieces(best.solid.cut(target), floor)
+        # fuzzy: a revolve through a hex's corners touches its flats along lines, where exact
+        # booleans give nothing
+        bb = target.BoundingBox()
+        fuzz = 1e-6 * max(bb.xlen, bb.ylen, bb.zlen, 1.0)
+        missing = _pieces(target.cut(best.solid, tol=fuzz), floor)
+        extra = _pieces(best.solid.cut(target, tol=fuzz), floor)
     except Exception:
         return best
     steps: list[str] = []
@@ -112,7 +177,7 @@ def add_residual(
         if time.monotonic() > DEADLINE[0]:
             break
         try:
-            found = piece_hole(piece, fit_tol, level_tol)
+            found = piece_hole(piece, fit_tol, level_tol, within=best.solid)
         except Exception:
             found = None
         if found is None:
@@ -133,7 +198,31 @@ def add_residual(
                 features.append("hole pattern")
     extra = rest
     for op, pieces in (("union", missing), ("cut", extra)):
-        for piece in sorted(pieces, key=lambda p: -p.Volume())[:MAX_PIECES]:
+        # pieces that are one sketch over one height (the six flats of a hex) become one feature
+        sketches: dict[tuple[str, str], list[str]] = {}
+        plain = []
+        for piece in sorted(pieces, key=lambda p: -p.Volume())[: 4 * MAX_PIECES]:
+            if time.monotonic() > DEADLINE[0]:
+                break
+            try:
+                found = piece_extrusion(piece, num, best.solid, target, op, fit_tol, level_tol)
+            except Exception:
+                found = None
+            if found is None:
+                plain.append(piece)
+            else:
+                sketches.setdefault(found[::2], []).append(found[1])
+        what = "added" if op == "union" else "removed"
+        for (wp, height), loops in sketches.items():
+            n += 1
+            name = f"piece_{n}"
+            many = f"{len(loops)} equal-height pieces in one sketch" if len(loops) > 1 else "one sketch"
+            steps.append(
+                f"# {what}: {many} extruded {height} across the part\n"
+                f"{name} = {wp}{''.join(loops)}.extrude({height})\nresult = result.{op}({name})\n"
+            )
+            features.append("pad" if op == "union" else "pocket")
+        for piece in plain[:MAX_PIECES]:
             if time.monotonic() > DEADLINE[0]:
                 break
             n += 1
