@@ -65,7 +65,7 @@ class RetrainConfig:
     device: str = "cuda"  # cuda (an error without one) or cpu (tiny runs, tests)
     minutes: float = 10.0  # wall-clock training budget (the data warm-up and evaluation not counted)
     workers: int = 0  # data processes; 0: cores - 2
-    batch_workers: int = -1  # processes that build batches from the buffer; -1: 6 on cuda, 0 on cpu
+    batch_workers: int = -1  # processes that build batches from the buffer; -1: 3 on cuda, 0 on cpu
     preset: str = "compact"  # train_compact's model presets: compact, small, tiny
     init: str = "auto"  # auto: warm start from the built-in model if its architecture fits; scratch; a folder
     batch_size: int = 64
@@ -82,6 +82,9 @@ class RetrainConfig:
     tokenizer_programs: int = 20_000  # programs drawn (not run) to train that tokenizer
     base_seed: int = 1_000_000  # first seed of this run's data (fresh: the shipped data used 0-65,199)
     block: int = 8  # seeds per task handed to a data worker
+    # A task still running after this long is stopped (its worker replaced): a pathological boolean can
+    # hold OpenCascade in native code, where the per-program time limit cannot interrupt it.
+    task_timeout_s: float = 180.0
     family_share: float = FAMILY_SHARE  # share of seeds from the 20 named families; the rest composed
     recognised_share: float = 0.05  # share of training seeds that take a program read from a real part
     recognised: str = ""  # folder with programs.jsonl (training.synth.recognised); "": cache/data/recognised
@@ -90,7 +93,7 @@ class RetrainConfig:
     render_size: int = 224
     min_samples: int = 512  # samples in the buffer before the first step
     val_samples: int = 64  # val-split samples for the validation loss
-    heldout: int = 100  # test-split samples kept for the in-family evaluation
+    heldout: int = 50  # test-split samples kept for the in-family evaluation
     val_every: int = 500  # steps between validation losses
     save_every_s: float = 60.0  # seconds between checkpoints
     log_every: int = 20
@@ -252,6 +255,7 @@ def _data_worker(cfg: RetrainConfig, programs, image_size: int, tasks, results, 
         if task is None:
             return
         started, cpu = time.perf_counter(), time.process_time()
+        results.put(("start", os.getpid(), task))
         for seed in task_seeds(cfg, task):
             split = split_of(seed)
             if split != "train" and held_full.value:
@@ -305,6 +309,7 @@ class DataStream:
         self.chunks = 0
         self.last_flush = time.perf_counter()
         self.processes: list[Any] = []
+        self.running: dict[int, tuple[float, tuple[str, int]]] = {}  # pid -> (task start, task)
         self.started_at = None
         self.session_accepted = 0
         self._load()
@@ -383,7 +388,9 @@ class DataStream:
                 message = self.results.get_nowait()
             except queue.Empty:
                 break
-            if message[0] == "sample":
+            if message[0] == "start":
+                self.running[message[1]] = (time.perf_counter(), message[2])
+            elif message[0] == "sample":
                 accepted += self._accept(message[1])
             elif message[0] == "rejected":
                 self.rejected[message[1]] = self.rejected.get(message[1], 0) + 1
@@ -396,11 +403,21 @@ class DataStream:
                 self._pending_time[1] += message[3]
                 self.in_flight -= 1
                 self.held_in_flight -= message[1][0] == "held"
+                self.running = {pid: v for pid, v in self.running.items() if v[1] != message[1]}
                 self._issue()
+        now, stuck = time.perf_counter(), set()
+        for process in self.processes:
+            since = self.running.get(process.pid)
+            if since is not None and now - since[0] > self.cfg.task_timeout_s and process.is_alive():
+                process.kill()  # stuck in native code; replaced below like a crashed one
+                process.join(timeout=5.0)
+                stuck.add(process.pid)
         dead = [p for p in self.processes if not p.is_alive()]
         for process in dead:
             self.processes.remove(process)
-            self.rejected["crashed_worker"] = self.rejected.get("crashed_worker", 0) + 1
+            self.running.pop(process.pid, None)
+            reason = "stuck_worker" if process.pid in stuck else "crashed_worker"
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
             self._spawn()
             self.in_flight -= 1  # its task is lost (whichever it was); the stream moves on
             self.held_in_flight = 0
@@ -663,7 +680,7 @@ def train(cfg: RetrainConfig, run: Path, log=print) -> Path:
                     bar.set_postfix(rejected=sum(stream.rejected.values()), refresh=False)
                 time.sleep(0.1)
         stream.flush()
-        batch_workers = cfg.batch_workers if cfg.batch_workers >= 0 else (6 if device.type == "cuda" else 0)
+        batch_workers = cfg.batch_workers if cfg.batch_workers >= 0 else (3 if device.type == "cuda" else 0)
         loader = DataLoader(ReplayBatches(stream.folder, collator, cfg.batch_size, cfg.seed, state.step),
                             batch_size=None, num_workers=batch_workers, pin_memory=device.type == "cuda",
                             prefetch_factor=4 if batch_workers else None)
