@@ -684,7 +684,7 @@ def train(cfg: RetrainConfig, run: Path, log=print) -> Path:
         loader = DataLoader(ReplayBatches(stream.folder, collator, cfg.batch_size, cfg.seed, state.step),
                             batch_size=None, num_workers=batch_workers, pin_memory=device.type == "cuda",
                             prefetch_factor=4 if batch_workers else None)
-        val = RowTable(stream.val) if stream.val else None
+        val = RowTable(stream.val)  # the stream's own list: it fills while the model trains
         use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         model.train()
         progress = tqdm(total=round(budget_s), initial=min(round(clock["trained_s"]), round(budget_s)),
@@ -714,9 +714,7 @@ def train(cfg: RetrainConfig, run: Path, log=print) -> Path:
                 })
                 progress.set_postfix(loss=f"{loss.item():.4f}", sps=f"{rate:.0f}", buffer=stream.train_count)
             done = clock["trained_s"] >= budget_s
-            if val is not None and (state.step % cfg.val_every == 0 or done):
-                if len(val) < len(stream.val):
-                    val = RowTable(stream.val)
+            if len(val) and (state.step % cfg.val_every == 0 or done):
                 metrics = validate(model, processor, collator, val, None, ccfg, device)
                 state.history["val"].append({"step": state.step, **metrics})
                 tqdm.write(f"step {state.step}: val loss {metrics['val_loss']:.4f}  "
