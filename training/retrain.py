@@ -84,9 +84,9 @@ class RetrainConfig:
     tokenizer_programs: int = 20_000  # programs drawn (not run) to train that tokenizer
     base_seed: int = 1_000_000  # first seed of this run's data (fresh: the shipped data used 0-65,199)
     block: int = 8  # seeds per task handed to a data worker
-    # A task still running after this long is stopped (its worker replaced): a pathological boolean can
+    # A seed still running after this long is given up (its worker replaced): a pathological boolean can
     # hold OpenCascade in native code, where the per-program time limit cannot interrupt it.
-    task_timeout_s: float = 180.0
+    seed_timeout_s: float = 120.0
     family_share: float = FAMILY_SHARE  # share of seeds from the 20 named families; the rest composed
     recognised_share: float = 0.05  # share of training seeds that take a program read from a real part
     recognised: str = ""  # folder with programs.jsonl (training.synth.recognised); "": cache/data/recognised
@@ -244,9 +244,13 @@ def task_seeds(cfg: RetrainConfig, task: tuple[str, int]) -> list[int]:
     return [s for s in range(start, start + cfg.block * 10) if split_of(s) != "train"]
 
 
-def _data_worker(cfg: RetrainConfig, programs, image_size: int, tasks, results, held_full) -> None:
+def _data_worker(cfg: RetrainConfig, programs, image_size: int, tasks, results, held_full, beats, slot: int
+                 ) -> None:
     """Worker body: blocks of seeds in, validated rows out (model-size pictures for training and
-    validation, the full reference-look render for held-out evaluation parts)."""
+    validation, the full reference-look render for held-out evaluation parts). ``beats[2 * slot]`` holds
+    when the current seed started (0 while idle) and ``beats[2 * slot + 1]`` the seed: shared memory,
+    written at once, so the parent sees a worker stuck in native code (which holds the GIL, so nothing
+    it queues would leave the process)."""
     from training.synth.resize import shrink_image
     from training.synth.sample import SampleRejected, sample_from_program, split_of
     from training.synth.writer import _limit_memory
@@ -257,8 +261,8 @@ def _data_worker(cfg: RetrainConfig, programs, image_size: int, tasks, results, 
         if task is None:
             return
         started, cpu = time.perf_counter(), time.process_time()
-        results.put(("start", os.getpid(), task))
         for seed in task_seeds(cfg, task):
+            beats[2 * slot], beats[2 * slot + 1] = time.time(), seed
             split = split_of(seed)
             if split != "train" and held_full.value:
                 continue
@@ -277,6 +281,7 @@ def _data_worker(cfg: RetrainConfig, programs, image_size: int, tasks, results, 
             row = {"seed": seed, "split": split, "family": sample.family, "code": sample.code,
                    "signature": sample.signature, "image": image}
             results.put(("sample", row))
+        beats[2 * slot] = 0.0
         results.put(("done", task, time.perf_counter() - started, time.process_time() - cpu))
 
 
@@ -311,7 +316,8 @@ class DataStream:
         self.chunks = 0
         self.last_flush = time.perf_counter()
         self.processes: list[Any] = []
-        self.running: dict[int, tuple[float, tuple[str, int]]] = {}  # pid -> (task start, task)
+        self.slots: dict[int, int] = {}  # worker pid -> its slot in ``beats``
+        self.stuck_seeds: list[int] = []
         self.started_at = None
         self.session_accepted = 0
         self._load()
@@ -357,18 +363,22 @@ class DataStream:
         self.held_in_flight = 0
         self._context = context
         self.in_flight = 0
-        for _ in range(data_workers(self.cfg)):
-            self._spawn()
+        self.beats = context.Array("d", 2 * data_workers(self.cfg), lock=False)
+        for slot in range(data_workers(self.cfg)):
+            self._spawn(slot)
         for _ in range(3 * data_workers(self.cfg)):
             self._issue()
         self.started_at = time.perf_counter()
 
-    def _spawn(self) -> None:
+    def _spawn(self, slot: int) -> None:
+        self.beats[2 * slot] = 0.0
         process = self._context.Process(
             target=_data_worker, daemon=True,
-            args=(self.cfg, self.programs, self.image_size, self.tasks, self.results, self.flag))
+            args=(self.cfg, self.programs, self.image_size, self.tasks, self.results, self.flag,
+                  self.beats, slot))
         process.start()
         self.processes.append(process)
+        self.slots[process.pid] = slot
 
     def _issue(self) -> None:
         kind = "held" if not self.held_full and self.held_in_flight < 2 else "train"
@@ -379,7 +389,7 @@ class DataStream:
         self.in_flight += 1
         self.held_in_flight += kind == "held"
 
-    def pump(self, limit: int = 10_000) -> int:
+    def pump(self, limit: int = 10_000, watch: bool = True) -> int:
         """Take what the workers made (without waiting), refill their queue, save a chunk when due,
         replace a worker that died (a native crash in OpenCascade); returns rows accepted."""
         import queue
@@ -390,9 +400,7 @@ class DataStream:
                 message = self.results.get_nowait()
             except queue.Empty:
                 break
-            if message[0] == "start":
-                self.running[message[1]] = (time.perf_counter(), message[2])
-            elif message[0] == "sample":
+            if message[0] == "sample":
                 accepted += self._accept(message[1])
             elif message[0] == "rejected":
                 self.rejected[message[1]] = self.rejected.get(message[1], 0) + 1
@@ -405,22 +413,24 @@ class DataStream:
                 self._pending_time[1] += message[3]
                 self.in_flight -= 1
                 self.held_in_flight -= message[1][0] == "held"
-                self.running = {pid: v for pid, v in self.running.items() if v[1] != message[1]}
                 self._issue()
-        now, stuck = time.perf_counter(), set()
+        if not watch:
+            return accepted
+        now, stuck = time.time(), set()
         for process in self.processes:
-            since = self.running.get(process.pid)
-            if since is not None and now - since[0] > self.cfg.task_timeout_s and process.is_alive():
+            slot = self.slots[process.pid]
+            since = self.beats[2 * slot]
+            if since and now - since > self.cfg.seed_timeout_s and process.is_alive():
                 process.kill()  # stuck in native code; replaced below like a crashed one
                 process.join(timeout=5.0)
                 stuck.add(process.pid)
+                self.stuck_seeds.append(int(self.beats[2 * slot + 1]))
         dead = [p for p in self.processes if not p.is_alive()]
         for process in dead:
             self.processes.remove(process)
-            self.running.pop(process.pid, None)
             reason = "stuck_worker" if process.pid in stuck else "crashed_worker"
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
-            self._spawn()
+            self._spawn(self.slots.pop(process.pid))
             self.in_flight -= 1  # its task is lost (whichever it was); the stream moves on
             self.held_in_flight = 0
             self._issue()
@@ -487,16 +497,20 @@ class DataStream:
         self.last_flush = time.perf_counter()
 
     def close(self) -> None:
+        """Stop the workers: idle ones exit, busy ones are killed after 5 s. The queue is drained
+        before any kill and never read after one (a process killed mid-message would leave half of it)."""
         for _ in self.processes:
             self.tasks.put(None)
         deadline = time.perf_counter() + 5.0
+        while time.perf_counter() < deadline and any(p.is_alive() for p in self.processes):
+            self.pump(watch=False)
+            time.sleep(0.1)
+        self.pump(watch=False)
         for process in self.processes:
-            process.join(timeout=max(0.1, deadline - time.perf_counter()))
             if process.is_alive():
-                process.terminate()
-                process.join(timeout=2.0)
+                process.kill()
+            process.join(timeout=2.0)
         self.processes = []
-        self.pump()
         self.flush()
 
     def stats(self) -> dict[str, Any]:
@@ -506,7 +520,7 @@ class DataStream:
         return {
             "workers": workers, "train_samples": self.train_count, "val_samples": len(self.val),
             "heldout_samples": len(self.heldout_names), "families": dict(sorted(self.families.items())),
-            "rejected": dict(sorted(self.rejected.items())), **self.counts,
+            "rejected": dict(sorted(self.rejected.items())), **self.counts, "stuck_seeds": self.stuck_seeds,
             "this_session": {"seconds": round(seconds, 1), "train_samples": self.session_accepted,
                              "samples_per_s": round(rate, 2),
                              "samples_per_s_per_worker": round(rate / workers, 3)},
