@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 IMAGE ?= model_runtime/examples/flange.png
 
-.PHONY: run test lint bench setup dev clean model model-cpu jail
+.PHONY: run test lint bench setup dev clean model model-cpu retrain jail
 
 # Re-installs when pyproject.toml changes (new dependencies reach existing venvs).
 $(VENV)/.core: pyproject.toml
@@ -87,6 +87,15 @@ model-cpu: dev
 	$(PY) -m training.train_compact --data data/synth-v1 --out $(RUNS)/compact-2 --init-from $(RUNS)/compact \
 		--preset small --lr 5e-4 --warmup-steps 50 --max-steps 3000 --eval-every 500 --eval-samples 8 \
 		--export model_runtime/models
+
+# The retrain in one command, for a CUDA machine (defaults sized for 16 cores): data made on the fly by
+# cores - 2 processes while the model trains for 10 minutes, GGUF export, evaluation out of family and
+# in family, a report; installs into model_runtime/models only if the new model beats the current one
+# out of family. Resumable: the run lives in ~/.cache/cadsnap/retrain/run; run it again after a stop.
+# RETRAIN_ARGS passes options (--minutes 20 --install never ...). See model_runtime/models/MODEL_CARD.md.
+RETRAIN_ARGS ?=
+retrain: dev jail
+	$(PY) -m training.retrain $(RETRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

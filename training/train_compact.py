@@ -186,12 +186,18 @@ def model_config(cfg: CompactTrainConfig):
     return presets[cfg.preset]()
 
 
+def cosine_factor(progress: float, min_ratio: float) -> float:
+    """Cosine decay from 1 at ``progress`` 0 to ``min_ratio`` at 1 (and after)."""
+    progress = min(1.0, max(0.0, progress))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def lr_factor(step: int, cfg: CompactTrainConfig) -> float:
     """Linear warm-up, then cosine decay to ``min_lr_ratio``."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cosine_factor(progress, cfg.min_lr_ratio)
 
 
 def make_optimizer(model, cfg: CompactTrainConfig, *extra):
@@ -276,6 +282,67 @@ def load_token_bag_head(run: Path, head) -> None:
             head.load_state_dict(saved)
 
 
+# ------------------------------------------------------------------------------- one step, one save
+
+
+def load_model(arch, tokenizer, seed: int, source: Path | None = None):
+    """A fresh LLaVA of ``arch`` for ``tokenizer`` and its processor; with ``source`` (a checkpoint or
+    model folder) the weights come from there (``from_pretrained`` knows the saved key layout)."""
+    import torch
+    from transformers import LlavaForConditionalGeneration
+
+    from training.llava_model import build_llava
+
+    model, processor = build_llava(arch, tokenizer, seed=seed)
+    if source is not None:
+        model = LlavaForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+    return model, processor
+
+
+def token_bag_parts(model, arch, tokenizer, cfg: CompactTrainConfig, device):
+    """The auxiliary token-set head and the tap on the image tokens; (None, None) when it is off."""
+    if cfg.token_bag_weight <= 0:
+        return None, None
+    from training.token_bag import ImageTokenTap, TokenBagHead
+
+    return TokenBagHead(arch.text_hidden, len(tokenizer)).to(device), ImageTokenTap(model)
+
+
+def train_step(model, batch, optimizer, scheduler, cfg: CompactTrainConfig, device, head=None, tap=None,
+               use_bf16: bool = False):
+    """One optimiser step on ``batch``; returns (loss, token-set loss or None, gradient norm)."""
+    import torch
+
+    from training.token_bag import token_bag_loss
+
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        loss = model(**batch).loss
+        bag_loss = None
+        if head is not None:
+            bag_loss = token_bag_loss(head, tap.take(), batch["labels"])
+    total = loss + cfg.token_bag_weight * bag_loss if bag_loss is not None else loss
+    total.backward()
+    trained = [*model.parameters(), *(head.parameters() if head is not None else [])]
+    grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, bag_loss, grad_norm
+
+
+def save_final(out: Path, model, processor, arch, state: TrainState) -> Path:
+    """The finished model as a Hugging Face folder ``out/model`` (the export's input), with the history
+    and curves beside it."""
+    final = out / "model"
+    model.save_pretrained(final)
+    processor.save_pretrained(final)
+    (final / "cadsnap_model.json").write_text(json.dumps(arch.to_dict(), indent=2))
+    (out / "history.json").write_text(json.dumps(state.history, indent=1))
+    plot_curves(state.history["train"] + state.history["val"], out / "curves.png")
+    return final
+
+
 # -------------------------------------------------------------------------------------- validation
 
 
@@ -313,11 +380,9 @@ def validate(model, processor, collator, val, pool, cfg: CompactTrainConfig, dev
 def train(cfg: CompactTrainConfig) -> Path:
     """Train (or continue) the run in ``cfg.out``; returns the saved model folder."""
     import torch
-    from transformers import LlavaForConditionalGeneration
 
     from model_runtime.sandbox import SandboxPool
     from training.collate import LlavaCollator
-    from training.llava_model import build_llava
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -335,10 +400,8 @@ def train(cfg: CompactTrainConfig) -> Path:
         shutil.copytree(warm_start / "tokenizer", out / "tokenizer")
     tokenizer = prepare_tokenizer(cfg, out)
     arch = model_config(cfg)
-    model, processor = build_llava(arch, tokenizer, seed=cfg.seed)
-    if resuming or warm_start is not None:  # from_pretrained knows the saved key layout
-        source = out / "checkpoint" if resuming else warm_start / "model"
-        model = LlavaForConditionalGeneration.from_pretrained(source, dtype=torch.float32)
+    source = (out / "checkpoint") if resuming else (warm_start / "model" if warm_start is not None else None)
+    model, processor = load_model(arch, tokenizer, cfg.seed, source)
     model.to(device)
     collator = LlavaCollator(processor, max_length=cfg.max_length)
     train_rows, val_rows = load_rows(cfg, collator)
@@ -346,12 +409,7 @@ def train(cfg: CompactTrainConfig) -> Path:
     print(f"{n_params / 1e6:.1f} M parameters, {arch.image_tokens} image tokens, "
           f"{len(train_rows)} training samples, device {device}, {torch.get_num_threads()} threads")
 
-    head = tap = None
-    if cfg.token_bag_weight > 0:
-        from training.token_bag import ImageTokenTap, TokenBagHead, token_bag_loss
-
-        head = TokenBagHead(arch.text_hidden, len(tokenizer)).to(device)
-        tap = ImageTokenTap(model)
+    head, tap = token_bag_parts(model, arch, tokenizer, cfg, device)
     optimizer = make_optimizer(model, cfg, *([head] if head is not None else []))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     state = load_checkpoint(out, optimizer, scheduler, head) if resuming else TrainState()
@@ -366,19 +424,8 @@ def train(cfg: CompactTrainConfig) -> Path:
         session_start = window_start = time.perf_counter()
         window_samples = 0
         for step, batch in zip(progress, batches, strict=False):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                loss = model(**batch).loss
-                bag_loss = None
-                if head is not None:
-                    bag_loss = token_bag_loss(head, tap.take(), batch["labels"])
-            total = loss + cfg.token_bag_weight * bag_loss if bag_loss is not None else loss
-            total.backward()
-            trained = [*model.parameters(), *(head.parameters() if head is not None else [])]
-            grad_norm = torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, bag_loss, grad_norm = train_step(model, batch, optimizer, scheduler, cfg, device,
+                                                   head, tap, use_bf16)
             state.step = step + 1
             window_samples += cfg.batch_size
 
@@ -414,12 +461,7 @@ def train(cfg: CompactTrainConfig) -> Path:
 
     if tap is not None:
         tap.close()
-    final = out / "model"
-    model.save_pretrained(final)
-    processor.save_pretrained(final)
-    (final / "cadsnap_model.json").write_text(json.dumps(arch.to_dict(), indent=2))
-    (out / "history.json").write_text(json.dumps(state.history, indent=1))
-    plot_curves(state.history["train"] + state.history["val"], out / "curves.png")
+    final = save_final(out, model, processor, arch, state)
     if cfg.export:
         cmd = [sys.executable, "-m", "training.export_gguf", str(final), "--out", cfg.export,
                "--quant", cfg.export_quant, "--name", "cadsnap-compact"]

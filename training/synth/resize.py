@@ -27,10 +27,15 @@ from training.synth.dataset import split_files
 from training.synth.sample import SPLITS
 
 
-def shrink_image(data: bytes, size: int, quality: int) -> bytes:
+def shrink_image(data: bytes, size: int, quality: int = 95, lossless: bool = False) -> bytes:
+    """The picture squared, flattened and resized as the collator and CLIP's processor would, as WebP
+    (``lossless``: exact pixels, as the on-the-fly data of ``training.retrain`` keeps them)."""
     image = load_image(data).resize((size, size), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
-    image.save(buffer, format="WEBP", quality=quality, method=6)
+    if lossless:
+        image.save(buffer, format="WEBP", lossless=True, quality=0, method=0)
+    else:
+        image.save(buffer, format="WEBP", quality=quality, method=6)
     return buffer.getvalue()
 
 

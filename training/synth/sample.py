@@ -21,7 +21,7 @@ from typing import Any
 
 from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, RenderStyle, View, render, view_for_seed
 from model_runtime.sandbox import SandboxError, check_policy
-from training.synth.program import FAMILY_SHARE, MAX_CODE_CHARS, generate
+from training.synth.program import FAMILY_SHARE, MAX_CODE_CHARS, SynthProgram, generate
 
 SPLITS = ("train", "val", "test")
 # Shares of seeds per split (per mille): 90 % train, 5 % val, 5 % test.
@@ -153,9 +153,17 @@ def execute(code: str) -> Any:
 def make_sample(seed: int, size: int = 224, reference_share: float = 0.25,
                 family_share: float = FAMILY_SHARE) -> Sample:
     """Generate, check, execute, validate, render and encode the sample for ``seed``."""
-    clock = time.process_time  # CPU time: the cost of a sample, whatever else shares the machine
-    t0 = clock()
+    t0 = time.process_time()
     program = generate(seed, family_share=family_share)
+    sample = sample_from_program(program, size, reference_share)
+    sample.timings["generate"] = time.process_time() - t0 - sum(sample.timings.values())
+    return sample
+
+
+def sample_from_program(program: SynthProgram, size: int = 224, reference_share: float = 0.25) -> Sample:
+    """Check, execute, validate, render and encode ``program`` (look and view drawn from its seed)."""
+    seed = program.seed
+    clock = time.process_time  # CPU time: the cost of a sample, whatever else shares the machine
     t1 = clock()
     if len(program.code) > MAX_CODE_CHARS:
         raise SampleRejected("too_long", f"{len(program.code)} characters")
@@ -175,6 +183,6 @@ def make_sample(seed: int, size: int = 224, reference_share: float = 0.25,
         seed=seed, family=program.family, code=program.code, params=program.params_json(),
         camera=json.dumps(camera, sort_keys=True), operations=list(program.operations), signature=signature,
         split=split_of(seed), image_png=buffer.getvalue(), operation_counts=program.operation_counts,
-        timings={"generate": t1 - t0, "execute": t2 - t1, "signature": t_sig - t2, "render": t3 - t_sig,
+        timings={"execute": t2 - t1, "signature": t_sig - t2, "render": t3 - t_sig,
                  "encode": t4 - t3},
     )
