@@ -65,10 +65,13 @@ def main():
     if CONFIG.get("select_reference"):
         Gui.Selection.addSelection(reference)  # its green highlight must not reach the picture
     view = Gui.ActiveDocument.ActiveView
+    # FreeCAD 1.x animates a change of standard view; fitting the view ends the animation at once.
     view.viewIsometric()
+    view.fitAll()
     RESULT["isometric_q"] = list(view.getCameraOrientation().Q)
     if CONFIG.get("start_view") == "front":  # the capture must still be isometric, the view kept
         view.viewFront()
+        view.fitAll()
     RESULT["start_q"] = list(view.getCameraOrientation().Q)
     Gui.SendMsgToActiveView("ViewFit")
     RESULT["combo_width"] = combo_width()  # as FreeCAD opens it, before the harness widens it
