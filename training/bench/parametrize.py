@@ -145,7 +145,8 @@ def check_freecad(rows: list[dict], folder: Path) -> None:
                   file=sys.stderr, flush=True)
 
 
-def gallery(rows: list[dict], inputs: dict[str, Path], path: Path, n: int = 8) -> None:
+def gallery(rows: list[dict], inputs: dict[str, Path], path: Path, n: int = 0) -> None:
+    """Input, rebuild, difference and parameter table for each rebuilt input (all of them unless n)."""
     import io
 
     import cadquery as cq
@@ -154,8 +155,8 @@ def gallery(rows: list[dict], inputs: dict[str, Path], path: Path, n: int = 8) -
     from model_runtime.render import render
     from model_runtime.shapes.load import load_bytes
 
-    picked = [r for r in rows if r.get("ok") and r["input"].endswith(".step")]
-    picked = sorted(picked, key=lambda r: -len(set(r["features"])))[:n]
+    picked = sorted((r for r in rows if r.get("ok")), key=lambda r: (r["set"], r["input"]))
+    picked = picked[:n] if n else picked
     cell, table_w = 200, 330
     sheet = Image.new("RGB", (3 * cell + table_w, cell * len(picked) + 24), "white")
     draw = ImageDraw.Draw(sheet)
@@ -165,6 +166,9 @@ def gallery(rows: list[dict], inputs: dict[str, Path], path: Path, n: int = 8) -
     for i, row in enumerate(picked):
         y = 24 + i * cell
         target = load_bytes(inputs[row["input"]].read_bytes(), row["input"]).shape
+        step_twin = Path(row["input"]).with_suffix(".step").name
+        if target is None and step_twin in inputs:  # a mesh: drawn and compared as the part it came from
+            target = load_bytes(inputs[step_twin].read_bytes(), step_twin).shape
         rebuilt = cq.Shape.importBrep(io.BytesIO(row["brep"].encode("utf-8")))
         try:
             diff = target.cut(rebuilt).fuse(rebuilt.cut(target))
