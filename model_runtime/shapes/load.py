@@ -68,7 +68,6 @@ def _load_brep(data: bytes, kind: str, name: str) -> Loaded:
     import cadquery as cq
     from OCP.BRep import BRep_Builder
     from OCP.BRepTools import BRepTools
-    from OCP.IFSelect import IFSelect_RetDone
     from OCP.TopoDS import TopoDS_Shape
 
     base = os.path.basename(name)
@@ -86,25 +85,13 @@ def _load_brep(data: bytes, kind: str, name: str) -> Loaded:
                 raise ShapeInputError(f"'{base}' is not a STEP file (no ISO-10303-21 header).", "not_a_solid")
             unit = _step_unit(text)
             assembly = text.upper().count("NEXT_ASSEMBLY_USAGE_OCCURRENCE")
-            reader = STEPControl_Reader()
-            if reader.ReadFile(path) != IFSelect_RetDone:
-                raise ShapeInputError(
-                    f"'{base}' could not be read as STEP (damaged or not STEP).", "not_a_solid"
-                )
-            reader.TransferRoots()
-            shape = reader.OneShape()
+            shape = _read_with(STEPControl_Reader(), path, base, "STEP")
             if assembly:
                 notes.append(f"'{base}' is an assembly ({assembly} placed parts)")
         elif kind == "iges":
             from OCP.IGESControl import IGESControl_Reader
 
-            reader = IGESControl_Reader()
-            if reader.ReadFile(path) != IFSelect_RetDone:
-                raise ShapeInputError(
-                    f"'{base}' could not be read as IGES (damaged or not IGES).", "not_a_solid"
-                )
-            reader.TransferRoots()
-            shape = reader.OneShape()
+            shape = _read_with(IGESControl_Reader(), path, base, "IGES")
         else:
             shape = TopoDS_Shape()
             if not BRepTools.Read_s(shape, path, BRep_Builder()):
@@ -136,6 +123,16 @@ def _load_brep(data: bytes, kind: str, name: str) -> Loaded:
         raise ShapeInputError(f"'{base}' holds a solid with no volume.", "not_a_solid")
     return Loaded(shape=solid, kind="brep", unit=unit, notes=notes, n_bodies=len(solids))
 
+
+
+def _read_with(reader: Any, path: str, base: str, fmt: str) -> Any:
+    """One shape from an OCC STEP or IGES reader; a file it cannot read gets one plain sentence."""
+    from OCP.IFSelect import IFSelect_RetDone
+
+    if reader.ReadFile(path) != IFSelect_RetDone:
+        raise ShapeInputError(f"'{base}' could not be read as {fmt} (damaged or not {fmt}).", "not_a_solid")
+    reader.TransferRoots()
+    return reader.OneShape()
 
 def _sew_to_solids(shape: Any) -> list:
     import cadquery as cq
