@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model_runtime import __version__, protocol
 from model_runtime.jobs import JobManager, JobRunner, QueueFull
+from model_runtime.picture.search import DEFAULT_EVALUATIONS
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,8 @@ class JobBody(BaseModel):
     search: bool = Field(default=True, description="the picture search: envelopes, fitted numbers, edits")
     budget_s: float | None = Field(default=5.0, gt=0, le=600, description="cap on the job's seconds")
     evaluations: int | None = Field(default=None, ge=0, le=10_000,
-                                    description="the search's budget in evaluations (default 60)")
+                                    description="the search's budget in evaluations "
+                                                f"(default {DEFAULT_EVALUATIONS})")
     backend: str | None = None
 
 

@@ -12,6 +12,8 @@ _FORMATS = {".step": "step", ".stp": "step", ".stl": "stl", ".brep": "brep", ".b
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from model_runtime.picture.search import DEFAULT_EVALUATIONS
+
     parser = subparsers.add_parser(
         "generate",
         help="picture in, CadQuery code and solid out",
@@ -57,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument(
         "--evaluations", type=int, default=None, metavar="N",
         help="the search's budget as a count of renders compared with the picture (reproducible on any "
-        "machine; default 60); with --budget 0 the count alone limits it",
+        f"machine; default {DEFAULT_EVALUATIONS}, what the 5 s cap leaves the search on a quiet 2-core "
+        "machine); with --budget 0 the count alone limits it",
     )
     search.add_argument(
         "--no-search", dest="search", action="store_false",

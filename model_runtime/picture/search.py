@@ -31,7 +31,7 @@ from model_runtime.picture.refine import MIN_GAIN, Parameter, parameters, substi
 from model_runtime.picture.similarity import Silhouette, Similarity, compare
 
 SEARCH_RENDER_SIZE = 128  # px: every program in one search is rendered at one size, so scores compare
-DEFAULT_EVALUATIONS = 60  # the default budget: ~60 runs + renders fit in ~5 s on 2 cores
+DEFAULT_EVALUATIONS = 24  # the default budget: what a 5 s job leaves the search on a quiet 2-core machine
 LOW_SCORE = 0.55  # below this picture score the answer is called a guess (see ``verdict``)
 
 
@@ -163,11 +163,13 @@ class Search:
             return None
         return compare(self.reference, picture), picture
 
-    def adopt(self, code: str, source: str, exec_result: Any, **kw: Any) -> Scored | None:
-        """Score an already-run program (a model candidate); counts as one evaluation."""
+    def adopt(self, code: str, source: str, exec_result: Any,
+              scored: tuple[Similarity, Image.Image] | None = None, **kw: Any) -> Scored | None:
+        """Score an already-run program (a model candidate); counts as one evaluation. ``scored``:
+        its similarity and render when the caller already drew it at ``SEARCH_RENDER_SIZE``."""
         with self._lock:
             self.evaluations += 1
-        scored = self._score_shape(exec_result)
+        scored = scored or self._score_shape(exec_result)
         if scored is None:
             return None
         item = Scored(code, source, scored[0], exec_result, scored[1], **kw)
@@ -406,16 +408,18 @@ def search(
     edits: bool = True,
     constraints: Any = None,
 ) -> SearchResult | None:
-    """The whole search. ``seeds``: (code, source, ExecResult) of programs already run (the model's
-    valid candidates). None when nothing at all could be scored."""
+    """The whole search. ``seeds``: (code, source, ExecResult[, Similarity, render]) of programs
+    already run (the model's valid candidates), with their score when already drawn at
+    ``SEARCH_RENDER_SIZE``. None when nothing at all could be scored."""
     from model_runtime.picture import edits as edit_moves
     from model_runtime.picture.envelope import hypotheses
 
     s = Search(reference, run_code, render, budget, workers=workers, cancelled=cancelled, on_best=on_best)
-    for code, source, executed in seeds:
+    for code, source, executed, *drawn in seeds:
         if s.out_of_budget():
             break
-        s.adopt(code, source, executed, faces=executed.n_faces)
+        scored = tuple(drawn) if len(drawn) == 2 and drawn[0] is not None and drawn[1] is not None else None
+        s.adopt(code, source, executed, scored, faces=executed.n_faces)
     found = hypotheses(picture) if envelopes else []
     if found and not s.out_of_budget():
         s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True}) for h in found])
