@@ -304,3 +304,20 @@ def test_a_time_cap_spent_before_any_envelope_still_gives_the_box(pool):
     found = search(picture, reference, [], pool.run, draw, Budget(evaluations=30, seconds=0.0), workers=2)
     assert found is not None and found.best.source == "envelope:box" and found.stopped == "time"
     assert found.evaluations <= 2
+
+
+def test_an_edit_becomes_the_answer_only_when_it_beats_it_by_the_margin():
+    from model_runtime.picture.edits import EDIT_MARGIN
+    from model_runtime.picture.search import Scored, choose
+    from model_runtime.picture.similarity import Similarity
+
+    def item(source: str, score: float) -> Scored:
+        return Scored("", source, Similarity(score, score, score), None)
+
+    model = item("model:1", 0.70)
+    slightly = item("model:1+centre_boss", 0.70 + EDIT_MARGIN / 2)
+    assert choose([model, slightly]) is model  # a small picture gain from an edit is noise
+    clearly = item("model:1+fit+corner_holes+fit", 0.70 + 2 * EDIT_MARGIN)
+    assert choose([model, slightly, clearly]) is clearly
+    fitted = item("model:1+fit", 0.70 + EDIT_MARGIN / 2)
+    assert choose([model, slightly, fitted]) is fitted  # fitting numbers is no structural edit

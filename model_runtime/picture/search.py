@@ -27,6 +27,7 @@ from typing import Any
 
 from PIL import Image
 
+from model_runtime.picture.edits import EDIT_MARGIN
 from model_runtime.picture.refine import MIN_GAIN, Parameter, parameters, substitute
 from model_runtime.picture.similarity import Silhouette, Similarity, compare
 
@@ -333,19 +334,31 @@ def is_profile(item: Scored) -> bool:
     return item.source.startswith(PROFILES)
 
 
+def is_edited(item: Scored) -> bool:
+    """A program with a structural edit in its making (``model:1+fit+corner_holes+fit``)."""
+    return any(step != "fit" for step in item.source.split("+")[1:])
+
+
+def _standing(item: Scored) -> float:
+    """The score an item competes with: a structural edit must beat the rest by ``EDIT_MARGIN``."""
+    return item.score - (EDIT_MARGIN if is_edited(item) else 0.0)
+
+
 def choose(items: list[Scored]) -> Scored:
-    """The answer among scored programs: the highest picture score, except that a profile hypothesis
-    must beat the rest by ``PROFILE_MARGIN`` — its outline agrees with the picture by construction,
-    so only its edges and shading are evidence, and on hand-written parts the model's candidate or
-    the plain envelope is the better bet when they score close to it."""
-    best = max(items, key=lambda i: i.score)
+    """The answer among scored programs: the highest picture score, except that
+    - a structural edit must beat the rest by ``edits.EDIT_MARGIN``: smaller gains were noise (a boss
+      that gained 0.004 on the picture cost an in-family part 0.44 IoU);
+    - a profile hypothesis must beat the rest by ``PROFILE_MARGIN``: its outline agrees with the
+      picture by construction, so only its edges and shading are evidence, and on hand-written parts
+      the model's candidate or the plain envelope is the better bet when they score close to it."""
+    best = max(items, key=_standing)
     if not is_profile(best):
         return best
     others = [i for i in items if not is_profile(i)]
     if not others:
         return best
-    runner_up = max(others, key=lambda i: i.score)
-    return best if best.score >= runner_up.score + PROFILE_MARGIN else runner_up
+    runner_up = max(others, key=_standing)
+    return best if _standing(best) >= _standing(runner_up) + PROFILE_MARGIN else runner_up
 
 
 def _suffixed(source: str, what: str) -> str:
