@@ -93,14 +93,42 @@ def _principal_frame(shape: cq.Shape) -> tuple[cq.Shape, np.ndarray]:
     return shape.translate(-centre).scale(1.0 / scale), axes
 
 
-def _intersection_volume(a: cq.Shape, b: cq.Shape) -> float:
-    common = a.intersect(b)
-    return max(common.Volume(), 0.0)
+def intersection_volume(a: cq.Shape, b: cq.Shape, va: float | None = None, vb: float | None = None) -> float:
+    """The volume two solids share, robust to OCC booleans that fail without an error.
+
+    After normalisation two parts' extreme faces often coincide exactly; OCC then may return an
+    empty common part (and an unchanged cut) for solids that overlap most of their volume. So an
+    empty or impossible answer is retried with a fuzzy tolerance, then through the cut, then with
+    one solid moved by a hair off every axis (the IoU moves by ~1e-5; without it a right-sized
+    answer scored 0)."""
+    va = a.Volume() if va is None else va
+    vb = b.Volume() if vb is None else vb
+    largest = min(va, vb)
+    bb = a.BoundingBox()
+    size = max(bb.xlen, bb.ylen, bb.zlen, 1e-9)
+
+    def plausible(value: float, slack: float) -> bool:
+        return 0 < value <= largest * (1 + slack)
+
+    attempts = (
+        lambda: a.intersect(b).Volume(),
+        lambda: a.intersect(b, tol=1e-6 * size).Volume(),  # faces that touch along a line
+        lambda: va - a.cut(b, tol=1e-6 * size).Volume(),  # nearly equal solids defeat the common part
+        lambda: a.translate((3e-6 * size, 5e-6 * size, 7e-6 * size)).intersect(b).Volume(),
+    )
+    for attempt in attempts:
+        try:
+            inter = attempt()
+        except Exception:  # noqa: BLE001 - a failed boolean: try the next way
+            continue
+        if plausible(inter, 1e-4):
+            return min(inter, largest)
+    return 0.0  # disjoint (or every boolean failed)
 
 
 def _iou_of(a: cq.Shape, b: cq.Shape) -> float:
     va, vb = _solid_volume(a), _solid_volume(b)
-    inter = min(_intersection_volume(a, b), va, vb)
+    inter = intersection_volume(a, b, va, vb)
     return inter / (va + vb - inter)
 
 

@@ -29,7 +29,14 @@ from model_runtime import protocol
 from model_runtime.backends.base import Backend, GenerationCancelled, GenerationSettings
 from model_runtime.extract import extract_code
 from model_runtime.feature_plan.parameterise import named_run
-from model_runtime.picture.images import ImageError, decode_image, frame_part, pad_square, to_png_bytes
+from model_runtime.picture.images import (
+    ImageError,
+    backdrop,
+    decode_image,
+    frame_part,
+    pad_square,
+    to_png_bytes,
+)
 from model_runtime.picture.instruction import parse as parse_instruction
 from model_runtime.picture.refine import Refinement, refine
 from model_runtime.picture.scaling import is_scaled_copy, scale_literals, scale_wrapper
@@ -273,7 +280,9 @@ class Pipeline:
         reference = Silhouette.of(picture)  # once: the input picture is the same for every render
         # With the search on, candidates are scored at the search's size once: the search adopts those
         # scores and renders instead of drawing every candidate a second time.
-        self._rank(reference, valid, cancel, SEARCH_RENDER_SIZE if request.search else self.render_size)
+        style = self._style(picture)
+        size = SEARCH_RENDER_SIZE if request.search else self.render_size
+        self._rank(reference, valid, cancel, size, style)
         timings["rank_s"] = time.perf_counter() - t0
         ranked = sorted(valid, key=lambda c: (-c.score, c.index)) + [c for c in candidates if not c.valid]
         for candidate in valid:
@@ -287,7 +296,7 @@ class Pipeline:
             status("search", 0.91)
             t0 = time.perf_counter()
             found = self._search(picture, reference, valid, request, constraints, emit, status, cancel,
-                                 started)
+                                 started, style)
             timings["search_s"] = time.perf_counter() - t0
             if found is None:
                 raise PipelineError(
@@ -301,7 +310,7 @@ class Pipeline:
         elif request.refine:
             status("refine", 0.92)
             t0 = time.perf_counter()
-            fitted = self._refine(reference, best, status, cancel)
+            fitted = self._refine(reference, best, status, cancel, style)
             timings["refine_s"] = time.perf_counter() - t0
             if fitted is not None:
                 refinement, exec_result, score = fitted
@@ -354,10 +363,10 @@ class Pipeline:
                 "constraints": constraints.to_dict(), "message": message}
         return (text if follows else None), constraints, info
 
-    def _search(self, picture, reference, valid, request, constraints, emit, status, cancel, started):
+    def _search(self, picture, reference, valid, request, constraints, emit, status, cancel, started, style):
         """The picture search from the model's valid candidates; None when nothing could be scored."""
         from model_runtime.picture.search import DEFAULT_EVALUATIONS, Budget, search
-        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
+        from model_runtime.render import ISOMETRIC_VIEW, render
 
         evaluations = DEFAULT_EVALUATIONS if request.evaluations is None else request.evaluations
         seconds = None
@@ -369,7 +378,7 @@ class Pipeline:
             return self.pool.run(code, timeout_s=self.refine_budget_s)
 
         def draw(shape):
-            return render(shape, size=SEARCH_RENDER_SIZE, style=REFERENCE_STYLE, view=ISOMETRIC_VIEW)
+            return render(shape, size=SEARCH_RENDER_SIZE, style=style, view=ISOMETRIC_VIEW)
 
         def on_best(item, spent: int) -> None:
             emit(protocol.best_event(item.score, item.source, spent, budget.evaluations,
@@ -432,9 +441,18 @@ class Pipeline:
                     emit(protocol.candidate_event(candidate.index, False, 0.0, candidate.error))
                 status("execute", 0.7 + 0.2 * done / len(candidates))
 
+    @staticmethod
+    def _style(picture: Image.Image):
+        """FreeCAD's reference look on the picture's own backdrop: every render compared with the
+        picture (ranking, search, fitting) is drawn in it."""
+        from model_runtime.render import REFERENCE_STYLE
+
+        top, bottom = backdrop(picture)
+        return dataclasses.replace(REFERENCE_STYLE, background_top=top, background_bottom=bottom)
+
     def _rank(self, reference: Silhouette, valid: list[Candidate], cancel: threading.Event,
-              size: int) -> None:
-        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
+              size: int, style) -> None:
+        from model_runtime.render import ISOMETRIC_VIEW, render
 
         for candidate in valid:
             if cancel.is_set():
@@ -442,16 +460,16 @@ class Pipeline:
             picture = render(
                 candidate.exec_result.shape(),
                 size=size,
-                style=REFERENCE_STYLE,
+                style=style,
                 view=ISOMETRIC_VIEW,
             )
             candidate.similarity = compare(reference, picture)
             candidate.render = picture
 
-    def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event):
+    def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event, style):
         """(Refinement, ExecResult, score) when fitting the winner's dimensions to the picture made a
         program that also scores better at the ranking's resolution; else None."""
-        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, RenderError, render
+        from model_runtime.render import ISOMETRIC_VIEW, RenderError, render
         from model_runtime.sandbox import SandboxError
 
         faces = best.exec_result.n_faces
@@ -476,7 +494,7 @@ class Pipeline:
                 # that can match an outline better while losing features, so it never counts
                 return -1.0, executed
             try:
-                picture = render(executed.shape(), size=size, style=REFERENCE_STYLE, view=ISOMETRIC_VIEW)
+                picture = render(executed.shape(), size=size, style=style, view=ISOMETRIC_VIEW)
             except RenderError:
                 return None
             return compare(reference, picture).score, executed

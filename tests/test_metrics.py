@@ -98,3 +98,24 @@ def test_vsr_and_summary_count_failures_as_zero():
     with pytest.raises(ValueError):
         vsr([])
     assert math.isclose(summarize([Score(False)])["iou_mean"], 0.0)
+
+
+def test_solids_whose_normalised_faces_coincide_still_overlap(tmp_path):
+    """A slip-on flange (bd_warehouse, Apache-2.0, exported to STEP) against a right-sized answer:
+    after normalisation their rims coincide and OCC's common part comes back empty; the IoU must
+    still see the overlap (0.70 with one solid moved by 1e-4; 0.74 by sampling random points)."""
+    import gzip
+    from pathlib import Path
+
+    step = tmp_path / "flange.step"
+    packed = Path(__file__).parent / "data" / "slip_on_flange.step.gz"
+    step.write_bytes(gzip.decompress(packed.read_bytes()))
+    truth = cq.importers.importStep(str(step)).val()
+    answer = (
+        cq.Workplane("XY").circle(85).extrude(17)
+        .faces(">Z").workplane().polarArray(63.5, 0, 608.4, 6).hole(9)
+        .faces(">Z").workplane().circle(45).extrude(12)
+        .faces(">Z").workplane().hole(60)
+        .faces(">Z").workplane(centerOption="CenterOfBoundBox").polarArray(61, 0, 360, 4).hole(20)
+    )
+    assert 0.65 < iou(answer, truth) < 0.8

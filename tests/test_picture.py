@@ -321,3 +321,27 @@ def test_an_edit_becomes_the_answer_only_when_it_beats_it_by_the_margin():
     assert choose([model, slightly, clearly]) is clearly
     fitted = item("model:1+fit", 0.70 + EDIT_MARGIN / 2)
     assert choose([model, slightly, fitted]) is fitted  # fitting numbers is no structural edit
+
+
+def test_renders_are_compared_on_the_pictures_own_backdrop():
+    """A washer captured on white: its hole shows white. Drawn on FreeCAD's gradient, the right
+    answer's hole showed blue-grey and lost to a disc with a boss; on the picture's backdrop it wins."""
+    import dataclasses
+
+    import cadquery as cq
+
+    from model_runtime.picture.images import backdrop
+    from model_runtime.picture.similarity import compare
+    from model_runtime.pipeline import Pipeline
+    from model_runtime.render import REFERENCE_STYLE, render
+
+    white = dataclasses.replace(REFERENCE_STYLE, background_top=(1, 1, 1), background_bottom=(1, 1, 1))
+    washer = cq.Workplane("XY").circle(10).circle(5).extrude(2)
+    picture = render(washer, size=224, style=white)
+    assert backdrop(picture) == ((1.0, 1.0, 1.0), (1.0, 1.0, 1.0))
+    style = Pipeline._style(picture)
+    holed = cq.Workplane("XY").circle(10).extrude(1.6).faces(">Z").workplane().hole(9)
+    bossed = cq.Workplane("XY").circle(10).extrude(2).faces(">Z").workplane().circle(5).extrude(1)
+    score = {name: compare(picture, render(part, size=128, style=style)).score
+             for name, part in (("holed", holed), ("bossed", bossed))}
+    assert score["holed"] > score["bossed"]

@@ -108,6 +108,21 @@ def _border_colours(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rgb[:, :2].mean(axis=1, keepdims=True), rgb[:, -2:].mean(axis=1, keepdims=True)
 
 
+def backdrop(image: Image.Image) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The picture's background at its top and bottom rows (RGB, 0..1): a white capture, FreeCAD's
+    gradient, another viewer's backdrop. Renders compared with the picture are drawn on it, so a
+    through-hole shows the same colour in both (on another backdrop a right hole scored as a wrong
+    shade and lost to no hole)."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    rows = max(1, rgb.shape[0] // 20)
+
+    def edge(band: np.ndarray) -> tuple[float, float, float]:
+        sides = np.concatenate([band[:, :2].reshape(-1, 3), band[:, -2:].reshape(-1, 3)])
+        return tuple(float(c) for c in np.median(sides, axis=0))  # type: ignore[return-value]
+
+    return edge(rgb[:rows]), edge(rgb[-rows:])
+
+
 def foreground_mask(image: Image.Image) -> np.ndarray:
     """True where the part is: the pixels the background, grown in from the borders, does not reach.
 

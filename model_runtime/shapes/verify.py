@@ -4,29 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from model_runtime.metrics import intersection_volume
+
 
 def volume_iou(a: Any, b: Any) -> float:
     va, vb = a.Volume(), b.Volume()
-    try:
-        inter = a.intersect(b).Volume()
-    except Exception:  # a boolean that fails is no match
-        inter = -1.0
-    if not 0 < inter <= min(va, vb) * (1 + 1e-6):
-        # an empty or impossible common part is often a boolean that failed on faces that touch along
-        # a line (a revolve whose radius is a hex's corner): once more with a fuzzy tolerance
-        bb = a.BoundingBox()
-        fuzz = 1e-6 * max(bb.xlen, bb.ylen, bb.zlen, 1.0)
-        try:
-            inter = a.intersect(b, tol=fuzz).Volume()
-        except Exception:
-            inter = -1.0
-        if not 0 < inter <= min(va, vb) * (1 + 1e-4):  # a fuzzy common part may grow a hair
-            # nearly equal solids (faces a hair apart) can defeat the common part but not the cut
-            try:
-                inter = va - a.cut(b, tol=fuzz).Volume()
-            except Exception:
-                return 0.0
-        inter = min(inter, va, vb)
+    inter = intersection_volume(a, b, va, vb)
     union = va + vb - inter
     return max(0.0, min(1.0, inter / union)) if union > 0 else 0.0
 
