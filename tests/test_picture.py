@@ -345,3 +345,24 @@ def test_renders_are_compared_on_the_pictures_own_backdrop():
     score = {name: compare(picture, render(part, size=128, style=style)).score
              for name, part in (("holed", holed), ("bossed", bossed))}
     assert score["holed"] > score["bossed"]
+
+
+def test_a_screw_gets_a_revolve_and_a_tower_at_one_end_gets_its_height():
+    """Two readings a plain box misses: a socket-head screw fits a cylinder's outline poorly (0.8)
+    but is its own mirror image, so its revolved outline is tried; a bar with a tower at its right
+    end has its top nowhere near the back corner, so the outline's height says 6 of 50 while the
+    ends' vertical edges say the truth (25 of 50)."""
+    import re
+
+    import cadquery as cq
+
+    screw = cq.Workplane("XY").circle(2.5).extrude(20).faces(">Z").workplane().circle(4.25).extrude(5)
+    assert "revolve_z" in [h.name for h in envelope.hypotheses(_render(screw))]
+    tower = (cq.Workplane("XY").box(40, 10, 5, centered=False)
+             .union(cq.Workplane("XY").box(10, 10, 20, centered=False).translate((30, 0, 0))))
+    boxes = {h.name: float(re.search(r"height = ([\d.]+)", h.code).group(1))
+             for h in envelope.hypotheses(_render(tower)) if h.name.startswith("box")}
+    assert boxes["box"] < 10
+    assert boxes["box_sides"] == pytest.approx(25, abs=3)
+    plain = cq.Workplane("XY").box(40, 25, 8)  # a plain block reads one height, once
+    assert "box_sides" not in [h.name for h in envelope.hypotheses(_render(plain))]

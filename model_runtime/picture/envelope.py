@@ -34,6 +34,8 @@ LARGEST_MM = 50.0  # the largest dimension of every envelope (the picture has no
 WORK_PX = 160  # the silhouette is resampled so its longer side has this many pixels
 ROUND_FIT = 0.985  # cylinder-hull IoU above which a part reads as round (measured on hidden sets)
 TURNED_FIT = 0.9  # above this a revolved silhouette is worth a try (a hub on a disc fits ~0.92)
+TURNED_SYMMETRY = 0.95  # ... and where the outline is its own mirror image (``mirror_symmetry``)
+SIDE_DISAGREE = 1.5  # the ends' height (``side_height``) exceeds the outline's by more: both are tried
 # No size under this share of the part's: a plate 1-3 px thick in the picture reads far too thin, and
 # volume IoU punishes a thin guess as much as a thick one (a 1 mm plate of 50 mm scored 0.01).
 MIN_SHARE = 0.04
@@ -199,6 +201,25 @@ def fit_box(sil: Silhouette2D, hull: np.ndarray | None = None) -> tuple[tuple[fl
         a, b = s * t_low, s * (1 - t_low)
         best = ((a, b, c), _hull_fit(_box_corners(a, b, c), hull))
     return best
+
+
+def side_height(mask: np.ndarray) -> float:
+    """A box's height (Z, px) read from its outline's left and right ends: each is a vertical edge
+    2 Z / sqrt6 long. Unlike the height from the whole outline it does not assume the top is at the
+    back corner (a flat arm with a raised end, a stepped block read 0.16-0.4x their height that way)."""
+    cols = mask.shape[1]
+    runs = []
+    for x in (min(1, cols - 1), max(cols - 2, 0)):
+        ys = np.flatnonzero(mask[:, x])
+        runs.append(float(ys.max() - ys.min() + 1) if len(ys) else 0.0)
+    return max(runs) * SQ6 / 2.0
+
+
+def mirror_symmetry(mask: np.ndarray) -> float:
+    """IoU of the outline with its own left-right mirror image: a part turned about Z is symmetric
+    (>= 0.95 on 16 of 17 turned third-party parts, <= 0.89 on the others but a square profile bar),
+    however far its outline is from a cylinder's (screws and stepped shafts fit one at 0.77-0.83)."""
+    return _iou(mask, mask[:, ::-1])
 
 
 def lowest_point_share(mask: np.ndarray) -> float:
@@ -431,6 +452,18 @@ def hypotheses(picture: Image.Image) -> list[Hypothesis]:
         out.append(Hypothesis(f"cylinder_{axis.lower()}", cylinder_program(axis, d * k, length * k), fit))
         if fit >= TURNED_FIT:
             round_axes.append((fit, axis, d, length))
+    symmetric = mirror_symmetry(sil.mask) >= TURNED_SYMMETRY
+    if not round_axes and symmetric:
+        fitted = fit_cylinder(sil, "Z", hull)
+        if fitted is not None:
+            round_axes.append((fitted[2], "Z", fitted[0], fitted[1]))
+    c_side = side_height(sil.mask)
+    # the ends stand taller than the whole outline says: both boxes are tried (a round outline's ends
+    # are the curves of its ellipses, not vertical edges)
+    if c_side > SIDE_DISAGREE * c and not symmetric and len(out) == 1:
+        k = _normaliser([a, b, c_side])
+        out.append(Hypothesis("box_sides", box_program(a * k, b * k, c_side * k),
+                              _hull_fit(_box_corners(a, b, c_side), hull)))
     for axis in ("X", "Y", "Z"):
         for share, suffix in EXTRUDE_LENGTHS:
             length = sizes[axis] * share
