@@ -3,12 +3,14 @@
     pipeline = Pipeline(backend, pool)
     result = pipeline.run(GenerateRequest(image=png_bytes, n=4), on_event=print, cancel=event)
 
-Stages: decode the image (any common format; alpha on white; padded square) -> ask the backend for
-N candidates (greedy first, then sampled) -> pull the code out of each text -> run each in the
-sandbox -> rank: valid first, then by similarity between the input picture and a render of the
-candidate from the reference camera -> fit the winner's dimensions to the picture (render, compare,
-nudge: model_runtime.picture.refine) -> optionally scale it to a target size. Events
-(protocol EVENT_* types) report progress, streamed tokens and each candidate's verdict.
+Stages: decode the image (any common format; alpha on white; padded square) -> read the view it
+shows (FreeCAD's isometric or a straight view) and set a turned picture upright
+(model_runtime.picture.views) -> ask the backend for N candidates (greedy first, then sampled) -> pull
+the code out of each text -> run each in the sandbox -> rank: valid first, then by similarity between
+the input picture and a render of the candidate from the picture's view -> fit the winner's
+dimensions to the picture (render, compare, nudge: model_runtime.picture.refine) -> optionally scale
+it to a target size. Events (protocol EVENT_* types) report progress, streamed tokens and each
+candidate's verdict.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from model_runtime.picture.refine import Refinement, refine
 from model_runtime.picture.scaling import is_scaled_copy, scale_literals, scale_wrapper
 from model_runtime.picture.search import SEARCH_RENDER_SIZE, verdict
 from model_runtime.picture.similarity import Silhouette, Similarity, compare
+from model_runtime.picture.views import ViewReading, read_view, upright
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -161,6 +164,7 @@ class GenerateResult:
     search: Any = None  # model_runtime.picture.search.SearchResult when the search ran
     verdict: dict[str, Any] | None = None  # {"guess", "score", "message"}: how far the picture supports it
     instruction: dict[str, Any] | None = None  # how the user's instruction was used
+    view: ViewReading = dataclasses.field(default_factory=ViewReading)  # the view the picture was read in
 
     @property
     def best(self) -> Candidate:
@@ -180,6 +184,7 @@ class GenerateResult:
             "search": self.search.to_dict() if self.search is not None else None,
             "verdict": self.verdict,
             "instruction": self.instruction,
+            "view": self.view.to_dict(),
         }
 
 
@@ -229,6 +234,10 @@ class Pipeline:
             picture = decode_image(request.image)  # unpadded: the similarity reads its borders
         except ImageError as exc:
             raise PipelineError(exc.code, exc.message) from exc
+        # A straight view is rendered and read as one; a turned picture is set upright before the model,
+        # the envelopes and the search see it. A clean isometric render reads as plain: the old path.
+        view = read_view(picture)
+        picture = upright(picture, view.rotation_deg)
         # The model sees the part framed like its reference renders: a screenshot's wide margin or
         # off-centre part costs it accuracy (FreeCAD renders: see the model card).
         image = frame_part(picture) if request.frame else pad_square(picture)
@@ -267,7 +276,7 @@ class Pipeline:
         status("rank", 0.9)
         t0 = time.perf_counter()
         reference = Silhouette.of(picture)  # once: the input picture is the same for every render
-        self._rank(reference, valid, cancel)
+        self._rank(reference, valid, cancel, view)
         timings["rank_s"] = time.perf_counter() - t0
         ranked = sorted(valid, key=lambda c: (-c.score, c.index)) + [c for c in candidates if not c.valid]
         for candidate in valid:
@@ -281,7 +290,7 @@ class Pipeline:
             status("search", 0.91)
             t0 = time.perf_counter()
             found = self._search(picture, reference, valid, request, constraints, emit, status, cancel,
-                                 started)
+                                 started, view)
             timings["search_s"] = time.perf_counter() - t0
             if found is None:
                 raise PipelineError(
@@ -295,7 +304,7 @@ class Pipeline:
         elif request.refine:
             status("refine", 0.92)
             t0 = time.perf_counter()
-            fitted = self._refine(reference, best, status, cancel)
+            fitted = self._refine(reference, best, status, cancel, view)
             timings["refine_s"] = time.perf_counter() - t0
             if fitted is not None:
                 refinement, exec_result, score = fitted
@@ -325,8 +334,9 @@ class Pipeline:
             refinement=refinement,
             score=score,
             search=found,
-            verdict=verdict(score if score is not None else 0.0),
+            verdict=_with_view(verdict(score if score is not None else 0.0), view),
             instruction=instruction_info,
+            view=view,
         )
 
     # -- stages ---------------------------------------------------------------------------------
@@ -348,10 +358,12 @@ class Pipeline:
                 "constraints": constraints.to_dict(), "message": message}
         return (text if follows else None), constraints, info
 
-    def _search(self, picture, reference, valid, request, constraints, emit, status, cancel, started):
+    def _search(self, picture, reference, valid, request, constraints, emit, status, cancel, started,
+                view: ViewReading):
         """The picture search from the model's valid candidates; None when nothing could be scored."""
         from model_runtime.picture.search import DEFAULT_EVALUATIONS, Budget, search
-        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
+        from model_runtime.picture.views import straight_hypotheses
+        from model_runtime.render import REFERENCE_STYLE, render
 
         evaluations = DEFAULT_EVALUATIONS if request.evaluations is None else request.evaluations
         seconds = None
@@ -363,7 +375,7 @@ class Pipeline:
             return self.pool.run(code, timeout_s=self.refine_budget_s)
 
         def draw(shape):
-            return render(shape, size=SEARCH_RENDER_SIZE, style=REFERENCE_STYLE, view=ISOMETRIC_VIEW)
+            return render(shape, size=SEARCH_RENDER_SIZE, style=REFERENCE_STYLE, view=view.render_view())
 
         def on_best(item, spent: int) -> None:
             emit(protocol.best_event(item.score, item.source, spent, budget.evaluations,
@@ -373,9 +385,12 @@ class Pipeline:
 
         seeds = [(c.code, f"model:{c.index}", c.exec_result)
                  for c in sorted(valid, key=lambda c: (-c.score, c.index))]
+        # A straight view has its own envelopes (the silhouette is the profile) and no edits: those read
+        # the isometric view's edge lines and place features from its three visible faces.
+        straight = {"read_envelopes": lambda p: straight_hypotheses(p, view.name), "edits": False}
         return search(picture, reference, seeds, run_code, draw, budget,
                       workers=getattr(self.pool, "size", 1), cancelled=cancel.is_set, on_best=on_best,
-                      constraints=constraints)
+                      constraints=constraints, **(straight if view.straight else {}))
 
     def _generate(self, image, request, emit, status, cancel, instruction=None) -> list[str]:
         budget = max(request.n * request.max_new_tokens, 1)
@@ -426,8 +441,9 @@ class Pipeline:
                     emit(protocol.candidate_event(candidate.index, False, 0.0, candidate.error))
                 status("execute", 0.7 + 0.2 * done / len(candidates))
 
-    def _rank(self, reference: Silhouette, valid: list[Candidate], cancel: threading.Event) -> None:
-        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, render
+    def _rank(self, reference: Silhouette, valid: list[Candidate], cancel: threading.Event,
+              view: ViewReading) -> None:
+        from model_runtime.render import REFERENCE_STYLE, render
 
         for candidate in valid:
             if cancel.is_set():
@@ -436,15 +452,16 @@ class Pipeline:
                 candidate.exec_result.shape(),
                 size=self.render_size,
                 style=REFERENCE_STYLE,
-                view=ISOMETRIC_VIEW,
+                view=view.render_view(),
             )
             candidate.similarity = compare(reference, picture)
             candidate.render = picture
 
-    def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event):
+    def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event,
+                view: ViewReading):
         """(Refinement, ExecResult, score) when fitting the winner's dimensions to the picture made a
         program that also scores better at the ranking's resolution; else None."""
-        from model_runtime.render import ISOMETRIC_VIEW, REFERENCE_STYLE, RenderError, render
+        from model_runtime.render import REFERENCE_STYLE, RenderError, render
         from model_runtime.sandbox import SandboxError
 
         faces = best.exec_result.n_faces
@@ -469,7 +486,7 @@ class Pipeline:
                 # that can match an outline better while losing features, so it never counts
                 return -1.0, executed
             try:
-                picture = render(executed.shape(), size=size, style=REFERENCE_STYLE, view=ISOMETRIC_VIEW)
+                picture = render(executed.shape(), size=size, style=REFERENCE_STYLE, view=view.render_view())
             except RenderError:
                 return None
             return compare(reference, picture).score, executed
@@ -534,3 +551,11 @@ class Pipeline:
                 return factor, rewritten, scaled
         code = scale_wrapper(code, factor, request.target_size_mm)
         return factor, code, self._final_run(code, request, "scaling the result")
+
+
+def _with_view(said: dict[str, Any], view: ViewReading) -> dict[str, Any]:
+    """The verdict with the view's words added; a straight view's depth is a guess whatever the score."""
+    note = view.message()
+    if not note:
+        return said
+    return {**said, "guess": said["guess"] or view.straight, "message": f"{said['message']}; {note}"}

@@ -405,9 +405,11 @@ def search(
     envelopes: bool = True,
     edits: bool = True,
     constraints: Any = None,
+    read_envelopes: Callable[[Image.Image], list] | None = None,
 ) -> SearchResult | None:
     """The whole search. ``seeds``: (code, source, ExecResult) of programs already run (the model's
-    valid candidates). None when nothing at all could be scored."""
+    valid candidates); ``read_envelopes``: the picture's envelope hypotheses when it is not FreeCAD's
+    isometric view (``views.straight_hypotheses``). None when nothing at all could be scored."""
     from model_runtime.picture import edits as edit_moves
     from model_runtime.picture.envelope import hypotheses
 
@@ -416,7 +418,7 @@ def search(
         if s.out_of_budget():
             break
         s.adopt(code, source, executed, faces=executed.n_faces)
-    found = hypotheses(picture) if envelopes else []
+    found = (read_envelopes or hypotheses)(picture) if envelopes else []
     if found and not s.out_of_budget():
         s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True}) for h in found])
     if found and not s.items and not s.cancelled():
