@@ -39,6 +39,8 @@ from model_runtime.picture.search import SEARCH_RENDER_SIZE, verdict
 from model_runtime.picture.similarity import Silhouette, Similarity, compare
 from model_runtime.picture.views import ViewReading, read_view, upright
 
+PLAIN_VIEW = ViewReading()  # FreeCAD's isometric view, unturned: what the model was trained on
+
 EventCallback = Callable[[dict[str, Any]], None]
 
 
@@ -164,7 +166,7 @@ class GenerateResult:
     search: Any = None  # model_runtime.picture.search.SearchResult when the search ran
     verdict: dict[str, Any] | None = None  # {"guess", "score", "message"}: how far the picture supports it
     instruction: dict[str, Any] | None = None  # how the user's instruction was used
-    view: ViewReading = dataclasses.field(default_factory=ViewReading)  # the view the picture was read in
+    view: ViewReading = PLAIN_VIEW  # the view the picture was read in (model_runtime.picture.views)
 
     @property
     def best(self) -> Candidate:
@@ -359,7 +361,7 @@ class Pipeline:
         return (text if follows else None), constraints, info
 
     def _search(self, picture, reference, valid, request, constraints, emit, status, cancel, started,
-                view: ViewReading):
+                view: ViewReading = PLAIN_VIEW):
         """The picture search from the model's valid candidates; None when nothing could be scored."""
         from model_runtime.picture.search import DEFAULT_EVALUATIONS, Budget, search
         from model_runtime.picture.views import straight_hypotheses
@@ -442,7 +444,7 @@ class Pipeline:
                 status("execute", 0.7 + 0.2 * done / len(candidates))
 
     def _rank(self, reference: Silhouette, valid: list[Candidate], cancel: threading.Event,
-              view: ViewReading) -> None:
+              view: ViewReading = PLAIN_VIEW) -> None:
         from model_runtime.render import REFERENCE_STYLE, render
 
         for candidate in valid:
@@ -458,7 +460,7 @@ class Pipeline:
             candidate.render = picture
 
     def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event,
-                view: ViewReading):
+                view: ViewReading = PLAIN_VIEW):
         """(Refinement, ExecResult, score) when fitting the winner's dimensions to the picture made a
         program that also scores better at the ranking's resolution; else None."""
         from model_runtime.render import REFERENCE_STYLE, RenderError, render
