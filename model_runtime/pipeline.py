@@ -37,7 +37,7 @@ from model_runtime.picture.refine import Refinement, refine
 from model_runtime.picture.scaling import is_scaled_copy, scale_literals, scale_wrapper
 from model_runtime.picture.search import SEARCH_RENDER_SIZE, verdict
 from model_runtime.picture.similarity import Silhouette, Similarity, compare
-from model_runtime.picture.views import ViewReading, read_view, upright
+from model_runtime.picture.views import VIEW_NAMES, ViewReading, read_view, upright
 
 PLAIN_VIEW = ViewReading()  # FreeCAD's isometric view, unturned: what the model was trained on
 
@@ -73,6 +73,8 @@ class GenerateRequest:
     search: bool = True
     budget_s: float | None = 5.0  # the user's cap on the whole job, seconds (None: no cap)
     evaluations: int | None = None  # the search's budget in evaluations (None: the default)
+    # The view the picture shows (picture.views.VIEW_NAMES), or None to read it from the picture.
+    view: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= protocol.MAX_CANDIDATES:
@@ -85,6 +87,8 @@ class GenerateRequest:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, "evaluations must be 0..10000")
         if self.target_size_mm is not None and not self.target_size_mm > 0:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, "target_size_mm must be a positive length in mm")
+        if self.view is not None and self.view not in VIEW_NAMES:
+            raise PipelineError(protocol.ERROR_BAD_REQUEST, f"view must be one of {', '.join(VIEW_NAMES)}")
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> GenerateRequest:
@@ -238,7 +242,7 @@ class Pipeline:
             raise PipelineError(exc.code, exc.message) from exc
         # A straight view is rendered and read as one; a turned picture is set upright before the model,
         # the envelopes and the search see it. A clean isometric render reads as plain: the old path.
-        view = read_view(picture)
+        view = read_view(picture, request.view)
         picture = upright(picture, view.rotation_deg)
         # The model sees the part framed like its reference renders: a screenshot's wide margin or
         # off-centre part costs it accuracy (FreeCAD renders: see the model card).

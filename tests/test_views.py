@@ -114,7 +114,7 @@ def test_straight_envelopes_run_and_one_is_the_profile(pool):
     assert iou(profile.shape(), bracket.val()) > iou(box.shape(), bracket.val()) + 0.3
     b = profile.bbox
     depth, width = b[4] - b[1], b[3] - b[0]
-    assert depth == pytest.approx(views.DEPTH_SHARE * width, rel=0.05)  # along Y: the view's axis
+    assert depth == pytest.approx(views.DEPTH_SHARE["Y"] * width, rel=0.05)  # along Y: the view's axis
 
 
 def test_a_turned_part_seen_from_the_front_is_revolved(pool):
@@ -178,3 +178,25 @@ def test_the_workbench_says_how_the_picture_was_read():
     assert state.view_note() == ""
     state.result = {"view": {"name": "isometric", "rotation_deg": 0.0, "message": ""}}
     assert state.view_note() == ""
+
+
+def test_a_view_the_user_names_is_taken_as_said(pool):
+    import cadquery as cq
+
+    from model_runtime.metrics import iou
+
+    plate = cq.Workplane("XY").box(60, 40, 8)
+    picture = render(plate, size=224, view=views.STRAIGHT_VIEWS["top"].view)
+    reading = views.read_view(picture, "top")
+    assert reading.name == "top" and reading.given and "Top view, as asked" in reading.message()
+    found = {h.name: h for h in views.straight_hypotheses(picture, "top")}
+    box = pool.run(found["box"].code)
+    b = box.bbox
+    assert (b[3] - b[0]) / (b[4] - b[1]) == pytest.approx(1.5, rel=0.05)  # the plan read on XY
+    assert iou(box.shape(), plate.val()) > 0.25  # the depth, Z, is the guess: 0.4 of 60 for 8
+    with pytest.raises(ValueError, match="unknown view"):
+        views.read_view(picture, "sideways")
+    from model_runtime.pipeline import GenerateRequest, PipelineError
+
+    with pytest.raises(PipelineError, match="view must be one of"):
+        GenerateRequest(image=b"png", view="sideways")

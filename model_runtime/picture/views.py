@@ -79,12 +79,13 @@ MIN_AGREE = 0.6  # share of the straight stretches the chosen family and turn mu
 MIN_AGREE_STRAIGHT = 0.8
 MARGIN = 0.2  # by how much more than the alternative (the other family, or no turn) it must explain
 MIN_DIRECTION = 0.04  # share of the stretches a direction must hold to count as present (a plate's ends)
-# The depth a straight view cannot show, as a share of the silhouette's larger side. Renders from the
-# view look alike at every depth, so the search cannot choose one: this prior is the answer. Box IoU of
-# the guessed depth against the true one, profile taken as right, on the dev half of training/eval_oof
-# (25 parts, each axis in turn as the view axis): 0.25 -> 0.41, 0.4 -> 0.49, 0.6 -> 0.54, 0.75 -> 0.55,
-# 1.0 -> 0.54; along Y (Front) alone 0.6 -> 0.67, 0.75 -> 0.68; along Z (Top) 0.4 -> 0.57, 0.75 -> 0.43.
-DEPTH_SHARE = 0.6
+# The depth a straight view cannot show, as a share of the silhouette's larger side, per view axis.
+# Renders from the view look alike at every depth, so the search cannot choose one: this prior is the
+# answer. Box IoU of the guessed depth against the true one, profile taken as right, on the dev half
+# of training/eval_oof (25 parts): along Y (Front) 0.4 -> 0.55, 0.6 -> 0.67, 0.75 -> 0.68, 1.0 -> 0.65;
+# along Z (Top) 0.25 -> 0.53, 0.4 -> 0.57, 0.6 -> 0.50, 0.75 -> 0.43; along X (Right) rising to 0.61 at
+# 1.0. Parts lie flat on XY and run long along X: a rule of CAD habit more than of these parts.
+DEPTH_SHARE = {"X": 1.0, "Y": 0.75, "Z": 0.4}
 SYMMETRY = 0.95  # mask IoU with its mirror image above which a silhouette is read as symmetric
 ROUND = 0.95  # mask IoU with the inscribed ellipse above which a silhouette reads as a disc
 
@@ -98,6 +99,7 @@ class ViewReading:
     rotation_deg: float = 0.0
     evidence: float = 0.0  # share of the outline that is straight stretches
     agreement: float = 0.0  # share of those the chosen family at the chosen turn explains
+    given: bool = False  # the user named the view (nothing was read from the picture)
 
     @property
     def straight(self) -> bool:
@@ -117,7 +119,10 @@ class ViewReading:
         if self.rotation_deg:
             parts.append(f"the picture was turned {abs(self.rotation_deg):.1f} deg "
                          f"{'anticlockwise' if self.rotation_deg > 0 else 'clockwise'} and was set upright")
-        if self.straight:
+        if self.straight and self.given:
+            parts.append(f"it was read as the {self.name.capitalize()} view, as asked, so the depth along "
+                         "the view is a guess")
+        elif self.straight:
             parts.append(f"it reads as a straight view (taken as {self.name.capitalize()}; a single straight "
                          "view cannot tell Front from Top or Right), so the depth along the view is a guess")
         return "; ".join(parts)
@@ -200,9 +205,14 @@ def _best_turn(directions: np.ndarray, lengths: np.ndarray, family: tuple[float,
     return turn, _agreement(directions, lengths, family, turn)
 
 
-def read_view(picture: Image.Image) -> ViewReading:
+def read_view(picture: Image.Image, name: str | None = None) -> ViewReading:
     """The view and the turn the picture's straight outline edges support (see the module's text);
-    the plain isometric reading whenever the evidence is not clear."""
+    the plain isometric reading whenever the evidence is not clear. A ``name`` from ``VIEW_NAMES``
+    is the view the user says it is: taken as said, unturned."""
+    if name is not None:
+        if name not in VIEW_NAMES:
+            raise ValueError(f"unknown view {name!r}; one of {', '.join(VIEW_NAMES)}")
+        return ViewReading(name, given=True)
     found = straight_stretches(picture)
     if found is None:
         return ViewReading()
@@ -285,15 +295,15 @@ def _turned_profile(mask: np.ndarray, vertical: bool) -> np.ndarray | None:
 def straight_hypotheses(picture: Image.Image, name: str = STRAIGHT) -> list[Hypothesis]:
     """The envelope programs a straight view ``name`` supports (best guess first); [] without a part.
 
-    Sizes in millimetres with the largest 50, the depth ``DEPTH_SHARE`` of the silhouette's larger
-    side; the names say the model axis (``box``, ``extrude_y``, ``cylinder_y``, ``revolve_z`` ...), so
-    the search treats them as it treats the isometric envelopes."""
+    Sizes in millimetres with the largest 50, the depth the view axis's ``DEPTH_SHARE`` of the
+    silhouette's larger side; the names say the model axis (``box``, ``extrude_y``, ``cylinder_y``,
+    ``revolve_z`` ...), so the search treats them as it treats the isometric envelopes."""
     straight = STRAIGHT_VIEWS[name]
     sil = Silhouette2D.of(picture)
     if sil is None:
         return []
     w, h = sil.width, sil.height
-    depth = DEPTH_SHARE * max(w, h)
+    depth = DEPTH_SHARE[straight.axis] * max(w, h)
     k = _normaliser([w, h, depth])
     across = {"Y": ("X", "Z"), "Z": ("X", "Y"), "X": ("Y", "Z")}[straight.axis]
     sizes = {across[0]: w * k, across[1]: h * k, straight.axis: depth * k}
