@@ -12,6 +12,7 @@ from PIL import Image
 
 from model_runtime import protocol
 from model_runtime.picture import views
+from model_runtime.picture.envelope import Silhouette2D
 from model_runtime.picture.similarity import compare
 from model_runtime.render import RenderStyle, render
 
@@ -200,3 +201,23 @@ def test_a_view_the_user_names_is_taken_as_said(pool):
 
     with pytest.raises(PipelineError, match="view must be one of"):
         GenerateRequest(image=b"png", view="sideways")
+
+
+def test_holes_seen_through_a_straight_view_are_cut(pool):
+    import cadquery as cq
+
+    plate = (cq.Workplane("XY").box(60, 40, 8).faces(">Z").workplane()
+             .rect(44, 24, forConstruction=True).vertices().hole(6).faces(">Z").workplane().hole(14))
+    picture = render(plate, size=320, view=views.STRAIGHT_VIEWS["top"].view)
+    sil = Silhouette2D.of(picture)
+    holes = sorted(d for _, d in views.round_holes(sil))
+    scale = sil.width / 60.0  # work pixels per millimetre
+    assert len(holes) == 5
+    assert holes[0] == pytest.approx(6 * scale, rel=0.15) and holes[-1] == pytest.approx(14 * scale, rel=0.15)
+    found = {h.name: h for h in views.straight_hypotheses(picture, "top")}
+    profile = pool.run(found["extrude_z"].code)
+    assert profile.n_faces == 6 + 5  # a block with five round holes through it
+    seen = compare(picture, render(profile.shape(), size=320, view=views.STRAIGHT_VIEWS["top"].view))
+    plain = compare(picture, render(pool.run(found["box"].code).shape(), size=320,
+                                    view=views.STRAIGHT_VIEWS["top"].view))
+    assert seen.score > plain.score + 0.05  # the holes show in the render as in the picture

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model_runtime.picture.images import foreground_mask
+from model_runtime.picture.images import part_and_see_through
 
 SQ2, SQ6 = math.sqrt(2.0), math.sqrt(6.0)
 LARGEST_MM = 50.0  # the largest dimension of every envelope (the picture has no scale)
@@ -70,15 +70,17 @@ class Hypothesis:
 
 @dataclass
 class Silhouette2D:
-    """The part's mask in pixels (True = part), cropped to the part, longer side ``WORK_PX``."""
+    """The part's mask in pixels (True = part), cropped to the part, longer side ``WORK_PX``; ``holes``:
+    where the picture shows its background through the part, in the same frame."""
 
     mask: np.ndarray
+    holes: np.ndarray | None = None
 
     @classmethod
     def of(cls, picture: Image.Image) -> Silhouette2D | None:
         from scipy import ndimage
 
-        mask = foreground_mask(picture)
+        mask, through = part_and_see_through(picture)
         if mask.all() or mask.sum() < 0.001 * mask.size:
             return None
         labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
@@ -86,12 +88,16 @@ class Silhouette2D:
         keep = np.isin(labels, np.flatnonzero(areas >= 0.02 * areas.max()) + 1)
         keep = ndimage.binary_fill_holes(keep)  # the envelope: a through hole is a later feature
         ys, xs = np.nonzero(keep)
-        crop = keep[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        h, w = crop.shape
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        h, w = keep[box].shape
         scale = WORK_PX / max(h, w)
         size = (max(2, round(w * scale)), max(2, round(h * scale)))
-        small = Image.fromarray(crop.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
-        return cls(np.asarray(small) > 127)
+
+        def small(region: np.ndarray) -> np.ndarray:
+            image = Image.fromarray(region[box].astype(np.uint8) * 255)
+            return np.asarray(image.resize(size, Image.Resampling.BILINEAR)) > 127
+
+        return cls(small(keep), small(through & keep))
 
     @property
     def width(self) -> float:

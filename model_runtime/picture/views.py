@@ -23,10 +23,13 @@ import numpy as np
 from PIL import Image
 
 from model_runtime.picture.envelope import (
+    _PLANE,
     Hypothesis,
     Silhouette2D,
+    _fmt,
     _iou,
     _normaliser,
+    _points_text,
     box_program,
     cylinder_program,
     extrude_program,
@@ -292,6 +295,51 @@ def _turned_profile(mask: np.ndarray, vertical: bool) -> np.ndarray | None:
     return profile if len(profile) >= 3 else None
 
 
+def _picture_to_plane(points: np.ndarray, w: float, h: float) -> np.ndarray:
+    """Work-mask pixel points (x right, y down) -> (right, up) about the silhouette's centre."""
+    return np.stack([points[:, 0] - w / 2, h / 2 - points[:, 1]], axis=1)
+
+
+MIN_HOLE = 0.002  # a see-through region counts as a hole from this share of the silhouette's area
+
+
+def round_holes(sil: Silhouette2D) -> list[tuple[np.ndarray, float]]:
+    """(centre in work-mask pixels, diameter) of each round hole the picture shows its background
+    through: what a straight view of a plate or flange sees of its through holes."""
+    from scipy import ndimage
+
+    if sil.holes is None or not sil.holes.any():
+        return []
+    labels, count = ndimage.label(sil.holes)
+    out = []
+    for index in range(1, count + 1):
+        piece = labels == index
+        ys, xs = np.nonzero(piece)
+        hh, ww = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        if piece.sum() < max(9, MIN_HOLE * sil.mask.sum()) or abs(hh - ww) > 0.15 * max(hh, ww):
+            continue
+        if _ellipse_fit(piece[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]) < 0.85:
+            continue  # a slot or a window: the outline profile keeps it closed
+        centre = np.array([(xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2])
+        out.append((centre, float((hh + ww) / 2)))
+    return out
+
+
+def holes_lines(axis: str, holes: list[tuple[np.ndarray, float]]) -> str:
+    """Lines cutting ``holes`` ((u, v) centre on the plane of ``axis``, diameter) through the part."""
+    lines = "\n# holes seen through the part along the view\n"
+    groups: dict[str, list[np.ndarray]] = {}
+    for centre, d in holes:
+        groups.setdefault(_fmt(d), []).append(centre)
+    for n, (d, centres) in enumerate(sorted(groups.items()), start=1):
+        name = "hole_diameter" if len(groups) == 1 else f"hole_diameter_{n}"
+        where = _points_text(np.array(centres))
+        lines += (f"{name} = {d}\n"
+                  f"result = result.cut(cq.Workplane(\"{_PLANE[axis]}\").pushPoints({where})"
+                  f".circle({name} / 2).extrude(length))\n")
+    return lines
+
+
 def straight_hypotheses(picture: Image.Image, name: str = STRAIGHT) -> list[Hypothesis]:
     """The envelope programs a straight view ``name`` supports (best guess first); [] without a part.
 
@@ -310,10 +358,13 @@ def straight_hypotheses(picture: Image.Image, name: str = STRAIGHT) -> list[Hypo
     out = [Hypothesis("box", box_program(sizes["X"], sizes["Y"], sizes["Z"]), float(sil.mask.mean()))]
     polygon = trace_outline(sil.mask)
     if polygon is not None and len(polygon) <= 60:
-        points = np.stack([polygon[:, 0], h - polygon[:, 1]], axis=1)  # picture (right, up)
-        points = _on_plane(points - [w / 2, h / 2], straight) * k
-        axis = straight.axis.lower()
-        out.append(Hypothesis(f"extrude_{axis}", extrude_program(straight.axis, points, depth * k), 1.0))
+        points = _on_plane(_picture_to_plane(polygon, w, h), straight) * k
+        code = extrude_program(straight.axis, points, depth * k)
+        holes = [(_on_plane(_picture_to_plane(c[None], w, h), straight)[0] * k, d * k)
+                 for c, d in round_holes(sil)]
+        if holes:
+            code += holes_lines(straight.axis, holes)
+        out.append(Hypothesis(f"extrude_{straight.axis.lower()}", code, 1.0))
     if abs(w - h) <= 0.05 * max(w, h) and _ellipse_fit(sil.mask) >= ROUND:
         out.append(Hypothesis(f"cylinder_{straight.axis.lower()}",
                               cylinder_program(straight.axis, w * k, depth * k), _ellipse_fit(sil.mask)))
