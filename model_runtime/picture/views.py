@@ -72,6 +72,9 @@ VIEW_NAMES = (ISOMETRIC, *STRAIGHT_VIEWS)
 _DIRECTIONS = {ISOMETRIC: (30.0, 90.0, 150.0), "straight": (0.0, 90.0)}
 WORK_PX = 400  # the outline is read with the part's longer side at most this many pixels
 MIN_SEGMENT = 0.08  # a straight stretch counts from this share of the part's longer side
+# px: how far the outline may stray from a straight stretch. A turned picture's outline wanders by
+# 1.5 px (resampled edge lines): at 1.5 its long edges broke into pieces too short to count.
+OUTLINE_TOLERANCE = 2.0
 TOLERANCE_DEG = 1.5  # a stretch within this of a direction of the family agrees with it
 MAX_TURN_DEG = 25.0  # turns searched: +-this (a larger one is ambiguous with another family)
 MIN_TURN_DEG = 2.0  # a smaller turn is left alone (a clean render is never touched)
@@ -153,7 +156,7 @@ def straight_stretches(picture: Image.Image) -> tuple[np.ndarray, np.ndarray, fl
         return None
     steps = np.hypot(*np.diff(np.concatenate([loop, loop[:1]]), axis=0).T)
     perimeter = float(steps.sum())
-    keep = simplify_indices(loop, 1.5)
+    keep = simplify_indices(loop, OUTLINE_TOLERANCE)
     shortest = MIN_SEGMENT * max(crop.shape)
     directions, lengths = [], []
     for i, j in zip(keep, [*keep[1:], len(loop)], strict=True):
