@@ -126,11 +126,13 @@ class ViewReading:
             parts.append(f"the picture was turned {abs(self.rotation_deg):.1f} deg "
                          f"{'anticlockwise' if self.rotation_deg > 0 else 'clockwise'} and was set upright")
         if self.straight and self.given:
-            parts.append(f"it was read as the {self.name.capitalize()} view, as asked, so the depth along "
-                         "the view is a guess")
+            parts.append(f"it was read as the {self.name.capitalize()} view, as asked")
         elif self.straight:
             parts.append(f"it reads as a straight view (taken as {self.name.capitalize()}; a single straight "
-                         "view cannot tell Front from Top or Right), so the depth along the view is a guess")
+                         "view cannot tell Front from Top or Right)")
+        if self.straight:  # a part turned about an axis the picture shows has its depth from its width
+            parts[-1] += (", so the depth along the view is a guess unless the part is round about an axis "
+                          "it shows")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, object]:
