@@ -297,6 +297,15 @@ class JobState:
             return str(verdict.get("message") or "").strip()
         return ""
 
+    def view_note(self) -> str:
+        """How the runtime read a picture that is not a plain isometric view (set upright, or read as a
+        straight view), when the verdict does not say it already; else ""."""
+        view = (self.result or {}).get("view")
+        note = str(view.get("message") or "").strip() if isinstance(view, dict) else ""
+        if not note or self.verdict():
+            return ""
+        return note[:1].upper() + note[1:] + "."
+
     def instruction_note(self) -> str:
         """How the runtime used the instruction (the model read it, or it became constraints), or ""."""
         used = (self.result or {}).get("instruction")

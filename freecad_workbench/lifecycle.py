@@ -446,7 +446,7 @@ class PanelController:
             return
         if state.status == protocol.JOB_DONE and state.best() is not None:
             valid = sum(bool(c.valid) for c in state.candidates.values())
-            notes = [n for n in (state.fit_summary(), state.instruction_note()) if n]
+            notes = [n for n in (state.fit_summary(), state.instruction_note(), state.view_note()) if n]
             guess = state.verdict()
             self.stage_line = (f"Done: {valid} of {len(state.candidates)} candidates valid. "
                                + "".join(n + " " for n in notes)

@@ -3,12 +3,14 @@
     pipeline = Pipeline(backend, pool)
     result = pipeline.run(GenerateRequest(image=png_bytes, n=4), on_event=print, cancel=event)
 
-Stages: decode the image (any common format; alpha on white; padded square) -> ask the backend for
-N candidates (greedy first, then sampled) -> pull the code out of each text -> run each in the
-sandbox -> rank: valid first, then by similarity between the input picture and a render of the
-candidate from the reference camera -> fit the winner's dimensions to the picture (render, compare,
-nudge: model_runtime.picture.refine) -> optionally scale it to a target size. Events
-(protocol EVENT_* types) report progress, streamed tokens and each candidate's verdict.
+Stages: decode the image (any common format; alpha on white; padded square) -> read the view it
+shows (FreeCAD's isometric or a straight view) and set a turned picture upright
+(model_runtime.picture.views) -> ask the backend for N candidates (greedy first, then sampled) -> pull
+the code out of each text -> run each in the sandbox -> rank: valid first, then by similarity between
+the input picture and a render of the candidate from the picture's view -> fit the winner's
+dimensions to the picture (render, compare, nudge: model_runtime.picture.refine) -> optionally scale
+it to a target size. Events (protocol EVENT_* types) report progress, streamed tokens and each
+candidate's verdict.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from model_runtime.picture.refine import Refinement, refine
 from model_runtime.picture.scaling import is_scaled_copy, scale_literals, scale_wrapper
 from model_runtime.picture.search import SEARCH_RENDER_SIZE, verdict
 from model_runtime.picture.similarity import Silhouette, Similarity, compare
+from model_runtime.picture.views import VIEW_NAMES, ViewReading, read_view, upright
+
+PLAIN_VIEW = ViewReading()  # FreeCAD's isometric view, unturned: what the model was trained on
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -75,6 +80,8 @@ class GenerateRequest:
     search: bool = True
     budget_s: float | None = 5.0  # the user's cap on the whole job, seconds (None: no cap)
     evaluations: int | None = None  # the search's budget in evaluations (None: the default)
+    # The view the picture shows (picture.views.VIEW_NAMES), or None to read it from the picture.
+    view: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.n <= protocol.MAX_CANDIDATES:
@@ -87,6 +94,8 @@ class GenerateRequest:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, "evaluations must be 0..10000")
         if self.target_size_mm is not None and not self.target_size_mm > 0:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, "target_size_mm must be a positive length in mm")
+        if self.view is not None and self.view not in VIEW_NAMES:
+            raise PipelineError(protocol.ERROR_BAD_REQUEST, f"view must be one of {', '.join(VIEW_NAMES)}")
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> GenerateRequest:
@@ -172,6 +181,7 @@ class GenerateResult:
     search: Any = None  # model_runtime.picture.search.SearchResult when the search ran
     verdict: dict[str, Any] | None = None  # {"guess", "score", "message"}: how far the picture supports it
     instruction: dict[str, Any] | None = None  # how the user's instruction was used
+    view: ViewReading = PLAIN_VIEW  # the view the picture was read in (model_runtime.picture.views)
 
     @property
     def best(self) -> Candidate:
@@ -191,6 +201,7 @@ class GenerateResult:
             "search": self.search.to_dict() if self.search is not None else None,
             "verdict": self.verdict,
             "instruction": self.instruction,
+            "view": self.view.to_dict(),
         }
 
 
@@ -240,6 +251,10 @@ class Pipeline:
             picture = decode_image(request.image)  # unpadded: the similarity reads its borders
         except ImageError as exc:
             raise PipelineError(exc.code, exc.message) from exc
+        # A straight view is rendered and read as one; a turned picture is set upright before the model,
+        # the envelopes and the search see it. A clean isometric render reads as plain: the old path.
+        view = read_view(picture, request.view)
+        picture = upright(picture, view.rotation_deg)
         # The model sees the part framed like its reference renders: a screenshot's wide margin or
         # off-centre part costs it accuracy (FreeCAD renders: see the model card).
         image = frame_part(picture) if request.frame else pad_square(picture)
@@ -282,7 +297,7 @@ class Pipeline:
         # scores and renders instead of drawing every candidate a second time.
         style = self._style(picture)
         size = SEARCH_RENDER_SIZE if request.search else self.render_size
-        self._rank(reference, valid, cancel, size, style)
+        self._rank(reference, valid, cancel, size, style, view)
         timings["rank_s"] = time.perf_counter() - t0
         ranked = sorted(valid, key=lambda c: (-c.score, c.index)) + [c for c in candidates if not c.valid]
         for candidate in valid:
@@ -296,7 +311,7 @@ class Pipeline:
             status("search", 0.91)
             t0 = time.perf_counter()
             found = self._search(picture, reference, valid, request, constraints, emit, status, cancel,
-                                 started, style)
+                                 started, style, view)
             timings["search_s"] = time.perf_counter() - t0
             if found is None:
                 raise PipelineError(
@@ -310,7 +325,7 @@ class Pipeline:
         elif request.refine:
             status("refine", 0.92)
             t0 = time.perf_counter()
-            fitted = self._refine(reference, best, status, cancel, style)
+            fitted = self._refine(reference, best, status, cancel, style, view)
             timings["refine_s"] = time.perf_counter() - t0
             if fitted is not None:
                 refinement, exec_result, score = fitted
@@ -340,8 +355,9 @@ class Pipeline:
             refinement=refinement,
             score=score,
             search=found,
-            verdict=verdict(score if score is not None else 0.0),
+            verdict=_with_view(verdict(score if score is not None else 0.0), view),
             instruction=instruction_info,
+            view=view,
         )
 
     # -- stages ---------------------------------------------------------------------------------
@@ -363,10 +379,12 @@ class Pipeline:
                 "constraints": constraints.to_dict(), "message": message}
         return (text if follows else None), constraints, info
 
-    def _search(self, picture, reference, valid, request, constraints, emit, status, cancel, started, style):
+    def _search(self, picture, reference, valid, request, constraints, emit, status, cancel, started, style,
+                view: ViewReading = PLAIN_VIEW):
         """The picture search from the model's valid candidates; None when nothing could be scored."""
         from model_runtime.picture.search import DEFAULT_EVALUATIONS, Budget, search
-        from model_runtime.render import ISOMETRIC_VIEW, render
+        from model_runtime.picture.views import straight_hypotheses
+        from model_runtime.render import render
 
         evaluations = DEFAULT_EVALUATIONS if request.evaluations is None else request.evaluations
         seconds = None
@@ -378,7 +396,7 @@ class Pipeline:
             return self.pool.run(code, timeout_s=self.refine_budget_s)
 
         def draw(shape):
-            return render(shape, size=SEARCH_RENDER_SIZE, style=style, view=ISOMETRIC_VIEW)
+            return render(shape, size=SEARCH_RENDER_SIZE, style=style, view=view.render_view())
 
         def on_best(item, spent: int) -> None:
             emit(protocol.best_event(item.score, item.source, spent, budget.evaluations,
@@ -388,9 +406,12 @@ class Pipeline:
 
         seeds = [(c.code, f"model:{c.index}", c.exec_result, c.similarity, c.render)
                  for c in sorted(valid, key=lambda c: (-c.score, c.index))]
+        # A straight view has its own envelopes (the silhouette is the profile) and no edits: those read
+        # the isometric view's edge lines and place features from its three visible faces.
+        straight = {"read_envelopes": lambda p: straight_hypotheses(p, view.name), "edits": False}
         return search(picture, reference, seeds, run_code, draw, budget,
                       workers=getattr(self.pool, "size", 1), cancelled=cancel.is_set, on_best=on_best,
-                      constraints=constraints)
+                      constraints=constraints, **(straight if view.straight else {}))
 
     def _generate(self, image, request, emit, status, cancel, instruction=None) -> list[str]:
         budget = max(request.n * request.max_new_tokens, 1)
@@ -451,8 +472,8 @@ class Pipeline:
         return dataclasses.replace(REFERENCE_STYLE, background_top=top, background_bottom=bottom)
 
     def _rank(self, reference: Silhouette, valid: list[Candidate], cancel: threading.Event,
-              size: int, style) -> None:
-        from model_runtime.render import ISOMETRIC_VIEW, render
+              size: int, style, view: ViewReading = PLAIN_VIEW) -> None:
+        from model_runtime.render import render
 
         for candidate in valid:
             if cancel.is_set():
@@ -461,15 +482,16 @@ class Pipeline:
                 candidate.exec_result.shape(),
                 size=size,
                 style=style,
-                view=ISOMETRIC_VIEW,
+                view=view.render_view(),
             )
             candidate.similarity = compare(reference, picture)
             candidate.render = picture
 
-    def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event, style):
+    def _refine(self, reference: Silhouette, best: Candidate, status, cancel: threading.Event, style,
+                view: ViewReading = PLAIN_VIEW):
         """(Refinement, ExecResult, score) when fitting the winner's dimensions to the picture made a
         program that also scores better at the ranking's resolution; else None."""
-        from model_runtime.render import ISOMETRIC_VIEW, RenderError, render
+        from model_runtime.render import RenderError, render
         from model_runtime.sandbox import SandboxError
 
         faces = best.exec_result.n_faces
@@ -494,7 +516,7 @@ class Pipeline:
                 # that can match an outline better while losing features, so it never counts
                 return -1.0, executed
             try:
-                picture = render(executed.shape(), size=size, style=style, view=ISOMETRIC_VIEW)
+                picture = render(executed.shape(), size=size, style=style, view=view.render_view())
             except RenderError:
                 return None
             return compare(reference, picture).score, executed
@@ -559,3 +581,11 @@ class Pipeline:
                 return factor, rewritten, scaled
         code = scale_wrapper(code, factor, request.target_size_mm)
         return factor, code, self._final_run(code, request, "scaling the result")
+
+
+def _with_view(said: dict[str, Any], view: ViewReading) -> dict[str, Any]:
+    """The verdict with the view's words added; a straight view's depth is a guess whatever the score."""
+    note = view.message()
+    if not note:
+        return said
+    return {**said, "guess": said["guess"] or view.straight, "message": f"{said['message']}; {note}"}

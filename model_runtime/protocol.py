@@ -90,8 +90,12 @@ SEARCH_FIELDS = ("source", "score", "envelope", "envelope_score", "evaluations",
                  "steps")
 VERDICT_FIELDS = ("guess", "score", "message")
 INSTRUCTION_FIELDS = ("text", "used_by", "constraints", "message")
+# A result's "view": the view the picture was read in ("isometric", or a straight view such as "front",
+# whose depth is a guess), the in-plane turn undone before reading it (degrees, anticlockwise), and the
+# two in plain words ("" for an isometric picture left as it was).
+VIEW_FIELDS = ("name", "rotation_deg", "message")
 JOB_RESULT_FIELDS = ("code", "result", "score", "refinement", "candidates", "backend", "model", "scale",
-                     "timings", "search", "verdict", "instruction")
+                     "timings", "search", "verdict", "instruction", "view")
 CANDIDATE_FIELDS = ("index", "code", "valid", "score", "error", "thumbnail_png", "volume", "bbox")
 
 

@@ -13,6 +13,7 @@ _FORMATS = {".step": "step", ".stp": "step", ".stl": "stl", ".brep": "brep", ".b
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from model_runtime.picture.search import DEFAULT_EVALUATIONS
+    from model_runtime.picture.views import VIEW_NAMES
 
     parser = subparsers.add_parser(
         "generate",
@@ -61,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the search's budget as a count of renders compared with the picture (reproducible on any "
         f"machine; default {DEFAULT_EVALUATIONS}, what the 5 s cap leaves the search on a quiet 2-core "
         "machine); with --budget 0 the count alone limits it",
+    )
+    search.add_argument(
+        "--view", choices=VIEW_NAMES, default=None,
+        help="the view the picture shows (FreeCAD's standard views); by default it is read from the picture: "
+        "the isometric view, or a straight view taken as front (one picture cannot tell front from top or "
+        "right), and a picture turned in its plane is set upright; the verdict line says which",
     )
     search.add_argument(
         "--no-search", dest="search", action="store_false",
@@ -141,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed,
             formats=tuple(formats), frame=args.frame, refine=args.refine, search=args.search,
             budget_s=args.budget if args.budget and args.budget > 0 else None, evaluations=args.evaluations,
+            view=args.view,
         )  # fmt: skip
     except PipelineError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

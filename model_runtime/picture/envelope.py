@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model_runtime.picture.images import foreground_mask
+from model_runtime.picture.images import part_and_see_through
 
 SQ2, SQ6 = math.sqrt(2.0), math.sqrt(6.0)
 LARGEST_MM = 50.0  # the largest dimension of every envelope (the picture has no scale)
@@ -72,15 +72,17 @@ class Hypothesis:
 
 @dataclass
 class Silhouette2D:
-    """The part's mask in pixels (True = part), cropped to the part, longer side ``WORK_PX``."""
+    """The part's mask in pixels (True = part), cropped to the part, longer side ``WORK_PX``; ``holes``:
+    where the picture shows its background through the part, in the same frame."""
 
     mask: np.ndarray
+    holes: np.ndarray | None = None
 
     @classmethod
     def of(cls, picture: Image.Image) -> Silhouette2D | None:
         from scipy import ndimage
 
-        mask = foreground_mask(picture)
+        mask, through = part_and_see_through(picture)
         if mask.all() or mask.sum() < 0.001 * mask.size:
             return None
         labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
@@ -88,12 +90,16 @@ class Silhouette2D:
         keep = np.isin(labels, np.flatnonzero(areas >= 0.02 * areas.max()) + 1)
         keep = ndimage.binary_fill_holes(keep)  # the envelope: a through hole is a later feature
         ys, xs = np.nonzero(keep)
-        crop = keep[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        h, w = crop.shape
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        h, w = keep[box].shape
         scale = WORK_PX / max(h, w)
         size = (max(2, round(w * scale)), max(2, round(h * scale)))
-        small = Image.fromarray(crop.astype(np.uint8) * 255).resize(size, Image.Resampling.BILINEAR)
-        return cls(np.asarray(small) > 127)
+
+        def small(region: np.ndarray) -> np.ndarray:
+            image = Image.fromarray(region[box].astype(np.uint8) * 255)
+            return np.asarray(image.resize(size, Image.Resampling.BILINEAR)) > 127
+
+        return cls(small(keep), small(through & keep))
 
     @property
     def width(self) -> float:
@@ -272,6 +278,16 @@ def _erode_along(mask: np.ndarray, step: np.ndarray, length_px: float) -> np.nda
 def trace_outline(mask: np.ndarray) -> np.ndarray | None:
     """The outer boundary of the largest piece of ``mask`` as an (n, 2) polygon (x, y pixel
     corners), simplified (Douglas-Peucker, 1.2 px)."""
+    loop = outline_loop(mask)
+    if loop is None:
+        return None
+    polygon = loop[simplify_indices(loop, 1.2)]
+    return polygon if len(polygon) >= 3 else None
+
+
+def outline_loop(mask: np.ndarray) -> np.ndarray | None:
+    """The outer boundary of the largest piece of ``mask``, every pixel corner on it, as an (n, 2)
+    closed loop (x, y), not simplified; None without a piece of a few pixels."""
     from scipy import ndimage
 
     labels, count = ndimage.label(mask)
@@ -284,7 +300,8 @@ def trace_outline(mask: np.ndarray) -> np.ndarray | None:
     padded = np.pad(piece, 1)
     # Walk the pixel-corner boundary with the piece on the left: directed edges between corners.
     edges: dict[tuple[int, int], tuple[int, int]] = {}
-    ys, xs = np.nonzero(padded)
+    inner = ndimage.binary_erosion(padded, structure=np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool))
+    ys, xs = np.nonzero(padded & ~inner)  # only pixels with an outside neighbour add edges
     for y, x in zip(ys.tolist(), xs.tolist(), strict=True):
         if not padded[y - 1, x]:
             edges[(x + 1, y)] = (x, y)  # top edge, walked right to left
@@ -301,30 +318,28 @@ def trace_outline(mask: np.ndarray) -> np.ndarray | None:
         point = edges.get(point)
         if point is None:
             return None
-    polygon = _simplify(np.array(loop, float) - 1.0, 1.2)
-    return polygon if len(polygon) >= 3 else None
+    return np.array(loop, float) - 1.0
 
 
-def _simplify(points: np.ndarray, tolerance: float) -> np.ndarray:
-    """Douglas-Peucker on a closed loop (split at the point farthest from the first)."""
+def simplify_indices(points: np.ndarray, tolerance: float) -> list[int]:
+    """Douglas-Peucker on a closed loop (split at the point farthest from the first): the indices of
+    the points kept, in loop order."""
     far = int(np.argmax(np.hypot(*(points - points[0]).T)))
 
-    def dp(chain: np.ndarray) -> list[np.ndarray]:
+    def dp(chain: list[int]) -> list[int]:
         if len(chain) < 3:
             return [chain[0]]
-        a, b = chain[0], chain[-1]
+        a, b = points[chain[0]], points[chain[-1]]
         ab = b - a
         norm = float(np.hypot(*ab))
-        rel = chain - a
+        rel = points[chain] - a
         dist = np.abs(ab[0] * rel[:, 1] - ab[1] * rel[:, 0]) / norm if norm > 1e-9 else np.hypot(*rel.T)
         i = int(np.argmax(dist))
         if dist[i] <= tolerance:
-            return [a]
+            return [chain[0]]
         return dp(chain[: i + 1]) + dp(chain[i:])
 
-    first = dp(np.concatenate([points[: far + 1]]))
-    second = dp(np.concatenate([points[far:], points[:1]]))
-    return np.array(first + second)
+    return dp(list(range(far + 1))) + dp([*range(far, len(points)), 0])
 
 
 # plane coordinates (u, v) of the sketch plane -> image (x right, y down), per axis, model units

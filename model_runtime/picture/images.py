@@ -131,15 +131,22 @@ def foreground_mask(image: Image.Image) -> np.ndarray:
     background-like, and only background-like pixels connected to the image border count as
     background, so faces that happen to be shaded like the backdrop stay inside the silhouette.
     """
+    return part_and_see_through(image)[0]
+
+
+def part_and_see_through(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(``foreground_mask``, the background-like pixels it encloses): where a straight view looks
+    through a hole in the part and sees the background's own colour for that row."""
     from scipy import ndimage
 
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
     left, right = _border_colours(rgb)
     dist = np.minimum(np.linalg.norm(rgb - left, axis=2), np.linalg.norm(rgb - right, axis=2))
-    labels, _ = ndimage.label(dist <= _BG_TOLERANCE)
+    like = dist <= _BG_TOLERANCE
+    labels, _ = ndimage.label(like)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     background = np.isin(labels, border[border > 0])
-    return ~background
+    return ~background, like & ~background
 
 
 def part_box(image: Image.Image) -> tuple[int, int, int, int] | None:

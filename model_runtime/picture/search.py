@@ -420,10 +420,12 @@ def search(
     envelopes: bool = True,
     edits: bool = True,
     constraints: Any = None,
+    read_envelopes: Callable[[Image.Image], list] | None = None,
 ) -> SearchResult | None:
     """The whole search. ``seeds``: (code, source, ExecResult[, Similarity, render]) of programs
     already run (the model's valid candidates), with their score when already drawn at
-    ``SEARCH_RENDER_SIZE``. None when nothing at all could be scored."""
+    ``SEARCH_RENDER_SIZE``; ``read_envelopes``: the picture's envelope hypotheses when it is not
+    FreeCAD's isometric view (``views.straight_hypotheses``). None when nothing at all could be scored."""
     from model_runtime.picture import edits as edit_moves
     from model_runtime.picture.envelope import hypotheses
 
@@ -433,7 +435,7 @@ def search(
             break
         scored = tuple(drawn) if len(drawn) == 2 and drawn[0] is not None and drawn[1] is not None else None
         s.adopt(code, source, executed, scored, faces=executed.n_faces)
-    found = hypotheses(picture) if envelopes else []
+    found = (read_envelopes or hypotheses)(picture) if envelopes else []
     if found and not s.out_of_budget():
         s.evaluate_many([(h.code, f"envelope:{h.name}", {"named_only": True}) for h in found])
     if found and not s.items and not s.cancelled():
