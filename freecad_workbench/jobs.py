@@ -115,6 +115,7 @@ class GenerateRequest:
     refine: bool = True  # let the runtime fit the winner's dimensions to the picture
     search: bool = True  # let the runtime search beyond the model's programs (envelopes, holes, fits)
     budget_s: float | None = None  # the cap on the whole job; the picture search uses what is left
+    view: str | None = None  # the view the picture shows, when known (a 3D-view capture: isometric)
 
     def validate(self) -> None:
         if not self.image:
@@ -148,6 +149,8 @@ class GenerateRequest:
             body["search"] = False
         if self.budget_s is not None:
             body["budget_s"] = float(self.budget_s)
+        if self.view:
+            body["view"] = self.view
         return body
 
 

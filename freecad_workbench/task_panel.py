@@ -10,6 +10,8 @@ from __future__ import annotations
 import FreeCAD
 import FreeCADGui as Gui
 
+from model_runtime import protocol
+
 from . import capture, insert, jobs, messages, placement, report, session
 from .lifecycle import PanelController
 from .panel_view import PanelView, standard_buttons
@@ -152,7 +154,10 @@ class GeneratePanel:
                 image=self.picture.png if self.picture else b"", instruction=self.view.instruction.text(),
                 n=self.view.candidates.value(), target_size_mm=self.view.size_mm.value() or None,
                 backend=self.prefs.backend, refine=self.view.fit_dimensions.isChecked(),
-                search=self.view.fit_dimensions.isChecked(), budget_s=self.prefs.search_budget_s).to_json()
+                search=self.view.fit_dimensions.isChecked(), budget_s=self.prefs.search_budget_s,
+                # a capture of the 3D view is shot from FreeCAD's isometric camera: nothing to guess
+                view=protocol.VIEW_ISOMETRIC if self.picture and self.picture.source == "view" else None,
+            ).to_json()
         except jobs.RequestError as error:
             self.controller.show_error(messages.bad_picture() if error.code == "bad_image"
                                        else messages.explain_code(error.code, error.message))

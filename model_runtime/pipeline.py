@@ -115,6 +115,7 @@ class GenerateRequest:
                 search=bool(body.get("search", True)),
                 budget_s=float(body["budget_s"]) if body.get("budget_s") is not None else 5.0,
                 evaluations=int(body["evaluations"]) if body.get("evaluations") is not None else None,
+                view=str(body["view"]) if body.get("view") is not None else None,
             )
         except (TypeError, ValueError) as exc:
             raise PipelineError(protocol.ERROR_BAD_REQUEST, f"bad request field: {exc}") from exc

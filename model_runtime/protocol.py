@@ -80,7 +80,7 @@ PARAMETRIZE_RESULT_FIELDS = ("code", "iou", "bbox_iou", "features", "notes", "ki
 # POST /v1/jobs body; a job's result (GET /v1/jobs/{id} "result", the result event's "result");
 # one entry of its "candidates" (ranked, best first: the first valid one is the winner).
 JOB_REQUEST_FIELDS = ("image", "instruction", "n", "target_size_mm", "frame", "refine", "backend",
-                      "search", "budget_s", "evaluations")
+                      "search", "budget_s", "evaluations", "view")
 # The "sandbox" object of /v1/health (and doctor, serve): what contains generated code here, and whether
 # jobs are refused for want of a jail (no opt-in).
 SANDBOX_FIELDS = ("contained", "mechanism", "summary", "fix", "refused")
@@ -94,6 +94,9 @@ INSTRUCTION_FIELDS = ("text", "used_by", "constraints", "message")
 # whose depth is a guess), the in-plane turn undone before reading it (degrees, anticlockwise), and the
 # two in plain words ("" for an isometric picture left as it was).
 VIEW_FIELDS = ("name", "rotation_deg", "message")
+# A request's "view": the view the picture shows when the sender knows it (the workbench's capture of
+# the 3D view is always FreeCAD's isometric view); without it the runtime reads it from the picture.
+VIEW_ISOMETRIC = "isometric"
 JOB_RESULT_FIELDS = ("code", "result", "score", "refinement", "candidates", "backend", "model", "scale",
                      "timings", "search", "verdict", "instruction", "view")
 CANDIDATE_FIELDS = ("index", "code", "valid", "score", "error", "thumbnail_png", "volume", "bbox")

@@ -260,6 +260,8 @@ class JobBody(BaseModel):
     evaluations: int | None = Field(default=None, ge=0, le=10_000,
                                     description="the search's budget in evaluations "
                                                 f"(default {DEFAULT_EVALUATIONS})")
+    view: str | None = Field(default=None, description="the view the picture shows (FreeCAD's standard "
+                             "views: isometric, front, top, ...); omitted: read from the picture")
     backend: str | None = None
 
 

@@ -409,6 +409,9 @@ def test_the_winner_is_fitted_to_the_picture_unless_asked_not_to(pool):
     assert any(e.get("stage") == "refine" for e in events) and "refine_s" in fitted.timings
     assert fitted.to_dict()["refinement"]["score"] == pytest.approx(fitted.refinement.score)
     assert GenerateRequest.from_json({"image": "eA==", "refine": False}).refine is False
+    assert GenerateRequest.from_json({"image": "eA==", "view": "isometric"}).view == "isometric"
+    with pytest.raises(PipelineError):
+        GenerateRequest.from_json({"image": "eA==", "view": "sideways"})
 
 
 def test_fitting_never_trades_features_for_outline(pool):

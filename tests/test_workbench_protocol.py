@@ -162,7 +162,8 @@ def test_the_request_the_workbench_builds_is_the_one_the_server_takes():
     assert set(JobBody.model_fields) == set(protocol.JOB_REQUEST_FIELDS)
     image = base64.b64decode(png())
     body = workbench_jobs.GenerateRequest(image=image, instruction="a plate", n=3, target_size_mm=60,
-                                          backend="gguf", refine=False, budget_s=7.5).to_json()
-    assert body["budget_s"] == 7.5
+                                          backend="gguf", refine=False, budget_s=7.5,
+                                          view=protocol.VIEW_ISOMETRIC).to_json()
+    assert body["budget_s"] == 7.5 and body["view"] == "isometric"
     assert set(body) <= set(protocol.JOB_REQUEST_FIELDS)
     JobBody(**body)  # validates

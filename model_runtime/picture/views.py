@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from model_runtime import protocol
 from model_runtime.picture.envelope import (
     _PLANE,
     Hypothesis,
@@ -41,7 +42,7 @@ from model_runtime.picture.envelope import (
 from model_runtime.picture.images import foreground_mask
 from model_runtime.render import ISOMETRIC_VIEW, View
 
-ISOMETRIC = "isometric"
+ISOMETRIC = protocol.VIEW_ISOMETRIC
 STRAIGHT = "front"  # what a straight view is read as: one picture cannot tell Front from Top or Right
 
 
