@@ -418,7 +418,7 @@ def test_fitting_never_trades_features_for_outline(pool):
     import dataclasses
 
     from model_runtime.pipeline import Candidate
-    from model_runtime.render import render
+    from model_runtime.render import REFERENCE_STYLE, render
 
     truth = 'import cadquery as cq\n\nresult = cq.Workplane("XY").box(48, 20, 10)\n'
     reference = Silhouette.of(render(pool.run(truth).shape(), size=160))
@@ -426,12 +426,13 @@ def test_fitting_never_trades_features_for_outline(pool):
     executed = pool.run(BOX)
     winner = Candidate(index=0, text=BOX, code=BOX, valid=True, exec_result=executed)
     winner.similarity = compare(reference, render(executed.shape(), size=160))
-    fitted = pipeline._refine(reference, winner, lambda *args: None, threading.Event())
+    style = REFERENCE_STYLE  # the reference was drawn on FreeCAD's gradient
+    fitted = pipeline._refine(reference, winner, lambda *args: None, threading.Event(), style)
     assert fitted is not None and fitted[1].n_faces == executed.n_faces == 6
     # Were the winner's solid one of 7 faces, every box the search builds (6 faces) would be another
     # design, not another size: nothing counts and the model's program stays.
     winner.exec_result = dataclasses.replace(executed, n_faces=7)
-    assert pipeline._refine(reference, winner, lambda *args: None, threading.Event()) is None
+    assert pipeline._refine(reference, winner, lambda *args: None, threading.Event(), style) is None
 
 
 def test_cancel_during_fitting(pool, renders):
