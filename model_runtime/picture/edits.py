@@ -139,14 +139,14 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> 
     return out + lines
 
 
-LINE_EDITS = ("slot", "pocket", "step", "shoulder", "ribs", "tube")  # tried where lines show them
+LINE_EDITS = ("slot", "pocket", "step", "shoulder", "ribs")  # tried where the lines show them
 
 
 def _line_edits(
     sizes: tuple[float, float, float], thin: int, long: int, header: str
 ) -> list[tuple[str, str]]:
     """Edits whose lines are drawn inside the outline: a slot or pocket in the top face, a step or a
-    shoulder across the sides, ribs on top, a tube's bore along the part."""
+    shoulder across the sides, ribs on top."""
     a_axis, b_axis = (i for i in range(3) if i != thin)
     a, b, t = sizes[a_axis], sizes[b_axis], sizes[thin]
     along_a = a >= b
@@ -178,11 +178,7 @@ def _line_edits(
             + f"{top}.rarray({'rib_spacing, 1, 3, 1' if along_a else '1, rib_spacing, 1, 3'})"
             + f".rect({'rib_thickness, ' + _fmt(b) if along_a else _fmt(a) + ', rib_thickness'})"
             ".extrude(rib_height)\n")
-    ends = f'">{AXES[long]} or <{AXES[long]}"'
-    tube = ("tube", header.format(what="a tube: the part hollow along its length, open at both ends")
-            + f"wall_thickness = {_fmt(0.1 * min(sizes[i] for i in range(3) if i != long))}\n"
-            + f"result = result.faces({ends}).shell(-wall_thickness)\n")
-    return [slot, pocket, step, shoulder, ribs, tube]
+    return [slot, pocket, step, shoulder, ribs]
 
 
 def improve(search: Any, picture: Any, constraints: Any = None) -> None:
@@ -213,7 +209,8 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
             return
         start_score = best.score
         found = search.evaluate_many([
-            (base.code.rstrip("\n") + "\n" + lines, f"{base.source}+{name}", {"named_only": True})
+            (base.code.rstrip("\n") + "\n" + lines, f"{base.source}+{name}",
+             {"named_only": True, "held": True})
             for base, name, lines in options
         ])
         tried.update(name for _, name, _ in options)
@@ -221,6 +218,7 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
         if not helped:
             return
         winner = max(helped, key=lambda f: f.score)
+        search.release(winner)  # the rest stay held: a gain under the margin is noise, not an answer
         winner.faces = winner.exec_result.n_faces
         base = next(b for b, name, _ in options if winner.source == f"{b.source}+{name}")
         if not FIT_ENVELOPES and base.source.startswith("envelope"):
@@ -229,7 +227,7 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
 
 
 # Share of the picture's inner lines the best's render leaves unexplained above which the line edits
-# (slot, pocket, step, shoulder, ribs, tube) are tried; below it the best already draws them.
+# (slot, pocket, step, shoulder, ribs) are tried; below it the best already draws them.
 LINE_EVIDENCE = 0.3
 LINE_EDITS_AFTER = 2  # they come after the first hole edits, ahead of the bore, fillet and the rest
 

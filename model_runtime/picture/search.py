@@ -53,6 +53,7 @@ class Scored:
     named_only: bool = False  # fit only the numbers on `name = value` lines (envelopes, edits)
     faces: int | None = None  # the face count the numeric fit must keep (a model program's design)
     fit_from: int = 0  # only numbers after this character are fitted (an edit on a settled program)
+    held: bool = False  # an edit on trial: no answer until it clears its margin (``release``)
 
     @property
     def score(self) -> float:
@@ -218,10 +219,19 @@ class Search:
             found = list(executor.map(one, budgeted))
         return found + [None] * (len(items) - len(budgeted))
 
+    def release(self, item: Scored) -> None:
+        """A held edit that cleared its margin: from now on it may be the answer."""
+        item.held = False
+        with self._lock:
+            self.items.remove(item)
+        self._offer(item)
+
     def _offer(self, item: Scored) -> None:
         with self._lock:
             self.items.append(item)
-            chosen = choose(self.items)
+            if item.held:
+                return
+            chosen = choose([i for i in self.items if not i.held])
             if chosen is self.best:
                 return
             self.best = chosen
