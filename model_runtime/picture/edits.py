@@ -11,6 +11,7 @@ and their sizes first.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 AXES = "XYZ"
@@ -188,6 +189,7 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
     from model_runtime.picture.search import FIT_ENVELOPES
 
     round_part = max(roundness(picture).values(), default=0.0) >= ROUND_FIT
+    _fill_hidden_hollow(search)
     wall_share = open_top(picture)
     tried: set[str] = set()
     for _ in range(2):  # at most two features stacked
@@ -224,6 +226,26 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
         if not FIT_ENVELOPES and base.source.startswith("envelope"):
             winner.fit_from = len(base.code.rstrip("\n"))  # the envelope's numbers stay as read
         search.fit_numbers(winner, max(4, search.left() // 2))
+
+
+# A shell whose open face looks away from FreeCAD's isometric camera (-Z, +Y, -X): the picture cannot
+# show that hollow, and a wall placed a little off overlaps nothing (tube_end_cap: a model's plate
+# hollowed from below scored 0.597 on the picture, 0.018 IoU; its box floor is 0.357).
+_HIDDEN_SHELL = re.compile(r"""\s*\.faces\(\s*["'](<Z|>Y|<X)["']\s*\)\s*\.shell\([^()]*\)""")
+
+
+def _fill_hidden_hollow(search: Any) -> None:
+    """The best without a hollow the picture cannot show, when it looks as much like the picture
+    (within ``EDIT_MARGIN``): the programs with such hollows then stop being answers."""
+    from model_runtime.picture.search import _suffixed
+
+    best = search.best
+    if best is None or not _HIDDEN_SHELL.search(best.code) or search.out_of_budget():
+        return
+    solid = search.evaluate(_HIDDEN_SHELL.sub("", best.code), _suffixed(best.source, "solid"),
+                            named_only=best.named_only, fit_from=best.fit_from)
+    if solid is not None and solid.score >= best.score - EDIT_MARGIN:
+        search.hold([i for i in search.items if _HIDDEN_SHELL.search(i.code)])
 
 
 # Share of the picture's inner lines the best's render leaves unexplained above which the line edits

@@ -226,11 +226,18 @@ class Search:
             self.items.remove(item)
         self._offer(item)
 
-    def _offer(self, item: Scored) -> None:
+    def hold(self, items: list[Scored]) -> None:
+        """``items`` are no answers any more (what the picture cannot support); the best is chosen again."""
+        for item in items:
+            item.held = True
+        self._offer(None)
+
+    def _offer(self, item: Scored | None) -> None:
         with self._lock:
-            self.items.append(item)
-            if item.held:
-                return
+            if item is not None:
+                self.items.append(item)
+                if item.held:
+                    return
             chosen = choose([i for i in self.items if not i.held])
             if chosen is self.best:
                 return
