@@ -2,11 +2,13 @@
 
 Each edit appends a few readable CadQuery lines to the best program (a hole through the middle, a
 bolt pattern, rounded edges, a bore along the long axis, a boss or four posts on top, an open top
-where the edge lines show one), sized from the part's
-bounding box, with its sizes named on lines of their own so the search can fit them. An edit is
-kept only when the render looks more like the picture (``Search`` keeps the best); the edit that
-helped is then fitted. What a user's instruction states (a hole count, a diameter) picks the edits
-and their sizes first.
+where the edge lines show one; a slot, pocket, step, shoulder or ribs where the picture draws lines
+inside its outline that the best's render does not), sized from the part's bounding box, with its
+sizes named on lines of their own so the search can fit them. An edit is held (no answer) until
+its render looks more like the picture by ``EDIT_MARGIN``; the edit that helped most is then
+fitted. A hollow whose opening faces away from the camera is dropped when the solid scores as well:
+the picture cannot show it. What a user's instruction states (a hole count, a diameter) picks the
+edits and their sizes first.
 """
 
 from __future__ import annotations
