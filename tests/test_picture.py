@@ -336,18 +336,6 @@ def test_a_slot_and_a_step_the_lines_show_are_found(pool):
         assert s.best.exec_result.volume < 0.95 * start.exec_result.volume  # material was taken away
 
 
-def test_an_edit_under_the_margin_is_no_answer(pool):
-    from model_runtime.picture import edits
-
-    plain = "import cadquery as cq\n\nlength = 60\nwidth = 40\nheight = 10\n" \
-            "result = cq.Workplane('XY').box(length, width, height)\n"
-    picture, s, start = _edit_search(pool, plain, plain)
-    edits.improve(s, picture)
-    held = [i for i in s.items if i.held]
-    assert s.best is start and held  # edits were tried, none became the answer
-    assert all(i.score <= start.score + edits.EDIT_MARGIN for i in held)
-
-
 def test_a_hollow_the_picture_cannot_show_gives_way_to_the_solid(pool):
     from model_runtime.picture import edits
 

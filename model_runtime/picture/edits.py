@@ -4,9 +4,9 @@ Each edit appends a few readable CadQuery lines to the best program (a hole thro
 bolt pattern, rounded edges, a bore along the long axis, a boss or four posts on top, an open top
 where the edge lines show one; a slot, pocket, step, shoulder or ribs where the picture draws lines
 inside its outline that the best's render does not), sized from the part's bounding box, with its
-sizes named on lines of their own so the search can fit them. An edit is held (no answer) until
-its render looks more like the picture by ``EDIT_MARGIN``; the edit that helped most is then
-fitted. A hollow whose opening faces away from the camera is dropped when the solid scores as well:
+sizes named on lines of their own so the search can fit them. An edit is kept only when the render
+looks more like the picture (``Search`` keeps the best); the edit that helped by ``EDIT_MARGIN`` is
+then fitted. A hollow whose opening faces away from the camera is dropped when the solid scores as well:
 the picture cannot show it. What a user's instruction states (a hole count, a diameter) picks the
 edits and their sizes first.
 """
@@ -213,8 +213,7 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
             return
         start_score = best.score
         found = search.evaluate_many([
-            (base.code.rstrip("\n") + "\n" + lines, f"{base.source}+{name}",
-             {"named_only": True, "held": True})
+            (base.code.rstrip("\n") + "\n" + lines, f"{base.source}+{name}", {"named_only": True})
             for base, name, lines in options
         ])
         tried.update(name for _, name, _ in options)
@@ -222,7 +221,6 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
         if not helped:
             return
         winner = max(helped, key=lambda f: f.score)
-        search.release(winner)  # the rest stay held: a gain under the margin is noise, not an answer
         winner.faces = winner.exec_result.n_faces
         base = next(b for b, name, _ in options if winner.source == f"{b.source}+{name}")
         if not FIT_ENVELOPES and base.source.startswith("envelope"):

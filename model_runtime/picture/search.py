@@ -53,7 +53,7 @@ class Scored:
     named_only: bool = False  # fit only the numbers on `name = value` lines (envelopes, edits)
     faces: int | None = None  # the face count the numeric fit must keep (a model program's design)
     fit_from: int = 0  # only numbers after this character are fitted (an edit on a settled program)
-    held: bool = False  # an edit on trial: no answer until it clears its margin (``release``)
+    held: bool = False  # no answer: what the picture cannot support (``Search.hold``)
 
     @property
     def score(self) -> float:
@@ -218,13 +218,6 @@ class Search:
         with ThreadPoolExecutor(max_workers=min(self.workers, len(budgeted))) as executor:
             found = list(executor.map(one, budgeted))
         return found + [None] * (len(items) - len(budgeted))
-
-    def release(self, item: Scored) -> None:
-        """A held edit that cleared its margin: from now on it may be the answer."""
-        item.held = False
-        with self._lock:
-            self.items.remove(item)
-        self._offer(item)
 
     def hold(self, items: list[Scored]) -> None:
         """``items`` are no answers any more (what the picture cannot support); the best is chosen again."""
