@@ -366,3 +366,49 @@ def test_a_screw_gets_a_revolve_and_a_tower_at_one_end_gets_its_height():
     assert boxes["box_sides"] == pytest.approx(25, abs=3)
     plain = cq.Workplane("XY").box(40, 25, 8)  # a plain block reads one height, once
     assert "box_sides" not in [h.name for h in envelope.hypotheses(_render(plain))]
+
+
+def _edit_search(pool, truth: str, plain: str, evaluations: int = 30):
+    """A search on the picture of ``truth`` holding only ``plain`` (an envelope read as named sizes)."""
+    from model_runtime.render import render
+
+    picture = render(pool.run(truth).shape(), size=448)
+    s = Search(Silhouette.of(picture), pool.run, lambda shape: render(shape, size=128),
+               Budget(evaluations=evaluations), workers=2)
+    start = s.adopt(plain, "envelope:box", pool.run(plain), named_only=True)
+    return picture, s, start
+
+
+def test_a_slot_and_a_step_the_lines_show_are_found(pool):
+    from model_runtime.picture import edits
+
+    parts = {  # a plate with a long slot through it; a block stepped down at one end of its top
+        "slot": ("80, 50, 8", ".faces('>Z').workplane().slot2D(50, 10).cutThruAll()"),
+        "step": ("60, 40, 30", ".faces('>Z').workplane().center(18, 0).rect(24, 50).cutBlind(-15)"),
+    }
+    for name, (box, feature) in parts.items():
+        sizes = box.split(", ")
+        plain = (f"import cadquery as cq\n\nlength = {sizes[0]}\nwidth = {sizes[1]}\nheight = {sizes[2]}\n"
+                 "result = cq.Workplane('XY').box(length, width, height)\n")
+        truth = f"import cadquery as cq\n\nresult = cq.Workplane('XY').box({box}){feature}\n"
+        picture, s, start = _edit_search(pool, truth, plain)
+        edits.improve(s, picture)
+        assert s.best.source.startswith(f"envelope:box+{name}"), (name, s.best.source)
+        assert s.best.score > start.score + edits.EDIT_MARGIN
+        assert s.best.exec_result.volume < 0.95 * start.exec_result.volume  # material was taken away
+
+
+def test_a_hollow_the_picture_cannot_show_gives_way_to_the_solid(pool):
+    from model_runtime.picture import edits
+
+    solid = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(50, 50, 20)\n"
+    hollow = ("import cadquery as cq\n\nwall_thickness = 1\nresult = (\n"
+              "    cq.Workplane('XY').box(50, 50, 20)\n    .faces('<Z')\n    .shell(-wall_thickness)\n)\n")
+    picture, s, _ = _edit_search(pool, solid, solid, evaluations=6)
+    s.items.clear()
+    s.best = None
+    start = s.adopt(hollow, "model:0", pool.run(hollow))
+    assert s.best is start  # seen from above the two look alike
+    edits.improve(s, picture)
+    assert not s.best.held and ".shell(" not in s.best.code and start.held
+    assert s.best.exec_result.volume > 0.9 * 50 * 50 * 20

@@ -1,8 +1,10 @@
 """The black edge lines FreeCAD draws, read as a line drawing of the part.
 
 FreeCAD's isometric renders light the three axis-facing faces alike, so shading hides what the
-edge lines show. This module reads one thing from them so far: an **open top** (a box or cup
-seen from above shows its rim as a second line parallel to the far outline, inset by the wall).
+edge lines show. This module reads two things from them: an **open top** (a box or cup seen from
+above shows its rim as a second line parallel to the far outline, inset by the wall), and how much
+of the drawing **inside the outline** a render leaves unexplained (a step, slot, pocket, rib or a
+tube's bore draws lines there that a plain block does not).
 
 Plain numpy on the full-resolution picture: no renderer, no sandbox.
 """
@@ -15,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from model_runtime.picture.images import foreground_mask
+from model_runtime.picture.similarity import Silhouette, dilate
 
 DARK = 70  # grey level below which a pixel inside the part is an edge line
 RIM_WINDOW = 0.12  # the rim is looked for this far below the top outline, as a share of the height
@@ -61,3 +64,16 @@ def open_top(picture: Image.Image) -> float | None:
     # a rim of wall w lies 2 w / sqrt 6 below a far top edge; the picture's width is (X + Y) / sqrt 2
     wall_px = median * math.sqrt(6.0) / 2.0
     return float(wall_px / (width * math.sqrt(2.0)))
+
+
+def unexplained_lines(reference: Silhouette, render: Silhouette) -> float:
+    """Share of the picture's edge pixels inside its outline (two grid cells clear of it) that lie
+    off every edge of ``render``: 0 when the render draws every line the picture shows."""
+    from scipy import ndimage
+
+    inner = ndimage.binary_erosion(reference.mask, iterations=2)
+    lines = reference.edges & inner
+    total = int(lines.sum())
+    if total == 0:
+        return 0.0
+    return float((lines & ~dilate(render.edges)).sum() / total)

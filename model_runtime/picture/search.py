@@ -54,6 +54,7 @@ class Scored:
     named_only: bool = False  # fit only the numbers on `name = value` lines (envelopes, edits)
     faces: int | None = None  # the face count the numeric fit must keep (a model program's design)
     fit_from: int = 0  # only numbers after this character are fitted (an edit on a settled program)
+    held: bool = False  # no answer: what the picture cannot support (``Search.hold``)
 
     @property
     def score(self) -> float:
@@ -221,10 +222,22 @@ class Search:
             found = list(executor.map(one, budgeted))
         return found + [None] * (len(items) - len(budgeted))
 
-    def _offer(self, item: Scored) -> None:
+    def hold(self, items: list[Scored]) -> None:
+        """``items`` are no answers any more (what the picture cannot support); the best is chosen again."""
+        for item in items:
+            item.held = True
+        self._offer(None)
+
+    def _offer(self, item: Scored | None) -> None:
         with self._lock:
-            self.items.append(item)
-            chosen = choose(self.items)
+            if item is not None:
+                self.items.append(item)
+                if item.held:
+                    return
+            answers = [i for i in self.items if not i.held]
+            if not answers:
+                return
+            chosen = choose(answers)
             if chosen is self.best:
                 return
             self.best = chosen

@@ -72,7 +72,7 @@ def _edges(grey: np.ndarray) -> np.ndarray:
     return magnitude > max(20.0, float(np.percentile(magnitude, 90)))
 
 
-def _dilate(mask: np.ndarray) -> np.ndarray:
+def dilate(mask: np.ndarray) -> np.ndarray:
     """3x3 dilation: edges one pixel apart still match."""
     from scipy import ndimage
 
@@ -107,8 +107,8 @@ def compare(reference: Image.Image | Silhouette, candidate: Image.Image | Silhou
     shading = _correlation(a.grey[union_mask], b.grey[union_mask]) if union else 0.0
     if not a.edges.any() or not b.edges.any():
         return Similarity(iou, 0.0, shading)
-    precision = float((b.edges & _dilate(a.edges)).sum() / b.edges.sum())
-    recall = float((a.edges & _dilate(b.edges)).sum() / a.edges.sum())
+    precision = float((b.edges & dilate(a.edges)).sum() / b.edges.sum())
+    recall = float((a.edges & dilate(b.edges)).sum() / a.edges.sum())
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return Similarity(iou, f1, shading)
 
