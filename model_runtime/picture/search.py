@@ -32,7 +32,7 @@ from model_runtime.picture.refine import MIN_GAIN, Parameter, parameters, substi
 from model_runtime.picture.similarity import Silhouette, Similarity, compare
 
 SEARCH_RENDER_SIZE = 128  # px: every program in one search is rendered at one size, so scores compare
-DEFAULT_EVALUATIONS = 24  # the default budget: what a 5 s job leaves the search on a quiet 2-core machine
+DEFAULT_EVALUATIONS = 40  # the default budget: what a 5 s job leaves the search on a quiet 2-core machine
 LOW_SCORE = 0.55  # below this picture score the answer is called a guess (see ``verdict``)
 
 
