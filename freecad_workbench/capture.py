@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,31 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp)"
 
 class CaptureError(Exception):
     """No picture could be taken; the message says why."""
+
+
+# FreeCAD's isometric camera orientation (its Camera::Isometric), as a quaternion (x, y, z, w).
+ISOMETRIC_Q = (0.424708, 0.17592, 0.339851, 0.820473)
+
+
+def show_isometric(view, timeout_s: float = 3.0) -> bool:
+    """Turn ``view`` to FreeCAD's isometric camera and fit it; True once the camera stands there.
+
+    FreeCAD 1.x animates a change of standard view and returns at once: a shot taken then shows the
+    view the person had (a Front capture was sent as Front on a busy machine). So the events are
+    pumped until the orientation is the isometric one (0.20 is there at once)."""
+    view.viewIsometric()
+    deadline = time.monotonic() + timeout_s
+    reached = False
+    while not reached:
+        q = view.getCameraOrientation().Q
+        reached = abs(sum(a * b for a, b in zip(q, ISOMETRIC_Q, strict=True))) > 1.0 - 1e-6
+        if reached or time.monotonic() > deadline:
+            break
+        Gui.updateGui()
+        time.sleep(0.01)
+    view.fitAll()
+    Gui.updateGui()
+    return reached
 
 
 def capture_view(size: int) -> session.Picture:
@@ -45,8 +71,7 @@ def capture_view(size: int) -> session.Picture:
             # The model and the picture search read FreeCAD's isometric view (the camera they were
             # trained and calibrated on): a part seen from the front or the top is shot isometric,
             # fitted to the subject, and the person's own camera is put back at once.
-            view.viewIsometric()
-            view.fitAll()
+            show_isometric(view)
         view.saveImage(str(path), size, size, "White")
         if hasattr(view, "getCameraOrientation"):
             camera = str(view.getCameraOrientation().Q)
