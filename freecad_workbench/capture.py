@@ -23,22 +23,26 @@ class CaptureError(Exception):
 ISOMETRIC_Q = (0.424708, 0.17592, 0.339851, 0.820473)
 
 
-def show_isometric(view, timeout_s: float = 3.0) -> bool:
-    """Turn ``view`` to FreeCAD's isometric camera and fit it; True once the camera stands there.
+def wait_for_orientation(view, target_q, timeout_s: float = 3.0) -> bool:
+    """Pump events until ``view``'s camera stands at ``target_q``; True when it got there in time.
 
     FreeCAD 1.x animates a change of standard view and returns at once: a shot taken then shows the
-    view the person had (a Front capture was sent as Front on a busy machine). So the events are
-    pumped until the orientation is the isometric one (0.20 is there at once)."""
-    view.viewIsometric()
+    view the person had (a Front capture was sent as Front on a busy machine). 0.20 is there at once."""
     deadline = time.monotonic() + timeout_s
-    reached = False
-    while not reached:
+    while True:
         q = view.getCameraOrientation().Q
-        reached = abs(sum(a * b for a, b in zip(q, ISOMETRIC_Q, strict=True))) > 1.0 - 1e-6
-        if reached or time.monotonic() > deadline:
-            break
+        if abs(sum(a * b for a, b in zip(q, target_q, strict=True))) > 1.0 - 1e-6:
+            return True
+        if time.monotonic() > deadline:
+            return False
         Gui.updateGui()
         time.sleep(0.01)
+
+
+def show_isometric(view, timeout_s: float = 3.0) -> bool:
+    """Turn ``view`` to FreeCAD's isometric camera and fit it; True once the camera stands there."""
+    view.viewIsometric()
+    reached = wait_for_orientation(view, ISOMETRIC_Q, timeout_s)
     view.fitAll()
     Gui.updateGui()
     return reached

@@ -65,16 +65,13 @@ def main():
     if CONFIG.get("select_reference"):
         Gui.Selection.addSelection(reference)  # its green highlight must not reach the picture
     view = Gui.ActiveDocument.ActiveView
-    from freecad_workbench.capture import ISOMETRIC_Q, show_isometric
+    from freecad_workbench.capture import ISOMETRIC_Q, show_isometric, wait_for_orientation
 
     RESULT["isometric_reached"] = show_isometric(view)  # FreeCAD 1.x animates: wait for it
     RESULT["isometric_q"] = list(ISOMETRIC_Q)
     if CONFIG.get("start_view") == "front":  # the capture must still be isometric, the view kept
         view.viewFront()
-        deadline = time.monotonic() + 3.0
-        while abs(view.getCameraOrientation().Q[0] - 0.7071068) > 1e-4 and time.monotonic() < deadline:
-            Gui.updateGui()
-            time.sleep(0.01)
+        wait_for_orientation(view, (0.5 ** 0.5, 0.0, 0.0, 0.5 ** 0.5))  # FreeCAD's Camera::Front
         view.fitAll()
     RESULT["start_q"] = list(view.getCameraOrientation().Q)
     Gui.SendMsgToActiveView("ViewFit")
