@@ -280,6 +280,8 @@ def test_a_boss_and_posts_rise_from_the_plate_the_envelope_read(pool):
         "centre_boss": (8, ".faces('>Z').workplane().circle(15).extrude(14)"),
         "corner_posts": (4, ".faces('>Z').workplane().rect(48, 36, forConstruction=True).vertices()"
                             ".circle(3).extrude(8)"),
+        # a bearing seat: the boss is bored through, plate and all
+        "centre_hub": (8, ".faces('>Z').workplane().circle(20).extrude(14).faces('>Z').workplane().hole(24)"),
     }
     for name, (thickness, feature) in parts.items():
         plain = (f"import cadquery as cq\n\nlength = 80\nwidth = 60\nheight = {thickness}\n"
@@ -321,6 +323,42 @@ def test_an_edit_becomes_the_answer_only_when_it_beats_it_by_the_margin():
     assert choose([model, slightly, clearly]) is clearly
     fitted = item("model:1+fit", 0.70 + EDIT_MARGIN / 2)
     assert choose([model, slightly, fitted]) is fitted  # fitting numbers is no structural edit
+
+
+def test_a_profile_needs_the_profile_margin_and_an_edited_profile_only_the_edit_margin():
+    from model_runtime.picture.edits import EDIT_MARGIN
+    from model_runtime.picture.search import PROFILE_MARGIN, Scored, choose
+    from model_runtime.picture.similarity import Similarity
+
+    def item(source: str, score: float) -> Scored:
+        return Scored("", source, Similarity(score, score, score), None)
+
+    model = item("model:0+fit", 0.78)
+    profile = item("envelope:extrude_z", 0.78 + PROFILE_MARGIN / 2)
+    assert choose([model, profile]) is model  # the outline matches by construction: no evidence
+    hub = item("envelope:extrude_z+centre_hub", 0.78 + PROFILE_MARGIN / 2 + 2 * EDIT_MARGIN)
+    assert choose([model, profile, hub]) is hub  # the edit's gain lies inside the outline
+    small = item("envelope:extrude_z+centre_hole", 0.78 + EDIT_MARGIN / 2)
+    assert choose([model, profile, small]) is model
+
+
+def test_an_edit_that_comes_close_is_judged_at_its_fitted_size(pool):
+    """A collar: a cylinder with a bore far smaller than the edit's first guess. The guessed hole
+    does not beat the plain cylinder by the margin; fitted to its size, it does."""
+    from model_runtime.picture import edits
+    from model_runtime.render import render
+
+    truth = ("import cadquery as cq\n\n"
+             "result = cq.Workplane('XY').circle(30).extrude(24).faces('>Z').workplane().hole(14)\n")
+    plain = ("import cadquery as cq\n\ndiameter = 60\nheight = 24\n"
+             "result = cq.Workplane('XY').circle(diameter / 2).extrude(height)\n")
+    picture = render(pool.run(truth).shape(), size=448)
+    s = Search(Silhouette.of(picture), pool.run, lambda shape: render(shape, size=128),
+               Budget(evaluations=40), workers=2)
+    start = s.adopt(plain, "envelope:cylinder_z", pool.run(plain), named_only=True)
+    edits.improve(s, picture)
+    assert "centre_hole" in s.best.source and s.best.source.endswith("+fit"), s.best.source
+    assert s.best.score > start.score + edits.EDIT_MARGIN
 
 
 def test_renders_are_compared_on_the_pictures_own_backdrop():

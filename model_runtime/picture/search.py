@@ -363,9 +363,11 @@ def choose(items: list[Scored]) -> Scored:
       that gained 0.004 on the picture cost an in-family part 0.44 IoU);
     - a profile hypothesis must beat the rest by ``PROFILE_MARGIN``: its outline agrees with the
       picture by construction, so only its edges and shading are evidence, and on hand-written parts
-      the model's candidate or the plain envelope is the better bet when they score close to it."""
+      the model's candidate or the plain envelope is the better bet when they score close to it. A
+      profile with a structural edit is judged as an edit: what the edit changed lies inside the
+      outline, so its gain is the edges' and the shading's evidence (a plate's boss: 0.156 -> 0.83)."""
     best = max(items, key=_standing)
-    if not is_profile(best):
+    if not is_profile(best) or is_edited(best):
         return best
     others = [i for i in items if not is_profile(i)]
     if not others:
