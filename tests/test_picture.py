@@ -450,3 +450,29 @@ def test_a_hollow_the_picture_cannot_show_gives_way_to_the_solid(pool):
     edits.improve(s, picture)
     assert not s.best.held and ".shell(" not in s.best.code and start.held
     assert s.best.exec_result.volume > 0.9 * 50 * 50 * 20
+
+
+def test_a_model_number_moves_only_as_far_as_the_picture_pays_for_it():
+    """The fit's own logic, with a stand-in for the sandbox and the renderer: a picture score that
+    creeps up as a number grows moves an edit's guessed size, not the number the model wrote."""
+    import math
+    import re
+
+    from model_runtime.picture.search import FIT_DRIFT, MIN_GAIN, Scored
+    from model_runtime.picture.similarity import Similarity
+
+    slope = (MIN_GAIN + FIT_DRIFT * math.log(1.3)) / 2 / math.log(1.3)  # per unit of ln(value)
+
+    def fake(program, source, **kw):
+        s.evaluations += 1
+        value = float(re.search(r"size = ([0-9.]+)", program).group(1))
+        score = 0.6 + slope * math.log(value / 10.0)
+        return Scored(program, source, Similarity(score, score, score), None, **kw)
+
+    for source, moves in (("model:0", False), ("envelope:box+centre_boss", True)):
+        s = Search(None, None, None, Budget(evaluations=30))
+        s.evaluate = fake
+        start = Scored("size = 10\n", source, Similarity(0.6, 0.6, 0.6), None, named_only=True)
+        fitted = s.fit_numbers(start, 20)
+        grown = float(re.search(r"size = ([0-9.]+)", fitted.code).group(1)) > 10
+        assert grown is moves, (source, fitted.code)
