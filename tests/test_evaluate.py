@@ -220,3 +220,21 @@ def test_a_candidates_file_lets_a_second_evaluation_skip_the_model(eval_folder, 
     assert [s["iou"] for s in first["samples"]] == [s["iou"] for s in second["samples"]]
     assert first["summary"]["stages_s"]["generate_s"]["p50"] > 0  # the model ran once ...
     assert second["summary"]["stages_s"]["generate_s"]["p50"] == 0  # ... and not again
+
+
+def test_the_search_bench_measures_the_programs_the_search_tried(eval_folder, box_model):
+    from model_runtime.backends import load_backend
+    from training.bench_ranking import collect_search, report, summarise
+
+    backend = load_backend("hf", model=str(box_model))
+    parts = collect_search(eval_folder, 1, 2, backend, max_new_tokens=64, evaluations=12)
+    assert [p["name"] for p in parts] == ["box_same", "box_scaled"]
+    for part in parts:
+        sources = [c["source"] for c in part["candidates"]]
+        assert "model:0" in sources and "envelope:box" in sources, sources
+        assert sum(c["chosen"] for c in part["candidates"]) == 1
+        assert len(set(sources)) > 2  # fits and edits were tried beside the seeds
+    summary = summarise(parts)
+    assert summary["oracle"] > 0.9  # a box is among what the search tried for a box
+    assert summary["search"]["chosen"] <= summary["oracle"] + 1e-9
+    assert "The search's own choice" in report(summary, eval_folder, 1)
