@@ -245,13 +245,14 @@ def _fit_near_misses(search: Any, options: list, found: list, start_score: float
     """An edit is tried at sizes guessed from the bounding box; one that came close to the best is
     judged again with its own sizes fitted (its base's numbers stay): a boss of the wrong height
     loses to a plate it would beat at the right one."""
-    near = sorted((f for f in found if f is not None and f.score > start_score - NEAR_MISS),
-                  key=lambda f: -f.score)[:NEAR_MISSES]
+    # each found program beside the base it was made from (a repeat comes back under its first source)
+    near = sorted(((f, base) for f, (base, _, _) in zip(found, options, strict=True)
+                   if f is not None and f.score > start_score - NEAR_MISS),
+                  key=lambda pair: -pair[0].score)[:NEAR_MISSES]
     helped = []
-    for item in near:
+    for item, base in near:
         if search.out_of_budget():
             break
-        base = next(b for b, name, _ in options if item.source == f"{b.source}+{name}")
         item.fit_from = len(base.code.rstrip("\n"))
         fitted = search.fit_numbers(item, NEAR_MISS_FIT)
         if fitted.score > start_score + EDIT_MARGIN:
