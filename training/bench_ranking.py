@@ -98,6 +98,9 @@ def collect_search(
     from model_runtime.sandbox import SandboxPool
     from training.evaluate import folder_samples, truth_shape
 
+    # as training.evaluate runs it: the default budget in evaluations with no seconds cap (the same
+    # programs on a busy machine), the same sampling (so a candidates file answers)
+    request = {"temperature": 0.7, "max_new_tokens": 512, "budget_s": None, **request}
     parts = []
     with SandboxPool(workers=2, timeout_s=20) as pool:
         pipeline = Pipeline(backend, pool)
@@ -154,11 +157,16 @@ def summarise(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def report(summary: dict[str, Any], data: Path, n: int) -> str:
+    if "search" in summary:  # the candidates are the search's programs, best-scoring first
+        head = [f"# Ranking the programs the picture search tried ({summary['parts']} parts from `{data}`, "
+                f"best-of-{n} model candidates among them)", "",
+                f"Oracle (the best program tried): mean IoU {summary['oracle']:.3f}. Failures count as 0."]
+    else:
+        head = [f"# Ranking against the oracle of {n} ({summary['parts']} parts from `{data}`)", "",
+                f"Oracle (best candidate): mean IoU {summary['oracle']:.3f}; first candidate (no ranking): "
+                f"{summary['first_candidate']:.3f}. Failures count as IoU 0."]
     lines = [
-        f"# Ranking against the oracle of {n} ({summary['parts']} parts from `{data}`)",
-        "",
-        f"Oracle (best candidate): mean IoU {summary['oracle']:.3f}; first candidate (no ranking): "
-        f"{summary['first_candidate']:.3f}. Failures count as IoU 0.",
+        *head,
         "",
         "| rule | mean IoU of its pick | gap to the oracle |",
         "|---|---:|---:|",
