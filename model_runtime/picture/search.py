@@ -349,7 +349,7 @@ class Search:
 PROFILE_MARGIN = 0.1
 # A model's own numbers are a prior: fitting moves one only as far as the picture pays for, each factor
 # e costing FIT_DRIFT * |ln e| of score. Unpenalised, the fit followed the picture score's taste for
-# thinner flanges (a skirted knob 0.83 -> 0.77 IoU while its score rose); eval_oof 0.497 -> 0.499,
+# thinner flanges (a skirted knob ended at 0.77 IoU, 0.83 with the prior); eval_oof 0.497 -> 0.499,
 # in-family unchanged (0.05 cost a plate its boss). An edit's sizes are guesses: they fit freely.
 FIT_DRIFT = 0.02
 # The envelopes' numbers are read from the outline and kept as read: fitting them to the picture score
@@ -382,7 +382,7 @@ def choose(items: list[Scored]) -> Scored:
       picture by construction, so only its edges and shading are evidence, and on hand-written parts
       the model's candidate or the plain envelope is the better bet when they score close to it. A
       profile with a structural edit is judged as an edit: what the edit changed lies inside the
-      outline, so its gain is the edges' and the shading's evidence (a plate's boss: 0.156 -> 0.83)."""
+      outline, so its gain is the edges' and the shading's evidence (a plate's bored boss: 0.16 -> 0.79)."""
     best = max(items, key=_standing)
     if not is_profile(best) or is_edited(best):
         return best
