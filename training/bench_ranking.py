@@ -93,10 +93,9 @@ def collect_search(
     data: Path, n: int, limit: int | None, backend: Any, **request: Any
 ) -> list[dict[str, Any]]:
     """Every part's search: the programs it tried, their similarity parts and IoU, the one it chose."""
-    from model_runtime.metrics import iou
     from model_runtime.pipeline import GenerateRequest, Pipeline
     from model_runtime.sandbox import SandboxPool
-    from training.evaluate import folder_samples, truth_shape
+    from training.evaluate import _safe_iou, folder_samples, truth_shape
 
     # as training.evaluate runs it: the default budget in evaluations with no seconds cap (the same
     # programs on a busy machine), the same sampling (so a candidates file answers)
@@ -116,19 +115,12 @@ def collect_search(
                 if len(tried) < SEARCH_TOP or item is result.search.best:
                     tried.append(item)
             scored = [{"index": k, "source": item.source, **item.similarity.to_dict(),
-                       "iou": _iou_or_zero(iou, item.exec_result.shape(), truth),
+                       "iou": _safe_iou(item.exec_result.shape(), truth),
                        "chosen": item is result.search.best}
                       for k, item in enumerate(tried)]
             parts.append({"name": sample.name, "candidates": scored,
-                          "returned": _iou_or_zero(iou, result.exec_result.shape(), truth)})
+                          "returned": _safe_iou(result.exec_result.shape(), truth)})
     return parts
-
-
-def _iou_or_zero(iou, shape, truth) -> float:
-    try:
-        return float(iou(shape, truth))
-    except Exception:  # an OCC boolean that fails scores nothing, as in training.evaluate
-        return 0.0
 
 
 def summarise(parts: list[dict[str, Any]]) -> dict[str, Any]:
