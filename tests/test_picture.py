@@ -452,6 +452,42 @@ def test_a_hollow_the_picture_cannot_show_gives_way_to_the_solid(pool):
     assert s.best.exec_result.volume > 0.9 * 50 * 50 * 20
 
 
+def test_a_boss_the_picture_cannot_show_is_dropped(pool):
+    from model_runtime.picture import edits
+
+    disc = "import cadquery as cq\n\nresult = cq.Workplane('XY').circle(35).extrude(8)\n"
+    # a boss under the disc, narrower than it: FreeCAD's isometric camera looks down on the disc
+    bossed = ("import cadquery as cq\n\nboss_radius = 12\nresult = (\n"
+              "    cq.Workplane('XY').circle(35).extrude(8)\n    .faces('<Z')\n"
+              "    .workplane()\n    .circle(boss_radius)\n    .extrude(8)\n)\n")
+    picture, s, _ = _edit_search(pool, disc, disc, evaluations=6)
+    s.items.clear()
+    s.best = None
+    start = s.adopt(bossed, "model:0", pool.run(bossed))
+    assert s.best is start
+    edits.improve(s, picture)
+    assert s.best.source == "model:0+trimmed" and start.held
+    bbox = s.best.exec_result.bbox
+    assert bbox[5] - bbox[2] == pytest.approx(8)  # the height the picture shows
+
+
+def test_a_boss_the_picture_shows_under_the_part_stays(pool):
+    from model_runtime.picture import edits
+
+    # a wide foot under a narrow column: its sides show from above
+    footed = ("import cadquery as cq\n\nfoot_radius = 30\nresult = (\n"
+              "    cq.Workplane('XY').circle(10).extrude(30)\n    .faces('<Z')\n"
+              "    .workplane()\n    .circle(foot_radius)\n    .extrude(8)\n)\n")
+    picture, s, _ = _edit_search(pool, footed, footed, evaluations=6)
+    s.items.clear()
+    s.best = None
+    start = s.adopt(footed, "model:0", pool.run(footed))
+    edits.improve(s, picture)
+    trimmed = next(i for i in s.items if i.source == "model:0+trimmed")
+    assert trimmed.score < start.score - edits.EDIT_MARGIN  # without its foot the column looks wrong
+    assert not start.held and "trimmed" not in s.best.source
+
+
 def test_a_model_number_moves_only_as_far_as_the_picture_pays_for_it():
     """The fit's own logic, with a stand-in for the sandbox and the renderer: a picture score that
     creeps up as a number grows moves an edit's guessed size, not the number the model wrote."""

@@ -38,6 +38,18 @@ def test_parameters_group_equal_literals_largest_first():
     assert parameters("result = (") == []  # unparseable: nothing to fit
 
 
+def test_angles_are_no_dimensions():
+    # a fitted 360 spread a flange's six bolt holes over 277 degrees; sizes beside the angles still fit
+    code = """import cadquery as cq
+result = (cq.Workplane("XY").circle(85).extrude(15).faces(">Z").workplane()
+    .polarArray(61.5, 7, 360, 6).cskHole(3.4, 6.5, 82)
+    .transformed(rotate=(11, 12, 45), offset=(1, 2, 3)).slot2D(31, 5, 91))
+result = result.rotate((0, 0, 0), (0, 0, 1), 33).union(tool.revolve(181, (0, 0, 0), (0, 1, 0)))
+ring = cq.Workplane("XY").polarArray(4.5, startAngle=16, angle=270, count=4)
+"""
+    assert sorted(p.value for p in parameters(code)) == [1, 2, 3, 3.4, 4, 4.5, 5, 6, 6.5, 15, 31, 61.5, 85]
+
+
 def test_substitute_rewrites_every_place_a_parameter_is_written():
     params = parameters(PROGRAM)
     code = substitute(PROGRAM, {0: 37.5, 2: 15.6}, params)

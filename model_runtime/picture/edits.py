@@ -6,9 +6,9 @@ where the edge lines show one; a slot, step, shoulder or ribs where the picture 
 inside its outline that the best's render does not), sized from the part's bounding box, with its
 sizes named on lines of their own so the search can fit them. An edit is kept only when the render
 looks more like the picture (``Search`` keeps the best); the edit that helped by ``EDIT_MARGIN`` is
-then fitted. A hollow whose opening faces away from the camera is dropped when the solid scores as well:
-the picture cannot show it. What a user's instruction states (a hole count, a diameter) picks the
-edits and their sizes first.
+then fitted. A hollow or a boss on a face looking away from the camera is dropped when the part
+without it scores as well: the picture cannot show it. What a user's instruction states (a hole
+count, a diameter) picks the edits and their sizes first.
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
     from model_runtime.picture.search import FIT_ENVELOPES
 
     round_part = max(roundness(picture).values(), default=0.0) >= ROUND_FIT
-    _fill_hidden_hollow(search)
+    _drop_hidden_features(search)
     wall_share = open_top(picture)
     tried: set[str] = set()
     for _ in range(2):  # at most two features stacked
@@ -247,7 +247,7 @@ def _fit_near_misses(search: Any, options: list, found: list, start_score: float
     loses to a plate it would beat at the right one."""
     # each found program beside the base it was made from (a repeat comes back under its first source)
     near = sorted(((f, base) for f, (base, _, _) in zip(found, options, strict=True)
-                   if f is not None and f.score > start_score - NEAR_MISS),
+                   if f is not None and f.score > start_score - NEAR_MISS and _changes(f, base)),
                   key=lambda pair: -pair[0].score)[:NEAR_MISSES]
     helped = []
     for item, base in near:
@@ -260,24 +260,45 @@ def _fit_near_misses(search: Any, options: list, found: list, start_score: float
     return helped
 
 
-# A shell whose open face looks away from FreeCAD's isometric camera (-Z, +Y, -X): the picture cannot
-# show that hollow, and a wall placed a little off overlaps nothing (tube_end_cap: a model's plate
-# hollowed from below scored 0.597 on the picture, 0.018 IoU; its box floor is 0.357).
-_HIDDEN_SHELL = re.compile(r"""\s*\.faces\(\s*["'](<Z|>Y|<X)["']\s*\)\s*\.shell\([^()]*\)""")
+def _changes(item: Any, base: Any) -> bool:
+    """Whether an edit changed its base's solid: a hole inside a bore that is already there does not,
+    and fitting its sizes would spend the near-miss evaluations on nothing."""
+    a, b = item.exec_result, base.exec_result
+    return a.n_faces != b.n_faces or abs(a.volume - b.volume) > 1e-6 * max(abs(b.volume), 1e-9)
 
 
-def _fill_hidden_hollow(search: Any) -> None:
-    """The best without a hollow the picture cannot show, when it looks as much like the picture
-    (within ``EDIT_MARGIN``): the programs with such hollows then stop being answers."""
+# Features on the faces that look away from FreeCAD's isometric camera (-Z, +Y, -X): the picture cannot
+# show them, and a guess there costs volume IoU the picture cannot pay back.
+# - A hollow opening that way: a wall placed a little off overlaps nothing (tube_end_cap: a model's
+#   plate hollowed from below scored 0.597 on the picture, 0.018 IoU; its box floor is 0.357).
+# - A boss under the part, hidden by it: it moves the bounding box the IoU centres on (a blind flange
+#   with a model's boss under its disc scored 0.909 on the picture and 0.388 IoU; its disc alone 0.8).
+_HIDDEN_FACE = r"""\s*\.faces\(\s*["'](?:<Z|>Y|<X)["']\s*\)"""
+_SKETCH = r"(?:\s*\.(?:center|circle|ellipse|moveTo|polarArray|polygon|pushPoints|rarray|rect|slot2D)" \
+          r"\((?:[^()]|\([^()]*\))*\))*"
+HIDDEN_FEATURES = (
+    ("solid", re.compile(_HIDDEN_FACE + r"\s*\.shell\([^()]*\)")),
+    ("trimmed", re.compile(_HIDDEN_FACE + r"\s*\.workplane\([^()]*\)" + _SKETCH + r"\s*\.extrude\([^()]*\)")),
+)
+
+
+def _drop_hidden_features(search: Any) -> None:
+    """The best without a feature the picture cannot show, when it looks as much like the picture
+    (within ``EDIT_MARGIN``): the programs with such a feature then stop being answers (a hidden
+    boss: those of the same design, the model candidate or envelope it grew from)."""
     from model_runtime.picture.search import _suffixed
 
-    best = search.best
-    if best is None or not _HIDDEN_SHELL.search(best.code) or search.out_of_budget():
-        return
-    solid = search.evaluate(_HIDDEN_SHELL.sub("", best.code), _suffixed(best.source, "solid"),
-                            named_only=best.named_only, fit_from=best.fit_from)
-    if solid is not None and solid.score >= best.score - EDIT_MARGIN:
-        search.hold([i for i in search.items if _HIDDEN_SHELL.search(i.code)])
+    for step, pattern in HIDDEN_FEATURES:
+        best = search.best
+        if best is None or not pattern.search(best.code) or search.out_of_budget():
+            continue
+        plain = search.evaluate(pattern.sub("", best.code), _suffixed(best.source, step),
+                                named_only=best.named_only, fit_from=best.fit_from)
+        if plain is None or plain.score < best.score - EDIT_MARGIN:
+            continue
+        root = best.source.split("+")[0]
+        search.hold([i for i in search.items if pattern.search(i.code)
+                     and (step == "solid" or i.source.split("+")[0] == root)])
 
 
 # Share of the picture's inner lines the best's render leaves unexplained above which the line edits

@@ -50,8 +50,47 @@ class Refinement:
         }
 
 
+# CadQuery's angle arguments (positions from 0, and keywords): an angle is no size to fit; scaling the
+# 360 of a bolt circle's ``polarArray`` spread six holes over 277 degrees (weld_neck_flange, eval_oof).
+ANGLE_ARGUMENTS = {"polarArray": (1, 2), "revolve": (0,), "rotate": (2,), "rotateAboutCenter": (1,),
+                   "twistExtrude": (1,), "cskHole": (2,), "slot2D": (2,), "transformed": (0,)}
+ANGLE_KEYWORDS = {"startAngle", "angle", "angleDegrees", "cskAngle", "rotate"}
+
+
+def _is_angle(call: str | None, position: int, keyword: str | None) -> bool:
+    if keyword is not None:
+        return keyword in ANGLE_KEYWORDS
+    return position in ANGLE_ARGUMENTS.get(call or "", ())
+
+
+def _angle_literals(tokens: list[tokenize.TokenInfo]) -> set[tuple[int, int]]:
+    """Where the angle arguments' numbers start (row, col): inside ``polarArray(r, 0, 360, 6)``, the
+    0 and the 360; inside ``transformed(rotate=(0, 0, 45))``, the tuple."""
+    frames: list[list] = []  # per open bracket: [call name or None, argument index, keyword or None]
+    out: set[tuple[int, int]] = set()
+    previous: tokenize.TokenInfo | None = None
+    for token in tokens:
+        if token.type == tokenize.OP and token.string in "([{":
+            name = previous.string if previous is not None and previous.type == tokenize.NAME else None
+            frames.append([name, 0, None])
+        elif token.type == tokenize.OP and token.string in ")]}":
+            if frames:
+                frames.pop()
+        elif token.type == tokenize.OP and token.string == "," and frames:
+            frames[-1][1] += 1
+            frames[-1][2] = None
+        elif token.type == tokenize.OP and token.string == "=" and frames and previous is not None \
+                and previous.type == tokenize.NAME:
+            frames[-1][2] = previous.string
+        elif token.type == tokenize.NUMBER and any(_is_angle(*frame) for frame in frames):
+            out.add(token.start)
+        if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
+            previous = token
+    return out
+
+
 def parameters(code: str) -> list[Parameter]:
-    """The program's non-zero numeric literals grouped by value, largest first.
+    """The program's non-zero numeric literals grouped by value, largest first; angles are left out.
 
     Literals after ``result`` is last assigned are kept too: they are still dimensions. Strings and
     comments hold no parameters (the tokenizer skips them).
@@ -64,8 +103,9 @@ def parameters(code: str) -> list[Parameter]:
         tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
     except (tokenize.TokenError, SyntaxError):
         return []
+    angles = _angle_literals(tokens)
     for token in tokens:
-        if token.type != tokenize.NUMBER:
+        if token.type != tokenize.NUMBER or token.start in angles:
             continue
         try:
             value = float(token.string)

@@ -364,9 +364,14 @@ def is_profile(item: Scored) -> bool:
     return item.source.startswith(PROFILES)
 
 
+# Steps that keep a program's design: fitting its numbers, and dropping a hollow or a boss the picture
+# cannot show (``edits.HIDDEN_FEATURES``).
+SAME_DESIGN = ("fit", "solid", "trimmed")
+
+
 def is_edited(item: Scored) -> bool:
     """A program with a structural edit in its making (``model:1+fit+corner_holes+fit``)."""
-    return any(step != "fit" for step in item.source.split("+")[1:])
+    return any(step not in SAME_DESIGN for step in item.source.split("+")[1:])
 
 
 def _standing(item: Scored) -> float:
