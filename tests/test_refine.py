@@ -48,6 +48,13 @@ result = result.rotate((0, 0, 0), (0, 0, 1), 33).union(tool.revolve(181, (0, 0, 
 ring = cq.Workplane("XY").polarArray(4.5, startAngle=16, angle=270, count=4)
 """
     assert sorted(p.value for p in parameters(code)) == [1, 2, 3, 3.4, 4, 4.5, 5, 6, 6.5, 15, 31, 61.5, 85]
+    named = """revolve_angle = 360
+turn = 270
+tilt_angle = -15
+height = 89
+result = cq.Workplane("XZ").polyline(pts).close().revolve(revolve_angle).rotate((0, 0, 0), (0, 0, 1), turn)
+"""
+    assert sorted(p.value for p in parameters(named)) == [1, 89]
 
 
 def test_substitute_rewrites_every_place_a_parameter_is_written():

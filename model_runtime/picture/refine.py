@@ -65,11 +65,16 @@ def _is_angle(call: str | None, position: int, keyword: str | None) -> bool:
 
 def _angle_literals(tokens: list[tokenize.TokenInfo]) -> set[tuple[int, int]]:
     """Where the angle arguments' numbers start (row, col): inside ``polarArray(r, 0, 360, 6)``, the
-    0 and the 360; inside ``transformed(rotate=(0, 0, 45))``, the tuple."""
+    0 and the 360; inside ``transformed(rotate=(0, 0, 45))``, the tuple; the value of a named
+    dimension passed as an angle (``revolve_angle = 360`` before ``.revolve(revolve_angle)``) or
+    named as one."""
     frames: list[list] = []  # per open bracket: [call name or None, argument index, keyword or None]
     out: set[tuple[int, int]] = set()
+    names: set[str] = set()  # variables passed as angles
     previous: tokenize.TokenInfo | None = None
     for token in tokens:
+        if token.type == tokenize.NAME and any(_is_angle(*frame) for frame in frames):
+            names.add(token.string)
         if token.type == tokenize.OP and token.string in "([{":
             name = previous.string if previous is not None and previous.type == tokenize.NAME else None
             frames.append([name, 0, None])
@@ -86,6 +91,14 @@ def _angle_literals(tokens: list[tokenize.TokenInfo]) -> set[tuple[int, int]]:
             out.add(token.start)
         if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
             previous = token
+    for i, token in enumerate(tokens):  # name = number, name = -number at the start of a line
+        before = [t.string for t in tokens[max(0, i - 3):i]]
+        if token.type != tokenize.NUMBER or "=" not in before[-2:]:
+            continue
+        name = tokens[i - 2] if before[-1] == "=" else tokens[i - 3]
+        if name.type == tokenize.NAME and name.start[1] == 0 and (
+                name.string in names or "angle" in name.string.lower()):
+            out.add(token.start)
     return out
 
 
