@@ -97,10 +97,10 @@ def intersection_volume(a: cq.Shape, b: cq.Shape, va: float | None = None, vb: f
     """The volume two solids share, robust to OCC booleans that fail without an error.
 
     After normalisation two parts' extreme faces often coincide exactly; OCC then may return an
-    empty common part (and an unchanged cut) for solids that overlap most of their volume. So an
-    empty or impossible answer is retried with a fuzzy tolerance, then through the cut, then with
-    one solid moved by a hair off every axis (the IoU moves by ~1e-5; without it a right-sized
-    answer scored 0)."""
+    empty common part, or a sliver of rounding noise (and an unchanged cut), for solids that overlap
+    most of their volume. So an empty, negligible or impossible answer is retried with a fuzzy
+    tolerance, then through the cut, then with one solid moved by a hair off every axis (the IoU
+    moves by ~1e-5; without it a right-sized answer scored 0)."""
     va = a.Volume() if va is None else va
     vb = b.Volume() if vb is None else vb
     largest = min(va, vb)
@@ -108,7 +108,8 @@ def intersection_volume(a: cq.Shape, b: cq.Shape, va: float | None = None, vb: f
     size = max(bb.xlen, bb.ylen, bb.zlen, 1e-9)
 
     def plausible(value: float, slack: float) -> bool:
-        return 0 < value <= largest * (1 + slack)
+        # a sliver of 1e-16 of the volume is a failed boolean's rounding noise, not an overlap
+        return largest * 1e-7 < value <= largest * (1 + slack)
 
     attempts = (
         lambda: a.intersect(b).Volume(),

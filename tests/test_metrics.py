@@ -119,3 +119,12 @@ def test_solids_whose_normalised_faces_coincide_still_overlap(tmp_path):
         .faces(">Z").workplane(centerOption="CenterOfBoundBox").polarArray(61, 0, 360, 4).hole(20)
     )
     assert 0.65 < iou(answer, truth) < 0.8
+    # the same with six holes over a full turn: OCC's common part came back as a 1e-16 sliver
+    answer = (
+        cq.Workplane("XY").circle(85).extrude(17)
+        .faces(">Z").workplane().polarArray(63.5, 0, 360, 6).hole(9)
+        .faces(">Z").workplane().circle(45).extrude(12)
+        .faces(">Z").workplane().hole(60)
+        .faces(">Z").workplane(centerOption="CenterOfBoundBox").polarArray(61, 0, 360, 4).hole(20)
+    )
+    assert 0.65 < iou(answer, truth) < 0.8
