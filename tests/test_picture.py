@@ -361,6 +361,28 @@ def test_an_edit_that_comes_close_is_judged_at_its_fitted_size(pool):
     assert s.best.score > start.score + edits.EDIT_MARGIN
 
 
+def test_a_near_miss_that_changed_nothing_is_not_fitted():
+    """A hole drilled inside a bore that is already there scores as its base: fitting it would
+    spend the near-miss evaluations on nothing, so the edit that did change the part gets them."""
+    from types import SimpleNamespace
+
+    from model_runtime.picture import edits
+
+    def item(source: str, score: float, volume: float, faces: int):
+        return SimpleNamespace(source=source, score=score, code="x = 1\n",
+                               exec_result=SimpleNamespace(volume=volume, n_faces=faces))
+
+    base = item("model:0", 0.7, 100.0, 9)
+    same = item("model:0+centre_hole", 0.7, 100.0, 9)
+    changed = item("model:0+centre_boss", 0.69, 120.0, 12)
+    fitted = []
+    search = SimpleNamespace(out_of_budget=lambda: False,
+                             fit_numbers=lambda i, n: fitted.append(i.source) or i)
+    options = [(base, "centre_hole", ""), (base, "centre_boss", "")]
+    edits._fit_near_misses(search, options, [same, changed], base.score)
+    assert fitted == ["model:0+centre_boss"]
+
+
 def test_renders_are_compared_on_the_pictures_own_backdrop():
     """A washer captured on white: its hole shows white. Drawn on FreeCAD's gradient, the right
     answer's hole showed blue-grey and lost to a disc with a boss; on the picture's backdrop it wins."""
