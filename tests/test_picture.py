@@ -458,16 +458,22 @@ def test_a_slot_and_a_step_the_lines_show_are_found(pool):
         assert s.best.exec_result.volume < 0.95 * start.exec_result.volume  # material was taken away
 
 
+def _model_search(pool, truth: str, program: str):
+    """A search on the picture of ``truth`` holding only ``program``, as the model's candidate."""
+    picture, s, _ = _edit_search(pool, truth, truth, evaluations=6)
+    s.items.clear()
+    s.best = None
+    start = s.adopt(program, "model:0", pool.run(program))
+    return picture, s, start
+
+
 def test_a_hollow_the_picture_cannot_show_gives_way_to_the_solid(pool):
     from model_runtime.picture import edits
 
     solid = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(50, 50, 20)\n"
     hollow = ("import cadquery as cq\n\nwall_thickness = 1\nresult = (\n"
               "    cq.Workplane('XY').box(50, 50, 20)\n    .faces('<Z')\n    .shell(-wall_thickness)\n)\n")
-    picture, s, _ = _edit_search(pool, solid, solid, evaluations=6)
-    s.items.clear()
-    s.best = None
-    start = s.adopt(hollow, "model:0", pool.run(hollow))
+    picture, s, start = _model_search(pool, solid, hollow)
     assert s.best is start  # seen from above the two look alike
     edits.improve(s, picture)
     assert not s.best.held and ".shell(" not in s.best.code and start.held
@@ -482,10 +488,7 @@ def test_a_boss_the_picture_cannot_show_is_dropped(pool):
     bossed = ("import cadquery as cq\n\nboss_radius = 12\nresult = (\n"
               "    cq.Workplane('XY').circle(35).extrude(8)\n    .faces('<Z')\n"
               "    .workplane()\n    .circle(boss_radius)\n    .extrude(8)\n)\n")
-    picture, s, _ = _edit_search(pool, disc, disc, evaluations=6)
-    s.items.clear()
-    s.best = None
-    start = s.adopt(bossed, "model:0", pool.run(bossed))
+    picture, s, start = _model_search(pool, disc, bossed)
     assert s.best is start
     edits.improve(s, picture)
     assert s.best.source == "model:0+trimmed" and start.held
@@ -500,10 +503,7 @@ def test_a_boss_the_picture_shows_under_the_part_stays(pool):
     footed = ("import cadquery as cq\n\nfoot_radius = 30\nresult = (\n"
               "    cq.Workplane('XY').circle(10).extrude(30)\n    .faces('<Z')\n"
               "    .workplane()\n    .circle(foot_radius)\n    .extrude(8)\n)\n")
-    picture, s, _ = _edit_search(pool, footed, footed, evaluations=6)
-    s.items.clear()
-    s.best = None
-    start = s.adopt(footed, "model:0", pool.run(footed))
+    picture, s, start = _model_search(pool, footed, footed)
     edits.improve(s, picture)
     trimmed = next(i for i in s.items if i.source == "model:0+trimmed")
     assert trimmed.score < start.score - edits.EDIT_MARGIN  # without its foot the column looks wrong
