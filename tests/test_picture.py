@@ -407,6 +407,23 @@ def test_renders_are_compared_on_the_pictures_own_backdrop():
     assert score["holed"] > score["bossed"]
 
 
+def test_where_the_picture_sees_through_the_part_a_render_must_too():
+    """A frame seen from above shows the backdrop through its window; a tray of the same outline
+    does not. In outline alone the two are alike; what shows through tells them apart."""
+    import cadquery as cq
+
+    from model_runtime.picture.similarity import compare
+    from model_runtime.render import render
+
+    frame = cq.Workplane("XY").box(60, 50, 6).faces(">Z").workplane().rect(36, 30).cutThruAll()
+    tray = cq.Workplane("XY").box(60, 50, 6).faces(">Z").shell(-1.5)
+    picture = render(frame, size=224)
+    similarity = {name: compare(picture, render(part, size=128))
+                  for name, part in (("frame", frame), ("tray", tray))}
+    assert similarity["frame"].silhouette_iou > 0.9
+    assert similarity["tray"].silhouette_iou < similarity["frame"].silhouette_iou - 0.1
+
+
 def test_a_screw_gets_a_revolve_and_a_tower_at_one_end_gets_its_height():
     """Two readings a plain box misses: a socket-head screw fits a cylinder's outline poorly (0.8)
     but is its own mirror image, so its revolved outline is tried; a bar with a tower at its right
