@@ -182,17 +182,6 @@ def report(summary: dict[str, Any], data: Path, n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _backend(candidates: Path | None) -> Any:
-    from model_runtime.backends import load_backend
-
-    backend = load_backend("auto")
-    if candidates is None:
-        return backend
-    from training.candidate_cache import CachedBackend
-
-    return CachedBackend(backend, candidates)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
@@ -210,8 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache and args.cache.exists():
         parts = json.loads(args.cache.read_text())
     else:
-        parts = (collect_search(args.data, args.n, args.limit, _backend(args.candidates)) if args.search
-                 else collect(args.data, args.n, args.limit, args.refine))
+        if args.search:
+            from model_runtime.backends import load_backend
+            from training.candidate_cache import with_candidates
+
+            backend = with_candidates(load_backend("auto"), args.candidates)
+            parts = collect_search(args.data, args.n, args.limit, backend)
+        else:
+            parts = collect(args.data, args.n, args.limit, args.refine)
         if args.cache:
             args.cache.write_text(json.dumps(parts))
     summary = summarise(parts)

@@ -59,3 +59,8 @@ class CachedBackend:
         close = getattr(self.backend, "close", None)
         if close is not None:
             close()
+
+
+def with_candidates(backend: Any, path: Path | None) -> Any:
+    """``backend``, its answers kept in ``path`` when one is given (``--candidates FILE``)."""
+    return backend if path is None else CachedBackend(backend, path)

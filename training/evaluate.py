@@ -346,13 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     from model_runtime.backends import load_backend
     from model_runtime.pipeline import Pipeline
     from model_runtime.sandbox import SandboxPool
+    from training.candidate_cache import with_candidates
 
     config = {k: v for k in ("model", "mmproj", "adapter") if (v := getattr(args, k))}
-    backend = load_backend(args.backend, **config)
-    if args.candidates is not None:
-        from training.candidate_cache import CachedBackend
-
-        backend = CachedBackend(backend, args.candidates)
+    backend = with_candidates(load_backend(args.backend, **config), args.candidates)
     model_name = str(getattr(backend, "model_id", None) or args.model or args.backend)
     settings = {
         "title": args.title or model_name,

@@ -92,10 +92,10 @@ def _angle_literals(tokens: list[tokenize.TokenInfo]) -> set[tuple[int, int]]:
         if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
             previous = token
     for i, token in enumerate(tokens):  # name = number, name = -number at the start of a line
-        before = [t.string for t in tokens[max(0, i - 3):i]]
-        if token.type != tokenize.NUMBER or "=" not in before[-2:]:
+        k = i - 2 if i and tokens[i - 1].string == "-" else i - 1  # the token before the number's sign
+        if token.type != tokenize.NUMBER or k < 1 or tokens[k].string != "=":
             continue
-        name = tokens[i - 2] if before[-1] == "=" else tokens[i - 3]
+        name = tokens[k - 1]
         if name.type == tokenize.NAME and name.start[1] == 0 and (
                 name.string in names or "angle" in name.string.lower()):
             out.add(token.start)
