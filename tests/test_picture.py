@@ -144,6 +144,75 @@ def test_an_edit_adds_the_hole_the_picture_shows(pool):
     assert s.best is not start and "hole" in s.best.code and s.best.score > start.score + 0.02
 
 
+BLOCK = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 30)\n"
+# a hole on each face the isometric camera sees, off centre: (face, local x, local y, diameter)
+DRILLED = [(">Z", 12, 6, 8), (">X", -8, 5, 7), ("<Y", -15, -4, 9)]
+
+
+def _drilled_block() -> str:
+    return BLOCK + "".join(f"result = result.faces('{face}')"
+                           ".workplane(centerOption='ProjectedOrigin', origin=(0, 0, 0))"
+                           f".pushPoints([({x}, {y})]).hole({d})\n" for face, x, y, d in DRILLED)
+
+
+def test_the_circles_the_picture_draws_become_holes_where_it_draws_them(pool):
+    """Each visible face's hole is read from the picture's edge lines (face, centre, diameter) and
+    placed back on a plain block at its own face and position."""
+    import re
+
+    from model_runtime.picture import edits
+    from model_runtime.picture.lines import drawn_circles
+    from model_runtime.render import render
+
+    picture = render(pool.run(_drilled_block()).shape(), size=448)
+    drawn = drawn_circles(picture)
+    assert sorted(c.face for c in drawn[0]) == ["X", "Y", "Z"]
+
+    class Plain:
+        exec_result = pool.run(BLOCK)
+
+    found = dict(edits.drawn_holes(Plain, drawn))
+    assert sorted(found) == ["drawn_holes_x", "drawn_holes_y", "drawn_holes_z"]
+    for face, x, y, d in DRILLED:
+        lines = found[f"drawn_holes_{'zxy'['>Z>X<Y'.index(face) // 2]}"]
+        assert f'faces("{face}")' in lines
+        (px, py), = [tuple(map(float, p)) for p in re.findall(r"\((-?[\d.]+), (-?[\d.]+)\)", lines)]
+        diameter = float(re.search(r"hole_diameter = ([\d.]+)", lines).group(1))
+        assert abs(px - x) < 1.5 and abs(py - y) < 1.5 and diameter == pytest.approx(d, rel=0.2), lines
+        # the edit runs, and drills its face
+        assert pool.run(BLOCK + lines).n_faces == 7
+
+
+def test_plain_parts_draw_no_circles(pool):
+    """A cylinder's top is an ellipse too, but the outline closes it: no hole is read there."""
+    from model_runtime.picture.lines import drawn_circles
+    from model_runtime.render import render
+
+    disc = "import cadquery as cq\n\nresult = cq.Workplane('XY').circle(20).extrude(15)\n"
+    plate = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6).edges('|Z').fillet(5)\n"
+    for code in (BLOCK, disc, plate):
+        assert drawn_circles(render(pool.run(code).shape(), size=448))[0] == [], code
+
+
+def test_the_search_drills_the_drawn_holes_into_the_plain_envelope(pool):
+    """From a model answer with no holes, the search ends with the picture's four holes in their
+    places (a plate's bolt pattern off centre, which no template edit has)."""
+    from model_runtime.metrics import iou
+    from model_runtime.render import render
+
+    truth = ("import cadquery as cq\n\nresult = cq.Workplane('XY').box(80, 50, 8)"
+             ".faces('>Z').workplane().pushPoints([(-30, -15), (-30, 15), (0, 15), (25, -10)]).hole(8)\n")
+    plain = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(80, 50, 8)\n"
+    picture = render(pool.run(truth).shape(), size=448)
+    seeds = [(plain, "model:0", pool.run(plain))]
+    found = search(picture, Silhouette.of(picture), seeds, pool.run, lambda shape: render(shape, size=128),
+                   Budget(evaluations=30), workers=2)
+    assert "drawn_holes_z" in found.best.source, found.steps
+    assert found.best.exec_result.n_faces == 10
+    answer, true = found.best.exec_result.shape(), pool.run(truth).shape()
+    assert iou(answer, true) > iou(pool.run(plain).shape(), true) + 0.01
+
+
 def test_a_cancel_keeps_the_best_so_far(pool):
     truth = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6)\n"
     picture, reference, draw = _search_parts(pool, truth)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
+
 AXES = "XYZ"
 # An edit must beat the best by this much. On eval_oof, edits that gained less were noise: holes
 # and bores that gained 0.001-0.005 lost up to 0.3 IoU, a wrong shell gained 0.01 and lost 0.2;
@@ -26,7 +28,9 @@ EDIT_MARGIN = 0.02
 NEAR_MISS = 0.03
 NEAR_MISSES = 2
 NEAR_MISS_FIT = 6
-STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts")  # edits also tried on the plain envelopes
+# edits also tried on the plain envelopes
+STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts", "drawn_holes_z", "drawn_holes_x", "drawn_holes_y")
+SAME_HOLE = 1.3  # drawn circles whose diameters differ by less than this factor are one hole size
 
 
 def _fmt(value: float) -> str:
@@ -47,8 +51,77 @@ def open_top_edit(best: Any, wall_share: float) -> tuple[str, str]:
             f"wall_thickness = {_fmt(wall)}\nresult = result.faces(\">Z\").shell(-wall_thickness)\n")
 
 
-def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> list[tuple[str, str]]:
-    """(name, lines to append) for the edits worth trying on ``best`` (a search ``Scored``)."""
+def drawn_holes(best: Any, drawn: Any, known_diameter: float | None = None) -> list[tuple[str, str]]:
+    """One edit per visible face with circles drawn on it (``lines.drawn_circles``): holes through
+    ``best`` where the picture shows them, at the picture's positions, on the face they lie on.
+
+    Pixels become model units by matching the picture's part box with ``best``'s own projected
+    outline; a circle's centre then lies on the face's plane (the bounding box's side that way).
+    Each hole size gets a named diameter (fitted later); the positions stay as the picture puts them."""
+    from model_runtime.picture.envelope import SQ2, SQ6, project
+    from model_runtime.picture.lines import VISIBLE_FACES
+
+    circles, (x0, y0, x1, y1) = drawn
+    if not circles:
+        return []
+    shape = best.exec_result.shape()
+    b = best.exec_result.bbox
+    vertices, _ = shape.tessellate(0.005 * max(_sizes(best.exec_result)))
+    uv = project(np.array([v.toTuple() for v in vertices]))
+    (u0, v0), (u1, v1) = uv.min(axis=0), uv.max(axis=0)
+    su, sv = (u1 - u0) / max(x1 - x0, 1), (v1 - v0) / max(y1 - y0, 1)
+    low, high = dict(zip(AXES, b[:3], strict=True)), dict(zip(AXES, b[3:], strict=True))
+    out = []
+    for face, (a_axis, b_axis) in VISIBLE_FACES.items():
+        found = []
+        for c in (c for c in circles if c.face == face):
+            u, v = u0 + (c.x + 0.5 - x0) * su, v0 + (c.y + 0.5 - y0) * sv
+            # u = (X + Y) / sqrt2, v = (X - Y - 2 Z) / sqrt6, on the face's plane
+            if face == "Z":
+                z = high["Z"]
+                x, y = (SQ2 * u + SQ6 * v + 2 * z) / 2, (SQ2 * u - SQ6 * v - 2 * z) / 2
+            elif face == "X":
+                x = high["X"]
+                y = SQ2 * u - x
+                z = (x - y - SQ6 * v) / 2
+            else:
+                y = low["Y"]
+                x = SQ2 * u - y
+                z = (x - y - SQ6 * v) / 2
+            point = {"X": x, "Y": y, "Z": z}
+            if all(low[k] < point[k] < high[k] for k in (a_axis, b_axis)):
+                found.append(((point[a_axis], point[b_axis]), known_diameter or c.diameter * (su + sv) / 2))
+        if not found:
+            continue
+        lines = f"\n# edit: the holes the picture shows on the {_FACE_WORDS[face]}\n"
+        sizes: list[list] = []
+        for hole in sorted(found, key=lambda h: (h[1], h[0][1], h[0][0])):
+            if sizes and hole[1] < SAME_HOLE * sizes[-1][0][1]:
+                sizes[-1].append(hole)
+            else:
+                sizes.append([hole])
+        for k, group in enumerate(sizes):
+            name = "hole_diameter" if k == 0 else f"hole_diameter_{k + 1}"
+            diameter = float(np.median([h[1] for h in group]))
+            ordered = sorted(group, key=lambda h: h[0][::-1])  # row by row
+            points = ", ".join(f"({_fmt(p[0])}, {_fmt(p[1])})" for p, _ in ordered)
+            # the model origin projected onto the face: the points are the model's own coordinates
+            lines += (f"{name} = {_fmt(diameter)}\n"
+                      f'result = result.faces("{_FACE_SELECTORS[face]}")'
+                      '.workplane(centerOption="ProjectedOrigin", origin=(0, 0, 0))'
+                      f".pushPoints([{points}]).hole({name})\n")
+        out.append((f"drawn_holes_{face.lower()}", lines))
+    return out
+
+
+_FACE_WORDS = {"Z": "top face", "X": "right face", "Y": "front face"}
+_FACE_SELECTORS = {"Z": ">Z", "X": ">X", "Y": "<Y"}
+
+
+def candidates(best: Any, constraints: Any = None, round_part: bool = False,
+               drawn: Any = None) -> list[tuple[str, str]]:
+    """(name, lines to append) for the edits worth trying on ``best`` (a search ``Scored``);
+    ``drawn``: the circles the picture draws (``lines.drawn_circles``), tried first as holes."""
     sizes = _sizes(best.exec_result)
     thin = min(range(3), key=lambda i: sizes[i])
     long = max(range(3), key=lambda i: sizes[i])
@@ -137,6 +210,8 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False) -> 
         + f"result = result.edges(\"|{AXES[thin]}\").fillet(edge_radius)\n",
     )
     lines = _line_edits(sizes, thin, long, header)
+    if drawn is not None:
+        out += drawn_holes(best, drawn, known_d)
     if count == 1:
         out.append(centre_hole)
     elif count == 2:
@@ -198,10 +273,11 @@ def _line_edits(
 def improve(search: Any, picture: Any, constraints: Any = None) -> None:
     """Try the edits on the search's best; fit the sizes of one that helps; repeat while it pays."""
     from model_runtime.picture.envelope import ROUND_FIT, roundness
-    from model_runtime.picture.lines import open_top
+    from model_runtime.picture.lines import drawn_circles, open_top
     from model_runtime.picture.search import FIT_ENVELOPES
 
     round_part = max(roundness(picture).values(), default=0.0) >= ROUND_FIT
+    drawn = drawn_circles(picture)
     _drop_hidden_features(search)
     wall_share = open_top(picture)
     tried: set[str] = set()
@@ -209,14 +285,13 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
         best = search.best
         if best is None or search.out_of_budget():
             return
-        options = [(best, name, lines) for name, lines in _ordered(candidates(best, constraints, round_part),
-                                                                   _line_evidence(search, best))
-                   if name not in tried]
+        edits = _ordered(candidates(best, constraints, round_part, drawn), _line_evidence(search, best))
+        options = [(best, name, lines) for name, lines in edits if name not in tried]
         # what changes the part's make-up is tried on the plain envelopes too: a model's program may
         # have no single top face, or be further from the part than the envelope it outscored
         envelopes = [p for p in _plain_envelopes(search.items) if p is not best]
         options += [(base, name, lines) for base in envelopes
-                    for name, lines in candidates(base, constraints, round_part)
+                    for name, lines in candidates(base, constraints, round_part, drawn)
                     if name in STRUCTURAL and name not in tried]
         if wall_share is not None and "open_top" not in tried:
             options = [(base, *open_top_edit(base, wall_share)) for base in [best, *envelopes]] + options

@@ -1,10 +1,11 @@
 """The black edge lines FreeCAD draws, read as a line drawing of the part.
 
 FreeCAD's isometric renders light the three axis-facing faces alike, so shading hides what the
-edge lines show. This module reads two things from them: an **open top** (a box or cup seen from
-above shows its rim as a second line parallel to the far outline, inset by the wall), and how much
-of the drawing **inside the outline** a render leaves unexplained (a step, slot, pocket, rib or a
-tube's bore draws lines there that a plain block does not).
+edge lines show. This module reads three things from them: an **open top** (a box or cup seen from
+above shows its rim as a second line parallel to the far outline, inset by the wall), the **circles
+drawn on the visible faces** (a hole's rim: an ellipse whose shape says which face it lies on), and
+how much of the drawing **inside the outline** a render leaves unexplained (a step, slot, pocket,
+rib or a tube's bore draws lines there that a plain block does not).
 
 Plain numpy on the full-resolution picture: no renderer, no sandbox.
 """
@@ -12,11 +13,13 @@ Plain numpy on the full-resolution picture: no renderer, no sandbox.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from model_runtime.picture.images import foreground_mask
+from model_runtime.picture.envelope import AXIS_DIRECTION
+from model_runtime.picture.images import foreground_mask, part_and_see_through
 from model_runtime.picture.similarity import Silhouette, dilate
 
 DARK = 70  # grey level below which a pixel inside the part is an edge line
@@ -77,3 +80,82 @@ def unexplained_lines(reference: Silhouette, render: Silhouette) -> float:
     if total == 0:
         return 0.0
     return float((lines & ~dilate(render.edges)).sum() / total)
+
+
+# The faces FreeCAD's isometric camera sees, each by its normal's axis (>Z, >X, <Y), with the two
+# model axes that span it in the order CadQuery's workplane on that face uses them (local x, y).
+VISIBLE_FACES = {"Z": ("X", "Y"), "X": ("Y", "Z"), "Y": ("X", "Z")}
+CIRCLE_SHAPE_TOL = 0.08  # how far a region's second moments may stray from a drawn circle's
+CIRCLE_FILL = (0.8, 1.25)  # its area over the area of the ellipse its moments describe
+MIN_CIRCLE_PX = 6.0  # narrower rims are specks and text
+MAX_CIRCLE_SHARE = 0.3  # a hole region above this share of the part's area is a face, not a hole
+
+
+@dataclass(frozen=True)
+class Circle:
+    """A circle drawn on a visible face: its face (``VISIBLE_FACES``), centre and diameter in pixels."""
+
+    face: str
+    x: float
+    y: float
+    diameter: float
+
+
+def _face_moments() -> dict[str, np.ndarray]:
+    """Each visible face's drawn circle as second moments of unit trace: a disc's moments projected
+    along the face's two axes (all three have the same trace, 4/3 r^2/4, under the isometric camera)."""
+    out = {}
+    for face, (a, b) in VISIBLE_FACES.items():
+        p = np.stack([AXIS_DIRECTION[a], AXIS_DIRECTION[b]], axis=1)
+        m = p @ p.T
+        out[face] = m / np.trace(m)
+    return out
+
+
+_FACE_MOMENTS = _face_moments()
+
+
+def drawn_circles(picture: Image.Image) -> tuple[list[Circle], tuple[int, int, int, int]] | None:
+    """The closed ellipses the edge lines draw inside the part, each read as a circle on the visible
+    face whose projection it matches, and the part's pixel box (left, top, right, bottom); None
+    without a part.
+
+    A hole's rim encloses everything seen through it (its wall, its floor, the background), so the
+    small regions the lines enclose are grouped, filled, and kept where their second moments are a
+    projected disc's: that gives the face, the centre and, from the moments' size, the diameter."""
+    from scipy import ndimage
+
+    part, through = part_and_see_through(picture)
+    inside = ndimage.binary_fill_holes(part | through)
+    if not inside.any() or inside.all():
+        return None
+    ys, xs = np.nonzero(inside)
+    frame = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    grey = np.asarray(picture.convert("L"), dtype=np.float32)
+    lines = (grey < DARK) & part
+    labels, count = ndimage.label(inside & ~lines)
+    if count == 0:
+        return [], frame
+    total = float(inside.sum())
+    areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
+    touching = np.unique(labels[ndimage.binary_dilation(~inside, iterations=3)])
+    small = [k + 1 for k, area in enumerate(areas) if area <= MAX_CIRCLE_SHARE * total]
+    pieces = np.isin(labels, np.setdiff1d(small, touching))
+    groups, n_groups = ndimage.label(ndimage.binary_dilation(pieces, iterations=2))
+    circles = []
+    for g, window in enumerate(ndimage.find_objects(groups), start=1):
+        region = ndimage.binary_fill_holes(ndimage.binary_dilation(pieces[window] & (groups[window] == g)))
+        ry, rx = np.nonzero(region)
+        if len(rx) < 12:
+            continue
+        moments = np.cov(np.stack([rx, ry]).astype(float))
+        trace = float(np.trace(moments))
+        face = min(_FACE_MOMENTS, key=lambda f: np.abs(moments / trace - _FACE_MOMENTS[f]).max())
+        radius = math.sqrt(3.0 * trace)  # a disc's projected moments have trace r^2 / 3
+        fill = len(rx) / (math.pi * radius * radius / math.sqrt(3.0))
+        if (np.abs(moments / trace - _FACE_MOMENTS[face]).max() > CIRCLE_SHAPE_TOL
+                or not CIRCLE_FILL[0] <= fill <= CIRCLE_FILL[1] or 2 * radius < MIN_CIRCLE_PX):
+            continue
+        circles.append(Circle(face, float(rx.mean() + window[1].start), float(ry.mean() + window[0].start),
+                              2 * radius))
+    return circles, frame
