@@ -144,6 +144,20 @@ def test_an_edit_adds_the_hole_the_picture_shows(pool):
     assert s.best is not start and "hole" in s.best.code and s.best.score > start.score + 0.02
 
 
+def test_an_l_plate_is_extruded_as_tall_as_its_ends_stand(pool):
+    """An L has no top corner at the back, so the whole outline reads it flat; the vertical edges at
+    its ends give its height, and that extrusion is among the hypotheses."""
+    from model_runtime.picture.envelope import hypotheses
+    from model_runtime.render import render
+
+    plate = ("import cadquery as cq\n\nresult = cq.Workplane('XY')"
+             ".polyline([(0, 0), (60, 0), (60, 40), (45, 40), (45, 12), (0, 12)]).close().extrude(8)\n")
+    found = {h.name: _sizes(pool.run(h.code)) for h in hypotheses(render(pool.run(plate).shape(), size=448))}
+    height = {name: sizes[0] / sizes[2] for name, sizes in found.items()}
+    assert height["extrude_z_sides"] == pytest.approx(8 / 60, rel=0.25)
+    assert height["extrude_z"] < 0.5 * 8 / 60
+
+
 BLOCK = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 30)\n"
 # a hole on each face the isometric camera sees, off centre: (face, local x, local y, diameter)
 DRILLED = [(">Z", 12, 6, 8), (">X", -8, 5, 7), ("<Y", -15, -4, 9)]

@@ -479,20 +479,24 @@ def hypotheses(picture: Image.Image) -> list[Hypothesis]:
         k = _normaliser([a, b, c_side])
         out.append(Hypothesis("box_sides", box_program(a * k, b * k, c_side * k),
                               _hull_fit(_box_corners(a, b, c_side), hull)))
-    for axis in ("X", "Y", "Z"):
-        for share, suffix in EXTRUDE_LENGTHS:
-            length = sizes[axis] * share
-            profile_mask = _erode_along(sil.mask, AXIS_DIRECTION[axis], length)
-            polygon = trace_outline(profile_mask)
-            if polygon is None or len(polygon) > 60:
-                continue
-            profile = _profile_on_plane(polygon, axis)
-            span = profile.max(axis=0) - profile.min(axis=0)
-            k = _normaliser([*span, length])
-            profile = (profile - profile.mean(axis=0)) * k
-            fit = _iou(profile_mask, sil.mask)  # how much of the silhouette the profile's face is
-            out.append(Hypothesis(f"extrude_{axis.lower()}{suffix}",
-                                  extrude_program(axis, profile, length * k), fit))
+    extrusions = [(axis, sizes[axis] * share, suffix) for axis in ("X", "Y", "Z")
+                  for share, suffix in EXTRUDE_LENGTHS]
+    if c_side > SIDE_DISAGREE * c and not symmetric:
+        # a plan that is no full rectangle (an L, a bar with round ends) has no top corner at the
+        # back: the outline reads it flat (a liftarm: 0.02 of its plan, truly 0.12), its ends do not
+        extrusions.append(("Z", c_side, "_sides"))
+    for axis, length, suffix in extrusions:
+        profile_mask = _erode_along(sil.mask, AXIS_DIRECTION[axis], length)
+        polygon = trace_outline(profile_mask)
+        if polygon is None or len(polygon) > 60:
+            continue
+        profile = _profile_on_plane(polygon, axis)
+        span = profile.max(axis=0) - profile.min(axis=0)
+        k = _normaliser([*span, length])
+        profile = (profile - profile.mean(axis=0)) * k
+        fit = _iou(profile_mask, sil.mask)  # how much of the silhouette the profile's face is
+        out.append(Hypothesis(f"extrude_{axis.lower()}{suffix}",
+                              extrude_program(axis, profile, length * k), fit))
     for fit, axis, d, length in sorted(round_axes, reverse=True)[:1]:
         profile = _revolve_profile(sil, axis, d, length)
         if profile is None:
