@@ -197,6 +197,31 @@ def test_the_circles_the_picture_draws_become_holes_where_it_draws_them(pool):
         assert pool.run(BLOCK + lines).n_faces == 7
 
 
+def test_holes_under_a_hub_are_placed_on_the_face_they_are_drawn_on(pool):
+    """A flange's bolt holes lie on the disc, far below the hub's top: each is placed where its line
+    of sight meets the disc, not on the part's top plane (which would shift them by the hub's height)."""
+    import re
+
+    from model_runtime.picture import edits
+    from model_runtime.picture.lines import drawn_circles
+    from model_runtime.render import render
+
+    flange = ("import cadquery as cq\n\nresult = cq.Workplane('XY').circle(40).extrude(8)"
+              ".faces('>Z').workplane().circle(15).extrude(25)\n")
+    bolts = [(30, 0), (0, 30), (-30, 0), (0, -30)]
+    drilled = flange + f"result = result.faces('<Z').workplane().pushPoints({bolts}).hole(8)\n"
+    drawn = drawn_circles(render(pool.run(drilled).shape(), size=448))
+
+    class Plain:
+        exec_result = pool.run(flange)
+
+    lines = dict(edits.drawn_holes(Plain, drawn))["drawn_holes_z"]
+    placed = [tuple(map(float, p)) for p in re.findall(r"\((-?[\d.]+), (-?[\d.]+)\)", lines)]
+    assert len(placed) == 4, lines
+    for x, y in placed:  # the face '<Z' workplane mirrors Y: compare without the sign
+        assert min(abs(abs(x) - abs(bx)) + abs(abs(y) - abs(by)) for bx, by in bolts) < 2.0, lines
+
+
 def test_plain_parts_draw_no_circles(pool):
     """A cylinder's top is an ellipse too, but the outline closes it: no hole is read there."""
     from model_runtime.picture.lines import drawn_circles

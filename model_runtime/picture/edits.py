@@ -56,9 +56,10 @@ def drawn_holes(best: Any, drawn: Any, known_diameter: float | None = None) -> l
     ``best`` where the picture shows them, at the picture's positions, on the face they lie on.
 
     Pixels become model units by matching the picture's part box with ``best``'s own projected
-    outline; a circle's centre then lies on the face's plane (the bounding box's side that way).
+    outline; a circle's centre is where the line of sight through it meets ``best`` on a face that
+    looks the circle's way (a flange's bolt holes under its hub), else on the bounding box's side.
     Each hole size gets a named diameter (fitted later); the positions stay as the picture puts them."""
-    from model_runtime.picture.envelope import SQ2, SQ6, project
+    from model_runtime.picture.envelope import project
     from model_runtime.picture.lines import VISIBLE_FACES
 
     circles, (x0, y0, x1, y1) = drawn
@@ -71,24 +72,13 @@ def drawn_holes(best: Any, drawn: Any, known_diameter: float | None = None) -> l
     (u0, v0), (u1, v1) = uv.min(axis=0), uv.max(axis=0)
     su, sv = (u1 - u0) / max(x1 - x0, 1), (v1 - v0) / max(y1 - y0, 1)
     low, high = dict(zip(AXES, b[:3], strict=True)), dict(zip(AXES, b[3:], strict=True))
+    sides = {"Z": high["Z"], "X": high["X"], "Y": low["Y"]}
     out = []
     for face, (a_axis, b_axis) in VISIBLE_FACES.items():
         found = []
         for c in (c for c in circles if c.face == face):
             u, v = u0 + (c.x + 0.5 - x0) * su, v0 + (c.y + 0.5 - y0) * sv
-            # u = (X + Y) / sqrt2, v = (X - Y - 2 Z) / sqrt6, on the face's plane
-            if face == "Z":
-                z = high["Z"]
-                x, y = (SQ2 * u + SQ6 * v + 2 * z) / 2, (SQ2 * u - SQ6 * v - 2 * z) / 2
-            elif face == "X":
-                x = high["X"]
-                y = SQ2 * u - x
-                z = (x - y - SQ6 * v) / 2
-            else:
-                y = low["Y"]
-                x = SQ2 * u - y
-                z = (x - y - SQ6 * v) / 2
-            point = {"X": x, "Y": y, "Z": z}
+            point = _seen_point(shape, u, v, face) or _on_plane(u, v, face, sides[face])
             if all(low[k] < point[k] < high[k] for k in (a_axis, b_axis)):
                 found.append(((point[a_axis], point[b_axis]), known_diameter or c.diameter * (su + sv) / 2))
         if not found:
@@ -112,6 +102,47 @@ def drawn_holes(best: Any, drawn: Any, known_diameter: float | None = None) -> l
                       f".pushPoints([{points}]).hole({name})\n")
         out.append((f"drawn_holes_{face.lower()}", lines))
     return out
+
+
+def _sight_line(u: float, v: float) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """A point and the direction towards the camera of the line of sight through (u, v): the
+    isometric projection is u = (X + Y) / sqrt2, v = (X - Y - 2 Z) / sqrt6, and (1, -1, 1) keeps both."""
+    from model_runtime.picture.envelope import SQ2, SQ6
+
+    return ((SQ2 * u + SQ6 * v) / 2, (SQ2 * u - SQ6 * v) / 2, 0.0), (1.0, -1.0, 1.0)
+
+
+_FACE_NORMALS = {"Z": (0.0, 0.0, 1.0), "X": (1.0, 0.0, 0.0), "Y": (0.0, -1.0, 0.0)}
+
+
+def _seen_point(shape: Any, u: float, v: float, face: str) -> dict[str, float] | None:
+    """The point of ``shape`` the camera sees at (u, v), when the face there looks ``face``'s way."""
+    import cadquery as cq
+    from OCP.BRepIntCurveSurface import BRepIntCurveSurface_Inter
+    from OCP.gp import gp_Dir, gp_Lin, gp_Pnt
+
+    origin, towards = _sight_line(u, v)
+    hits = BRepIntCurveSurface_Inter()
+    hits.Init(shape.wrapped, gp_Lin(gp_Pnt(*origin), gp_Dir(*towards)), 1e-7)
+    nearest = None
+    while hits.More():
+        if nearest is None or hits.W() > nearest[0]:
+            nearest = (hits.W(), hits.Pnt(), hits.Face())
+        hits.Next()
+    if nearest is None:
+        return None
+    at = cq.Vector(nearest[1].X(), nearest[1].Y(), nearest[1].Z())
+    if cq.Face(nearest[2]).normalAt(at).dot(cq.Vector(*_FACE_NORMALS[face])) < 0.99:
+        return None
+    return dict(zip(AXES, at.toTuple(), strict=True))
+
+
+def _on_plane(u: float, v: float, face: str, side: float) -> dict[str, float]:
+    """Where the line of sight through (u, v) crosses the plane ``face`` = ``side``."""
+    origin, towards = _sight_line(u, v)
+    k = "XYZ".index(face)
+    t = (side - origin[k]) / towards[k]
+    return {axis: origin[i] + t * towards[i] for i, axis in enumerate(AXES)}
 
 
 _FACE_WORDS = {"Z": "top face", "X": "right face", "Y": "front face"}
