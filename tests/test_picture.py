@@ -175,17 +175,17 @@ def test_the_circles_the_picture_draws_become_holes_where_it_draws_them(pool):
     import re
 
     from model_runtime.picture import edits
-    from model_runtime.picture.lines import drawn_circles
+    from model_runtime.picture.lines import drawn_features
     from model_runtime.render import render
 
     picture = render(pool.run(_drilled_block()).shape(), size=448)
-    drawn = drawn_circles(picture)
-    assert sorted(c.face for c in drawn[0]) == ["X", "Y", "Z"]
+    drawn = drawn_features(picture)
+    assert sorted(c.face for c in drawn.circles) == ["X", "Y", "Z"]
 
     class Plain:
         exec_result = pool.run(BLOCK)
 
-    found = dict(edits.drawn_holes(Plain, drawn))
+    found = dict(edits.drawn_edits(Plain, drawn))
     assert sorted(found) == ["drawn_holes_x", "drawn_holes_y", "drawn_holes_z"]
     for face, x, y, d in DRILLED:
         lines = found[f"drawn_holes_{'zxy'['>Z>X<Y'.index(face) // 2]}"]
@@ -203,34 +203,65 @@ def test_holes_under_a_hub_are_placed_on_the_face_they_are_drawn_on(pool):
     import re
 
     from model_runtime.picture import edits
-    from model_runtime.picture.lines import drawn_circles
+    from model_runtime.picture.lines import drawn_features
     from model_runtime.render import render
 
     flange = ("import cadquery as cq\n\nresult = cq.Workplane('XY').circle(40).extrude(8)"
               ".faces('>Z').workplane().circle(15).extrude(25)\n")
     bolts = [(30, 0), (0, 30), (-30, 0), (0, -30)]
     drilled = flange + f"result = result.faces('<Z').workplane().pushPoints({bolts}).hole(8)\n"
-    drawn = drawn_circles(render(pool.run(drilled).shape(), size=448))
+    drawn = drawn_features(render(pool.run(drilled).shape(), size=448))
 
     class Plain:
         exec_result = pool.run(flange)
 
-    lines = dict(edits.drawn_holes(Plain, drawn))["drawn_holes_z"]
+    lines = dict(edits.drawn_edits(Plain, drawn))["drawn_holes_z"]
     placed = [tuple(map(float, p)) for p in re.findall(r"\((-?[\d.]+), (-?[\d.]+)\)", lines)]
     assert len(placed) == 4, lines
     for x, y in placed:  # the face '<Z' workplane mirrors Y: compare without the sign
         assert min(abs(abs(x) - abs(bx)) + abs(abs(y) - abs(by)) for bx, by in bolts) < 2.0, lines
 
 
+def test_the_slots_the_picture_draws_are_cut_where_it_draws_them(pool):
+    """A slot along X and one along Y through a plate: each read from the drawing (a long region
+    that shows depth), and cut back at its own centre, direction and size."""
+    import re
+
+    from model_runtime.picture import edits
+    from model_runtime.picture.lines import drawn_features
+    from model_runtime.render import render
+
+    plate = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(80, 50, 6)\n"
+    slots = [(-15, 10, 30, 8, 0), (22, -8, 24, 6, 90)]
+    slotted = plate + "".join(f"result = result.faces('>Z').workplane(origin=(0, 0, 0)).center({x}, {y})"
+                              f".slot2D({length}, {width}, {angle}).cutThruAll()\n"
+                              for x, y, length, width, angle in slots)
+    drawing = drawn_features(render(pool.run(slotted).shape(), size=448))
+    assert len(drawing.slots) == 2 and drawing.circles == []
+
+    class Plain:
+        exec_result = pool.run(plate)
+
+    lines = dict(edits.drawn_edits(Plain, drawing))["drawn_slots_z"]
+    cuts = re.findall(r"pushPoints\(\[\((-?[\d.]+), (-?[\d.]+)\)\]\)\.slot2D\((\w+), (\w+), (\d+)\)", lines)
+    named = dict(re.findall(r"^(\w+) = ([\d.]+)$", lines, re.M))
+    read = sorted((float(x), float(y), float(named[length]), float(named[width]), int(angle))
+                  for x, y, length, width, angle in cuts)
+    for (x, y, length, width, angle), (rx, ry, rl, rw, ra) in zip(sorted(slots), read, strict=True):
+        assert (ra, abs(rx - x) < 2, abs(ry - y) < 2) == (angle, True, True), lines
+        assert rl == pytest.approx(length, rel=0.2) and rw == pytest.approx(width, rel=0.3), lines
+    assert pool.run(plate + lines).volume < pool.run(plate).volume
+
+
 def test_plain_parts_draw_no_circles(pool):
     """A cylinder's top is an ellipse too, but the outline closes it: no hole is read there."""
-    from model_runtime.picture.lines import drawn_circles
+    from model_runtime.picture.lines import drawn_features
     from model_runtime.render import render
 
     disc = "import cadquery as cq\n\nresult = cq.Workplane('XY').circle(20).extrude(15)\n"
     plate = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6).edges('|Z').fillet(5)\n"
     for code in (BLOCK, disc, plate):
-        assert drawn_circles(render(pool.run(code).shape(), size=448))[0] == [], code
+        assert drawn_features(render(pool.run(code).shape(), size=448)).circles == [], code
 
 
 def test_the_search_drills_the_drawn_holes_into_the_plain_envelope(pool):

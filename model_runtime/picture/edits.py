@@ -14,6 +14,7 @@ count, a diameter) picks the edits and their sizes first.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,8 @@ NEAR_MISS = 0.03
 NEAR_MISSES = 2
 NEAR_MISS_FIT = 6
 # edits also tried on the plain envelopes
-STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts", "drawn_holes_z", "drawn_holes_x", "drawn_holes_y")
+STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts",
+              *(f"drawn_{what}_{face}" for what in ("holes", "slots") for face in "zxy"))
 SAME_HOLE = 1.3  # drawn circles whose diameters differ by less than this factor are one hole size
 
 
@@ -51,57 +53,98 @@ def open_top_edit(best: Any, wall_share: float) -> tuple[str, str]:
             f"wall_thickness = {_fmt(wall)}\nresult = result.faces(\">Z\").shell(-wall_thickness)\n")
 
 
-def drawn_holes(best: Any, drawn: Any, known_diameter: float | None = None) -> list[tuple[str, str]]:
-    """One edit per visible face with circles drawn on it (``lines.drawn_circles``): holes through
-    ``best`` where the picture shows them, at the picture's positions, on the face they lie on.
+def drawn_edits(best: Any, drawing: Any, known_diameter: float | None = None) -> list[tuple[str, str]]:
+    """The edits the picture's drawing asks for (``lines.drawn_features``): per visible face, holes
+    where it draws circles and slots where it draws slots, at the picture's positions, through ``best``.
 
     Pixels become model units by matching the picture's part box with ``best``'s own projected
-    outline; a circle's centre is where the line of sight through it meets ``best`` on a face that
-    looks the circle's way (a flange's bolt holes under its hub), else on the bounding box's side.
-    Each hole size gets a named diameter (fitted later); the positions stay as the picture puts them."""
+    outline; a feature's centre is where the line of sight through it meets ``best`` on a face that
+    looks the feature's way (a flange's bolt holes under its hub), else on the bounding box's side.
+    Each size gets named numbers (fitted later); the positions stay as the picture puts them."""
     from model_runtime.picture.envelope import project
     from model_runtime.picture.lines import VISIBLE_FACES
 
-    circles, (x0, y0, x1, y1) = drawn
-    if not circles:
+    if drawing is None or not (drawing.circles or drawing.slots):
         return []
     shape = best.exec_result.shape()
     b = best.exec_result.bbox
     vertices, _ = shape.tessellate(0.005 * max(_sizes(best.exec_result)))
     uv = project(np.array([v.toTuple() for v in vertices]))
     (u0, v0), (u1, v1) = uv.min(axis=0), uv.max(axis=0)
+    x0, y0, x1, y1 = drawing.frame
     su, sv = (u1 - u0) / max(x1 - x0, 1), (v1 - v0) / max(y1 - y0, 1)
+    scale = (su + sv) / 2
     low, high = dict(zip(AXES, b[:3], strict=True)), dict(zip(AXES, b[3:], strict=True))
     sides = {"Z": high["Z"], "X": high["X"], "Y": low["Y"]}
+
+    def placed(feature: Any) -> tuple[float, float] | None:
+        """The feature's centre in its face's workplane coordinates, None off the part."""
+        u, v = u0 + (feature.x + 0.5 - x0) * su, v0 + (feature.y + 0.5 - y0) * sv
+        point = _seen_point(shape, u, v, feature.face) or _on_plane(u, v, feature.face, sides[feature.face])
+        axes = VISIBLE_FACES[feature.face]
+        if all(low[k] < point[k] < high[k] for k in axes):
+            return point[axes[0]], point[axes[1]]
+        return None
+
     out = []
-    for face, (a_axis, b_axis) in VISIBLE_FACES.items():
-        found = []
-        for c in (c for c in circles if c.face == face):
-            u, v = u0 + (c.x + 0.5 - x0) * su, v0 + (c.y + 0.5 - y0) * sv
-            point = _seen_point(shape, u, v, face) or _on_plane(u, v, face, sides[face])
-            if all(low[k] < point[k] < high[k] for k in (a_axis, b_axis)):
-                found.append(((point[a_axis], point[b_axis]), known_diameter or c.diameter * (su + sv) / 2))
-        if not found:
-            continue
-        lines = f"\n# edit: the holes the picture shows on the {_FACE_WORDS[face]}\n"
-        sizes: list[list] = []
-        for hole in sorted(found, key=lambda h: (h[1], h[0][1], h[0][0])):
-            if sizes and hole[1] < SAME_HOLE * sizes[-1][0][1]:
-                sizes[-1].append(hole)
-            else:
-                sizes.append([hole])
-        for k, group in enumerate(sizes):
-            name = "hole_diameter" if k == 0 else f"hole_diameter_{k + 1}"
-            diameter = float(np.median([h[1] for h in group]))
-            ordered = sorted(group, key=lambda h: h[0][::-1])  # row by row
-            points = ", ".join(f"({_fmt(p[0])}, {_fmt(p[1])})" for p, _ in ordered)
-            # the model origin projected onto the face: the points are the model's own coordinates
-            lines += (f"{name} = {_fmt(diameter)}\n"
-                      f'result = result.faces("{_FACE_SELECTORS[face]}")'
-                      '.workplane(centerOption="ProjectedOrigin", origin=(0, 0, 0))'
-                      f".pushPoints([{points}]).hole({name})\n")
-        out.append((f"drawn_holes_{face.lower()}", lines))
+    for face in VISIBLE_FACES:
+        holes = [(at, known_diameter or c.diameter * scale)
+                 for c in drawing.circles if c.face == face and (at := placed(c)) is not None]
+        if holes:
+            out.append((f"drawn_holes_{face.lower()}", _holes_lines(face, holes)))
+        slots = [(at, s.length * scale, s.width * scale, s.along)
+                 for s in drawing.slots if s.face == face and (at := placed(s)) is not None]
+        if slots:
+            out.append((f"drawn_slots_{face.lower()}", _slots_lines(face, slots)))
     return out
+
+
+def _on_face(face: str) -> str:
+    # the model origin projected onto the face: points are in the model's own coordinates
+    return (f'result = result.faces("{_FACE_SELECTORS[face]}")'
+            '.workplane(centerOption="ProjectedOrigin", origin=(0, 0, 0))')
+
+
+def _points(placed: list[tuple[float, float]]) -> str:
+    """The centres row by row, as CadQuery's pushPoints takes them."""
+    return ", ".join(f"({_fmt(x)}, {_fmt(y)})" for x, y in sorted(placed, key=lambda p: p[::-1]))
+
+
+def _size_groups(items: list, size: Callable[[Any], float]) -> list[list]:
+    """``items`` grouped by size: within a group each is under ``SAME_HOLE`` times the smallest."""
+    groups: list[list] = []
+    for item in sorted(items, key=size):
+        if groups and size(item) < SAME_HOLE * size(groups[-1][0]):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    return groups
+
+
+def _suffix(k: int) -> str:
+    return "" if k == 0 else f"_{k + 1}"
+
+
+def _holes_lines(face: str, holes: list[tuple[tuple[float, float], float]]) -> str:
+    lines = f"\n# edit: the holes the picture shows on the {_FACE_WORDS[face]}\n"
+    for k, group in enumerate(_size_groups(holes, lambda h: h[1])):
+        name = "hole_diameter" + _suffix(k)
+        lines += (f"{name} = {_fmt(float(np.median([h[1] for h in group])))}\n"
+                  f"{_on_face(face)}.pushPoints([{_points([h[0] for h in group])}]).hole({name})\n")
+    return lines
+
+
+def _slots_lines(face: str, slots: list[tuple[tuple[float, float], float, float, int]]) -> str:
+    lines = f"\n# edit: the slots the picture shows on the {_FACE_WORDS[face]}\n"
+    groups = [g for along in (0, 90)
+              for g in _size_groups([s for s in slots if s[3] == along], lambda s: s[1])]
+    for k, group in enumerate(groups):
+        length, width = "slot_length" + _suffix(k), "slot_width" + _suffix(k)
+        lines += (f"{length} = {_fmt(float(np.median([s[1] for s in group])))}\n"
+                  f"{width} = {_fmt(float(np.median([s[2] for s in group])))}\n"
+                  f"{_on_face(face)}.pushPoints([{_points([s[0] for s in group])}])"
+                  f".slot2D({length}, {width}, {group[0][3]}).cutThruAll()\n")
+    return lines
 
 
 def _sight_line(u: float, v: float) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
@@ -150,9 +193,9 @@ _FACE_SELECTORS = {"Z": ">Z", "X": ">X", "Y": "<Y"}
 
 
 def candidates(best: Any, constraints: Any = None, round_part: bool = False,
-               drawn: Any = None) -> list[tuple[str, str]]:
+               drawing: Any = None) -> list[tuple[str, str]]:
     """(name, lines to append) for the edits worth trying on ``best`` (a search ``Scored``);
-    ``drawn``: the circles the picture draws (``lines.drawn_circles``), tried first as holes."""
+    ``drawing``: the circles and slots the picture draws (``lines.drawn_features``), tried first."""
     sizes = _sizes(best.exec_result)
     thin = min(range(3), key=lambda i: sizes[i])
     long = max(range(3), key=lambda i: sizes[i])
@@ -241,8 +284,7 @@ def candidates(best: Any, constraints: Any = None, round_part: bool = False,
         + f"result = result.edges(\"|{AXES[thin]}\").fillet(edge_radius)\n",
     )
     lines = _line_edits(sizes, thin, long, header)
-    if drawn is not None:
-        out += drawn_holes(best, drawn, known_d)
+    out += drawn_edits(best, drawing, known_d)
     if count == 1:
         out.append(centre_hole)
     elif count == 2:
@@ -304,11 +346,11 @@ def _line_edits(
 def improve(search: Any, picture: Any, constraints: Any = None) -> None:
     """Try the edits on the search's best; fit the sizes of one that helps; repeat while it pays."""
     from model_runtime.picture.envelope import ROUND_FIT, roundness
-    from model_runtime.picture.lines import drawn_circles, open_top
+    from model_runtime.picture.lines import drawn_features, open_top
     from model_runtime.picture.search import FIT_ENVELOPES
 
     round_part = max(roundness(picture).values(), default=0.0) >= ROUND_FIT
-    drawn = drawn_circles(picture)
+    drawing = drawn_features(picture)
     _drop_hidden_features(search)
     wall_share = open_top(picture)
     tried: set[str] = set()
@@ -316,13 +358,13 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
         best = search.best
         if best is None or search.out_of_budget():
             return
-        edits = _ordered(candidates(best, constraints, round_part, drawn), _line_evidence(search, best))
+        edits = _ordered(candidates(best, constraints, round_part, drawing), _line_evidence(search, best))
         options = [(best, name, lines) for name, lines in edits if name not in tried]
         # what changes the part's make-up is tried on the plain envelopes too: a model's program may
         # have no single top face, or be further from the part than the envelope it outscored
         envelopes = [p for p in _plain_envelopes(search.items) if p is not best]
         options += [(base, name, lines) for base in envelopes
-                    for name, lines in candidates(base, constraints, round_part, drawn)
+                    for name, lines in candidates(base, constraints, round_part, drawing)
                     if name in STRUCTURAL and name not in tried]
         if wall_share is not None and "open_top" not in tried:
             options = [(base, *open_top_edit(base, wall_share)) for base in [best, *envelopes]] + options

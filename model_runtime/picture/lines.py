@@ -89,6 +89,10 @@ CIRCLE_SHAPE_TOL = 0.08  # how far a region's second moments may stray from a dr
 CIRCLE_FILL = (0.8, 1.25)  # its area over the area of the ellipse its moments describe
 MIN_CIRCLE_PX = 6.0  # narrower rims are specks and text
 MAX_CIRCLE_SHARE = 0.3  # a hole region above this share of the part's area is a face, not a hole
+SLOT_FILL = (0.8, 1.05)  # a slot's area over its length times width, on its face's plane
+SLOT_SQUARE_DEG = 6.0  # a slot runs along one of its face's axes, to within this
+MIN_SLOT_RATIO = 2.0  # length over width: rounder regions are holes or pockets
+MIN_SLOT_PX = 6.0  # narrower "slots" are lines drawn close together (a lip, a thin face)
 
 
 @dataclass(frozen=True)
@@ -101,28 +105,57 @@ class Circle:
     diameter: float
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A slot drawn on a visible face: centre in pixels, length and width in pixels on the face's own
+    plane, ``along`` 0 or 90 (degrees from the face's first axis)."""
+
+    face: str
+    x: float
+    y: float
+    length: float
+    width: float
+    along: int
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What the edge lines enclose inside the part, and the part's pixel box (left, top, right, bottom)."""
+
+    circles: list[Circle]
+    slots: list[Slot]
+    frame: tuple[int, int, int, int]
+
+
+def _face_projections() -> dict[str, np.ndarray]:
+    """Each visible face's 2x2 projection: its two axes' image directions (pixels per model unit)."""
+    return {face: np.stack([AXIS_DIRECTION[a], AXIS_DIRECTION[b]], axis=1)
+            for face, (a, b) in VISIBLE_FACES.items()}
+
+
 def _face_moments() -> dict[str, np.ndarray]:
     """Each visible face's drawn circle as second moments of unit trace: a disc's moments projected
     along the face's two axes (all three have the same trace, 4/3 r^2/4, under the isometric camera)."""
     out = {}
-    for face, (a, b) in VISIBLE_FACES.items():
-        p = np.stack([AXIS_DIRECTION[a], AXIS_DIRECTION[b]], axis=1)
+    for face, p in _FACE_PROJECTIONS.items():
         m = p @ p.T
         out[face] = m / np.trace(m)
     return out
 
 
+_FACE_PROJECTIONS = _face_projections()
 _FACE_MOMENTS = _face_moments()
 
 
-def drawn_circles(picture: Image.Image) -> tuple[list[Circle], tuple[int, int, int, int]] | None:
-    """The closed ellipses the edge lines draw inside the part, each read as a circle on the visible
-    face whose projection it matches, and the part's pixel box (left, top, right, bottom); None
-    without a part.
+def drawn_features(picture: Image.Image) -> Drawing | None:
+    """The closed circles and slots the edge lines draw inside the part, each on the visible face
+    whose projection it matches; None without a part.
 
     A hole's rim encloses everything seen through it (its wall, its floor, the background), so the
-    small regions the lines enclose are grouped, filled, and kept where their second moments are a
-    projected disc's: that gives the face, the centre and, from the moments' size, the diameter."""
+    small regions the lines enclose are grouped and filled. A group whose second moments are a
+    projected disc's is a circle: that gives its face, centre and, from the moments' size, its
+    diameter. Another is a slot where, mapped back onto one face's plane, it is a long rectangle along
+    one of that face's axes, and it shows depth (two regions, or the background through it)."""
     from scipy import ndimage
 
     part, through = part_and_see_through(picture)
@@ -135,27 +168,63 @@ def drawn_circles(picture: Image.Image) -> tuple[list[Circle], tuple[int, int, i
     lines = (grey < DARK) & part
     labels, count = ndimage.label(inside & ~lines)
     if count == 0:
-        return [], frame
+        return Drawing([], [], frame)
     total = float(inside.sum())
     areas = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
     touching = np.unique(labels[ndimage.binary_dilation(~inside, iterations=3)])
     small = [k + 1 for k, area in enumerate(areas) if area <= MAX_CIRCLE_SHARE * total]
     pieces = np.isin(labels, np.setdiff1d(small, touching))
-    groups, n_groups = ndimage.label(ndimage.binary_dilation(pieces, iterations=2))
-    circles = []
+    groups, _ = ndimage.label(ndimage.binary_dilation(pieces, iterations=2))
+    circles, slots = [], []
     for g, window in enumerate(ndimage.find_objects(groups), start=1):
         region = ndimage.binary_fill_holes(ndimage.binary_dilation(pieces[window] & (groups[window] == g)))
         ry, rx = np.nonzero(region)
         if len(rx) < 12:
             continue
-        moments = np.cov(np.stack([rx, ry]).astype(float))
-        trace = float(np.trace(moments))
-        face = min(_FACE_MOMENTS, key=lambda f: np.abs(moments / trace - _FACE_MOMENTS[f]).max())
-        radius = math.sqrt(3.0 * trace)  # a disc's projected moments have trace r^2 / 3
-        fill = len(rx) / (math.pi * radius * radius / math.sqrt(3.0))
-        if (np.abs(moments / trace - _FACE_MOMENTS[face]).max() > CIRCLE_SHAPE_TOL
-                or not CIRCLE_FILL[0] <= fill <= CIRCLE_FILL[1] or 2 * radius < MIN_CIRCLE_PX):
+        x, y = float(rx.mean() + window[1].start), float(ry.mean() + window[0].start)
+        offsets = np.stack([rx, ry]).astype(float)
+        circle = _as_circle(offsets)
+        if circle is not None:
+            circles.append(Circle(circle[0], x, y, circle[1]))
             continue
-        circles.append(Circle(face, float(rx.mean() + window[1].start), float(ry.mean() + window[0].start),
-                              2 * radius))
-    return circles, frame
+        # a slot shows its wall and what lies beyond it (a floor, the background); a face of the part
+        # that looks like a strip (a hexagon's side, a channel's lip) is one region of one colour
+        own = pieces[window] & (groups[window] == g)
+        shows_depth = len(np.unique(labels[window][own])) >= 2 or bool(through[window][own].any())
+        slot = _as_slot(offsets) if shows_depth else None
+        if slot is not None:
+            slots.append(Slot(slot[0], x, y, *slot[1:]))
+    return Drawing(circles, slots, frame)
+
+
+def _as_circle(pixels: np.ndarray) -> tuple[str, float] | None:
+    """(face, diameter px) when the filled region ``pixels`` (2 x n) is a circle drawn on a face."""
+    moments = np.cov(pixels)
+    trace = float(np.trace(moments))
+    face = min(_FACE_MOMENTS, key=lambda f: np.abs(moments / trace - _FACE_MOMENTS[f]).max())
+    radius = math.sqrt(3.0 * trace)  # a disc's projected moments have trace r^2 / 3
+    fill = pixels.shape[1] / (math.pi * radius * radius / math.sqrt(3.0))
+    if (np.abs(moments / trace - _FACE_MOMENTS[face]).max() > CIRCLE_SHAPE_TOL
+            or not CIRCLE_FILL[0] <= fill <= CIRCLE_FILL[1] or 2 * radius < MIN_CIRCLE_PX):
+        return None
+    return face, 2 * radius
+
+
+def _as_slot(pixels: np.ndarray) -> tuple[str, float, float, int] | None:
+    """(face, length px, width px, along) when the filled region ``pixels`` (2 x n), mapped back onto
+    a face's plane, is a long rectangle (or a stadium) running along one of the face's axes."""
+    found = []
+    for face, projection in _FACE_PROJECTIONS.items():
+        inverse = np.linalg.inv(projection)
+        values, vectors = np.linalg.eigh(inverse @ np.cov(pixels) @ inverse.T)
+        width, length = (math.sqrt(12.0 * max(v, 0.0)) for v in values)  # a rectangle's moments
+        angle = math.degrees(math.atan2(vectors[1, 1], vectors[0, 1])) % 180.0
+        along = min((0, 90, 180), key=lambda a: abs(angle - a))
+        fill = pixels.shape[1] * abs(np.linalg.det(inverse)) / max(length * width, 1e-9)
+        if (abs(angle - along) <= SLOT_SQUARE_DEG and SLOT_FILL[0] <= fill <= SLOT_FILL[1]
+                and length >= MIN_SLOT_RATIO * width and width >= MIN_SLOT_PX):
+            found.append((abs(angle - along), face, length, width, along % 180))
+    if not found:
+        return None
+    _, face, length, width, along = min(found)
+    return face, length, width, along
