@@ -186,9 +186,9 @@ def test_the_circles_the_picture_draws_become_holes_where_it_draws_them(pool):
         exec_result = pool.run(BLOCK)
 
     found = dict(edits.drawn_edits(Plain, drawn))
-    assert sorted(found) == ["drawn_holes_x", "drawn_holes_y", "drawn_holes_z"]
+    assert sorted(found) == ["drawn_x", "drawn_y", "drawn_z"]
     for face, x, y, d in DRILLED:
-        lines = found[f"drawn_holes_{'zxy'['>Z>X<Y'.index(face) // 2]}"]
+        lines = found[f"drawn_{'zxy'['>Z>X<Y'.index(face) // 2]}"]
         assert f'faces("{face}")' in lines
         (px, py), = [tuple(map(float, p)) for p in re.findall(r"\((-?[\d.]+), (-?[\d.]+)\)", lines)]
         diameter = float(re.search(r"hole_diameter = ([\d.]+)", lines).group(1))
@@ -215,7 +215,7 @@ def test_holes_under_a_hub_are_placed_on_the_face_they_are_drawn_on(pool):
     class Plain:
         exec_result = pool.run(flange)
 
-    lines = dict(edits.drawn_edits(Plain, drawn))["drawn_holes_z"]
+    lines = dict(edits.drawn_edits(Plain, drawn))["drawn_z"]
     placed = [tuple(map(float, p)) for p in re.findall(r"\((-?[\d.]+), (-?[\d.]+)\)", lines)]
     assert len(placed) == 4, lines
     for x, y in placed:  # the face '<Z' workplane mirrors Y: compare without the sign
@@ -242,7 +242,7 @@ def test_the_slots_the_picture_draws_are_cut_where_it_draws_them(pool):
     class Plain:
         exec_result = pool.run(plate)
 
-    lines = dict(edits.drawn_edits(Plain, drawing))["drawn_slots_z"]
+    lines = dict(edits.drawn_edits(Plain, drawing))["drawn_z"]
     cuts = re.findall(r"pushPoints\(\[\((-?[\d.]+), (-?[\d.]+)\)\]\)\.slot2D\((\w+), (\w+), (\d+)\)", lines)
     named = dict(re.findall(r"^(\w+) = ([\d.]+)$", lines, re.M))
     read = sorted((float(x), float(y), float(named[length]), float(named[width]), int(angle))
@@ -277,7 +277,7 @@ def test_the_search_drills_the_drawn_holes_into_the_plain_envelope(pool):
     seeds = [(plain, "model:0", pool.run(plain))]
     found = search(picture, Silhouette.of(picture), seeds, pool.run, lambda shape: render(shape, size=128),
                    Budget(evaluations=30), workers=2)
-    assert "drawn_holes_z" in found.best.source, found.steps
+    assert "drawn_z" in found.best.source, found.steps
     assert found.best.exec_result.n_faces == 10
     answer, true = found.best.exec_result.shape(), pool.run(truth).shape()
     assert iou(answer, true) > iou(pool.run(plain).shape(), true) + 0.01

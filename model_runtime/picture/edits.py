@@ -30,8 +30,7 @@ NEAR_MISS = 0.03
 NEAR_MISSES = 2
 NEAR_MISS_FIT = 6
 # edits also tried on the plain envelopes
-STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts",
-              *(f"drawn_{what}_{face}" for what in ("holes", "slots") for face in "zxy"))
+STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts", "drawn_z", "drawn_x", "drawn_y")
 SAME_HOLE = 1.3  # drawn circles whose diameters differ by less than this factor are one hole size
 
 
@@ -87,15 +86,14 @@ def drawn_edits(best: Any, drawing: Any, known_diameter: float | None = None) ->
         return None
 
     out = []
-    for face in VISIBLE_FACES:
+    for face in VISIBLE_FACES:  # one edit a face: what one drawing shows is judged together
         holes = [(at, known_diameter or c.diameter * scale)
                  for c in drawing.circles if c.face == face and (at := placed(c)) is not None]
-        if holes:
-            out.append((f"drawn_holes_{face.lower()}", _holes_lines(face, holes)))
         slots = [(at, s.length * scale, s.width * scale, s.along)
                  for s in drawing.slots if s.face == face and (at := placed(s)) is not None]
-        if slots:
-            out.append((f"drawn_slots_{face.lower()}", _slots_lines(face, slots)))
+        if holes or slots:
+            lines = _holes_lines(face, holes) if holes else ""
+            out.append((f"drawn_{face.lower()}", lines + (_slots_lines(face, slots) if slots else "")))
     return out
 
 
