@@ -479,6 +479,12 @@ def test_a_profile_needs_the_profile_margin_and_an_edited_profile_only_the_edit_
     assert choose([model, profile, hub]) is hub  # the edit's gain lies inside the outline
     small = item("envelope:extrude_z+centre_hole", 0.78 + EDIT_MARGIN / 2)
     assert choose([model, profile, small]) is model
+    # an edited envelope is no runner-up the profile must beat by the margin: only a model's program
+    # or a plain envelope is (a box with drawn holes, close under a hinge's profile, took its place)
+    weak = item("model:0", 0.5)
+    boxed = item("envelope:box+drawn_z", 0.78)
+    assert choose([weak, profile, boxed]) is profile
+    assert choose([weak, profile, boxed, item("envelope:box", 0.78)]).source == "envelope:box"
 
 
 def test_an_edit_that_comes_close_is_judged_at_its_fitted_size(pool):
