@@ -173,7 +173,11 @@ def _seen_point(shape: Any, u: float, v: float, face: str) -> dict[str, float] |
     if nearest is None:
         return None
     at = cq.Vector(nearest[1].X(), nearest[1].Y(), nearest[1].Z())
-    if cq.Face(nearest[2]).normalAt(at).dot(cq.Vector(*_FACE_NORMALS[face])) < 0.99:
+    try:
+        normal = cq.Face(nearest[2]).normalAt(at)
+    except Exception:  # noqa: BLE001 - OCC cannot evaluate a degenerate face there: use the plane
+        return None
+    if normal.dot(cq.Vector(*_FACE_NORMALS[face])) < 0.99:
         return None
     return dict(zip(AXES, at.toTuple(), strict=True))
 
