@@ -253,6 +253,31 @@ def test_the_slots_the_picture_draws_are_cut_where_it_draws_them(pool):
     assert pool.run(plate + lines).volume < pool.run(plate).volume
 
 
+def test_a_square_window_and_a_pocket_are_read_as_rectangles_not_holes(pool):
+    """A square window's moments are a disc's: its corners (it fills its box on the face's plane) make
+    it a rectangle, cut through since the backdrop shows through it; a pocket with a floor is cut blind."""
+    from model_runtime.picture import edits
+    from model_runtime.picture.lines import drawn_features
+    from model_runtime.render import render
+
+    plate = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(80, 50, 10)\n"
+    top = "result = result.faces('>Z').workplane(origin=(0, 0, 0))"
+    cut = (plate + f"{top}.center(-20, 0).rect(16, 16).cutThruAll()\n"
+           f"{top}.center(15, 10).rect(24, 12).cutBlind(-4)\n")
+    drawing = drawn_features(render(pool.run(cut).shape(), size=448))
+    assert drawing.circles == []
+    kinds = sorted((s.rounded, s.through, s.along) for s in drawing.slots)
+    assert kinds == [(False, False, 0), (False, True, 0)], drawing.slots
+
+    class Plain:
+        exec_result = pool.run(plate)
+
+    lines = dict(edits.drawn_edits(Plain, drawing))["drawn_z"]
+    assert "rect(window_length, window_width).cutThruAll()" in lines
+    assert "rect(pocket_length, pocket_width).cutBlind(-pocket_depth)" in lines
+    assert pool.run(plate + lines).n_faces == pool.run(cut).n_faces
+
+
 def test_plain_parts_draw_no_circles(pool):
     """A cylinder's top is an ellipse too, but the outline closes it: no hole is read there."""
     from model_runtime.picture.lines import drawn_features

@@ -32,6 +32,7 @@ NEAR_MISS_FIT = 6
 # edits also tried on the plain envelopes
 STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts", "drawn_z", "drawn_x", "drawn_y")
 SAME_HOLE = 1.3  # drawn circles whose diameters differ by less than this factor are one hole size
+POCKET_DEPTH = 0.3  # a drawn pocket's first depth, as a share of the part along the face's normal (fitted)
 
 
 def _fmt(value: float) -> str:
@@ -89,11 +90,12 @@ def drawn_edits(best: Any, drawing: Any, known_diameter: float | None = None) ->
     for face in VISIBLE_FACES:  # one edit a face: what one drawing shows is judged together
         holes = [(at, known_diameter or c.diameter * scale)
                  for c in drawing.circles if c.face == face and (at := placed(c)) is not None]
-        slots = [(at, s.length * scale, s.width * scale, s.along)
+        slots = [(at, s.length * scale, s.width * scale, s.along, s.rounded, s.through)
                  for s in drawing.slots if s.face == face and (at := placed(s)) is not None]
         if holes or slots:
             lines = _holes_lines(face, holes) if holes else ""
-            out.append((f"drawn_{face.lower()}", lines + (_slots_lines(face, slots) if slots else "")))
+            depth = POCKET_DEPTH * (high[face] - low[face])
+            out.append((f"drawn_{face.lower()}", lines + (_slots_lines(face, slots, depth) if slots else "")))
     return out
 
 
@@ -132,16 +134,27 @@ def _holes_lines(face: str, holes: list[tuple[tuple[float, float], float]]) -> s
     return lines
 
 
-def _slots_lines(face: str, slots: list[tuple[tuple[float, float], float, float, int]]) -> str:
-    lines = f"\n# edit: the slots the picture shows on the {_FACE_WORDS[face]}\n"
-    groups = [g for along in (0, 90)
-              for g in _size_groups([s for s in slots if s[3] == along], lambda s: s[1])]
-    for k, group in enumerate(groups):
-        length, width = "slot_length" + _suffix(k), "slot_width" + _suffix(k)
-        lines += (f"{length} = {_fmt(float(np.median([s[1] for s in group])))}\n"
-                  f"{width} = {_fmt(float(np.median([s[2] for s in group])))}\n"
-                  f"{_on_face(face)}.pushPoints([{_points([s[0] for s in group])}])"
-                  f".slot2D({length}, {width}, {group[0][3]}).cutThruAll()\n")
+def _slots_lines(face: str, slots: list[tuple], depth: float) -> str:
+    """Slots cut through, windows (square ends, the backdrop seen through them) cut through, pockets
+    (square ends, a floor) cut ``depth`` deep: each kind and size with its named numbers."""
+    lines = f"\n# edit: the slots and pockets the picture shows on the {_FACE_WORDS[face]}\n"
+    kinds = (("slot", True, None), ("window", False, True), ("pocket", False, False))
+    for kind, rounded, through in kinds:
+        mine = [s for s in slots if s[4] == rounded and (through is None or s[5] == through)]
+        groups = [g for along in (0, 90)
+                  for g in _size_groups([s for s in mine if s[3] == along], lambda s: s[1])]
+        for k, group in enumerate(groups):
+            length, width = f"{kind}_length{_suffix(k)}", f"{kind}_width{_suffix(k)}"
+            lines += (f"{length} = {_fmt(float(np.median([s[1] for s in group])))}\n"
+                      f"{width} = {_fmt(float(np.median([s[2] for s in group])))}\n")
+            sketch = (f".slot2D({length}, {width}, {group[0][3]})" if rounded
+                      else f".rect({length}, {width})" if group[0][3] == 0 else f".rect({width}, {length})")
+            cut = ".cutThruAll()"
+            if kind == "pocket":
+                name = "pocket_depth" + _suffix(k)
+                lines += f"{name} = {_fmt(depth)}\n"
+                cut = f".cutBlind(-{name})"
+            lines += f"{_on_face(face)}.pushPoints([{_points([s[0] for s in group])}]){sketch}{cut}\n"
     return lines
 
 

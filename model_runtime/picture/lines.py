@@ -89,7 +89,10 @@ CIRCLE_SHAPE_TOL = 0.08  # how far a region's second moments may stray from a dr
 CIRCLE_FILL = (0.8, 1.25)  # its area over the area of the ellipse its moments describe
 MIN_CIRCLE_PX = 6.0  # narrower rims are specks and text
 MAX_CIRCLE_SHARE = 0.3  # a hole region above this share of the part's area is a face, not a hole
-SLOT_FILL = (0.8, 1.05)  # a slot's area over its length times width, on its face's plane
+SLOT_FILL = (0.8, 1.05)  # a slot's area over the rectangle its moments describe, on its face's plane
+SQUARE_ENDS = 0.94  # share of its box on the face's plane that a rectangle fills (a slot's ends do not)
+# ... and that a circle fills at most (pi / 4, blurred): a square pocket's moments are a disc's
+ROUND_BOX = 0.88
 SLOT_SQUARE_DEG = 6.0  # a slot runs along one of its face's axes, to within this
 MIN_SLOT_RATIO = 2.0  # length over width: rounder regions are holes or pockets
 MIN_SLOT_PX = 6.0  # narrower "slots" are lines drawn close together (a lip, a thin face)
@@ -107,8 +110,9 @@ class Circle:
 
 @dataclass(frozen=True)
 class Slot:
-    """A slot drawn on a visible face: centre in pixels, length and width in pixels on the face's own
-    plane, ``along`` 0 or 90 (degrees from the face's first axis)."""
+    """A slot (``rounded`` ends) or a rectangular pocket or window drawn on a visible face: centre in
+    pixels, length and width in pixels on the face's own plane, ``along`` 0 or 90 (degrees from the
+    face's first axis); ``through`` when the backdrop shows through it."""
 
     face: str
     x: float
@@ -116,6 +120,8 @@ class Slot:
     length: float
     width: float
     along: int
+    rounded: bool = True
+    through: bool = False
 
 
 @dataclass(frozen=True)
@@ -193,7 +199,7 @@ def drawn_features(picture: Image.Image) -> Drawing | None:
         shows_depth = len(np.unique(labels[window][own])) >= 2 or bool(through[window][own].any())
         slot = _as_slot(offsets) if shows_depth else None
         if slot is not None:
-            slots.append(Slot(slot[0], x, y, *slot[1:]))
+            slots.append(Slot(slot[0], x, y, *slot[1:], through=bool(through[window][own].any())))
     return Drawing(circles, slots, frame)
 
 
@@ -205,26 +211,44 @@ def _as_circle(pixels: np.ndarray) -> tuple[str, float] | None:
     radius = math.sqrt(3.0 * trace)  # a disc's projected moments have trace r^2 / 3
     fill = pixels.shape[1] / (math.pi * radius * radius / math.sqrt(3.0))
     if (np.abs(moments / trace - _FACE_MOMENTS[face]).max() > CIRCLE_SHAPE_TOL
-            or not CIRCLE_FILL[0] <= fill <= CIRCLE_FILL[1] or 2 * radius < MIN_CIRCLE_PX):
+            or not CIRCLE_FILL[0] <= fill <= CIRCLE_FILL[1] or 2 * radius < MIN_CIRCLE_PX
+            or _boxed(pixels, face)[0] > ROUND_BOX):
         return None
     return face, 2 * radius
 
 
-def _as_slot(pixels: np.ndarray) -> tuple[str, float, float, int] | None:
-    """(face, length px, width px, along) when the filled region ``pixels`` (2 x n), mapped back onto
-    a face's plane, is a long rectangle (or a stadium) running along one of the face's axes."""
-    found = []
+def _boxed(pixels: np.ndarray, face: str) -> tuple[float, float, float]:
+    """(share of its box it fills, extent along the face's first axis, along its second) of the
+    region ``pixels`` mapped back onto ``face``'s plane (pixel units)."""
+    inverse = np.linalg.inv(_FACE_PROJECTIONS[face])
+    plane = inverse @ pixels
+    extents = np.ptp(plane, axis=1) + 1.0  # a pixel's own width
+    area = pixels.shape[1] * abs(float(np.linalg.det(inverse)))
+    return area / float(extents[0] * extents[1]), float(extents[0]), float(extents[1])
+
+
+def _as_slot(pixels: np.ndarray) -> tuple[str, float, float, int, bool] | None:
+    """(face, length px, width px, along, rounded) when the filled region ``pixels`` (2 x n), mapped
+    back onto a face's plane, is a rectangle along the face's axes (it fills its box there) or a long
+    stadium along one of them (a slot)."""
+    rectangles, slots = [], []
     for face, projection in _FACE_PROJECTIONS.items():
+        filled, extent_a, extent_b = _boxed(pixels, face)
+        length, width = max(extent_a, extent_b), min(extent_a, extent_b)
+        along = 0 if extent_a >= extent_b else 90
+        if width < MIN_SLOT_PX:
+            continue
+        if filled >= SQUARE_ENDS:
+            rectangles.append((-filled, face, length, width, along, False))
+            continue
         inverse = np.linalg.inv(projection)
         values, vectors = np.linalg.eigh(inverse @ np.cov(pixels) @ inverse.T)
-        width, length = (math.sqrt(12.0 * max(v, 0.0)) for v in values)  # a rectangle's moments
+        moment_width, moment_length = (math.sqrt(12.0 * max(v, 0.0)) for v in values)  # a rectangle's
         angle = math.degrees(math.atan2(vectors[1, 1], vectors[0, 1])) % 180.0
-        along = min((0, 90, 180), key=lambda a: abs(angle - a))
-        fill = pixels.shape[1] * abs(np.linalg.det(inverse)) / max(length * width, 1e-9)
-        if (abs(angle - along) <= SLOT_SQUARE_DEG and SLOT_FILL[0] <= fill <= SLOT_FILL[1]
-                and length >= MIN_SLOT_RATIO * width and width >= MIN_SLOT_PX):
-            found.append((abs(angle - along), face, length, width, along % 180))
-    if not found:
-        return None
-    _, face, length, width, along = min(found)
-    return face, length, width, along
+        square = min((0, 90, 180), key=lambda a: abs(angle - a))
+        fill = pixels.shape[1] * abs(np.linalg.det(inverse)) / max(moment_length * moment_width, 1e-9)
+        if (abs(angle - square) <= SLOT_SQUARE_DEG and SLOT_FILL[0] <= fill <= SLOT_FILL[1]
+                and length >= MIN_SLOT_RATIO * width and along == square % 180):
+            slots.append((abs(angle - square), face, length, width, along, True))
+    found = min(rectangles, default=None) or min(slots, default=None)
+    return None if found is None else found[1:]
