@@ -388,19 +388,22 @@ def choose(items: list[Scored]) -> Scored:
       the model's candidate or the plain envelope is the better bet when they score close to it. A
       profile with a structural edit is judged as an edit: what the edit changed lies inside the
       outline, so its gain is the edges' and the shading's evidence (a plate's bored boss: 0.16 -> 0.79);
-      a plain profile's runner-up is a model's program or a plain envelope, not an edited envelope."""
+      the runner-up a plain profile must beat is a model's program or a plain envelope, not an edited
+      envelope; beaten, it leaves the answer to the best of the rest."""
     best = max(items, key=_standing)
     if not is_profile(best) or is_edited(best):
         return best
-    # the runner-up is a model's program or a plain envelope: an envelope with an edit is no better
-    # bet than the profile (a hinge's box with the holes its picture draws stood 0.07 under its
-    # profile and took its place: 0.84 -> 0.23 IoU)
-    others = [i for i in items
-              if not is_profile(i) and not (i.source.startswith("envelope") and is_edited(i))]
-    if not others:
+    # the runner-up it must beat is a model's program or a plain envelope: an envelope with an edit is
+    # no better bet than the profile (a hinge's box with the holes its picture draws stood 0.07 under
+    # its profile and took its place: 0.84 -> 0.23 IoU); once beaten, the rest compete as usual
+    others = [i for i in items if not is_profile(i)]
+    plain = [i for i in others if not (i.source.startswith("envelope") and is_edited(i))]
+    if not plain:
         return best
-    runner_up = max(others, key=_standing)
-    return best if _standing(best) >= _standing(runner_up) + PROFILE_MARGIN else runner_up
+    runner_up = max(plain, key=_standing)
+    if _standing(best) >= _standing(runner_up) + PROFILE_MARGIN:
+        return best
+    return max(others, key=_standing)
 
 
 def _suffixed(source: str, what: str) -> str:
