@@ -30,7 +30,7 @@ NEAR_MISS = 0.03
 NEAR_MISSES = 2
 NEAR_MISS_FIT = 6
 # edits also tried on the plain envelopes
-STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts", "drawn_z", "drawn_x", "drawn_y")
+STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts", "drawn_z", "drawn_x", "drawn_y", "drawn_hub_z")
 SAME_HOLE = 1.3  # drawn circles whose diameters differ by less than this factor are one hole size
 POCKET_DEPTH = 0.3  # a drawn pocket's first depth, as a share of the part along the face's normal (fitted)
 
@@ -96,7 +96,23 @@ def drawn_edits(best: Any, drawing: Any, known_diameter: float | None = None) ->
             lines = _holes_lines(face, holes) if holes else ""
             depth = POCKET_DEPTH * (high[face] - low[face])
             out.append((f"drawn_{face.lower()}", lines + (_slots_lines(face, slots, depth) if slots else "")))
+    top = [(at, c.diameter * scale) for c in drawing.circles
+           if c.face == "Z" and (at := placed(c)) is not None]
+    if top:  # the largest circle on top may be a bore through a hub the base lacks
+        out.append(("drawn_hub_z", _hub_lines(*max(top, key=lambda h: h[1]), high["Z"] - low["Z"])))
     return out
+
+
+def _hub_lines(at: tuple[float, float], bore: float, height: float) -> str:
+    """A bored hub standing on the top face under the largest drawn circle: the circle is the hub's
+    top rim, seen ``hub_height`` higher than the face, so its centre moves with the height (one unit
+    of height is one unit along +X and -Y under FreeCAD's isometric camera)."""
+    return ("\n# edit: a bored hub under the largest circle the picture shows on the top face\n"
+            f"hub_height = {_fmt(height)}\nhub_diameter = {_fmt(1.6 * bore)}\nbore_diameter = {_fmt(bore)}\n"
+            f"{_on_face('Z')}.center({_fmt(at[0])} + hub_height, {_fmt(at[1])} - hub_height)"
+            ".circle(hub_diameter / 2).extrude(hub_height)\n"
+            f"{_on_face('Z')}.center({_fmt(at[0])} + hub_height, {_fmt(at[1])} - hub_height)"
+            ".hole(bore_diameter)\n")
 
 
 def _on_face(face: str) -> str:
