@@ -511,6 +511,10 @@ def test_a_profile_needs_the_profile_margin_and_an_edited_profile_only_the_edit_
     boxed = item("envelope:box+drawn_z", 0.78)
     assert choose([weak, profile, boxed]) is profile
     assert choose([weak, profile, boxed, item("envelope:box", 0.78)]).source == "envelope:box"
+    # the picture's drawn holes on a profile match its lines by construction: still a profile
+    drilled = item("envelope:extrude_z+drawn_z+fit", 0.78 + PROFILE_MARGIN / 2 + 2 * EDIT_MARGIN)
+    assert choose([model, profile, drilled]) is model
+    assert choose([weak, profile, drilled]) is drilled
 
 
 def test_an_edit_that_comes_close_is_judged_at_its_fitted_size(pool, monkeypatch):
