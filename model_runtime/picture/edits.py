@@ -388,12 +388,13 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
     _drop_hidden_features(search)
     wall_share = open_top(picture)
     tried: set[str] = set()
+    again: set[str] = set()  # edits that helped but lost to another: tried again on top of the winner
     for _ in range(2):  # at most two features stacked
         best = search.best
         if best is None or search.out_of_budget():
             return
         edits = _ordered(candidates(best, constraints, round_part, drawing), _line_evidence(search, best))
-        options = [(best, name, lines) for name, lines in edits if name not in tried]
+        options = [(best, name, lines) for name, lines in edits if name not in tried or name in again]
         # what changes the part's make-up is tried on the plain envelopes too: a model's program may
         # have no single top face, or be further from the part than the envelope it outscored
         envelopes = [p for p in _plain_envelopes(search.items) if p is not best]
@@ -417,7 +418,10 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
             return
         winner = max(helped, key=lambda f: f.score)
         winner.faces = winner.exec_result.n_faces
-        base = next(b for b, name, _ in options if winner.source == f"{b.source}+{name}")
+        base, won = next((b, name) for b, name, _ in options if winner.source == f"{b.source}+{name}")
+        # a plate's drawn holes and its posts both helped: the posts go on top of the holes next
+        again = {name for (_, name, _), f in zip(options, found, strict=True)
+                 if any(f is h for h in helped) and name != won}
         if not FIT_ENVELOPES and base.source.startswith("envelope"):
             winner.fit_from = len(base.code.rstrip("\n"))  # the envelope's numbers stay as read
         search.fit_numbers(winner, max(4, search.left() // 2))
