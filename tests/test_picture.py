@@ -465,6 +465,26 @@ def test_a_boss_and_posts_rise_from_the_plate_the_envelope_read(pool):
         assert bbox[5] - bbox[2] > thickness + 4  # the feature stands on the plate
 
 
+def test_an_edit_that_helped_but_lost_goes_on_top_of_the_winner(pool):
+    """A board carrier with two holes and four standoffs: the drawn holes and the posts each beat the
+    plain plate; the holes win the first round, and the posts are stacked on them in the second."""
+    from model_runtime.picture import edits
+    from model_runtime.render import render
+
+    plain = ("import cadquery as cq\n\nlength = 80\nwidth = 60\nheight = 4\n"
+             "result = cq.Workplane('XY').box(length, width, height)\n")
+    truth = ("import cadquery as cq\n\nresult = cq.Workplane('XY').box(80, 60, 4)"
+             ".faces('>Z').workplane().pushPoints([(-20, 0), (20, 0)]).hole(10)"
+             ".faces('>Z').workplane().rect(48, 36, forConstruction=True).vertices().circle(3).extrude(8)\n")
+    picture = render(pool.run(truth).shape(), size=448)
+    s = Search(Silhouette.of(picture), pool.run, lambda shape: render(shape, size=128),
+               Budget(evaluations=40), workers=2)
+    s.adopt(plain, "envelope:box", pool.run(plain), named_only=True)
+    edits.improve(s, picture)
+    steps = s.best.source.split("+")
+    assert "drawn_z" in steps and "corner_posts" in steps, s.best.source
+
+
 def test_a_time_cap_spent_before_any_envelope_still_gives_the_box(pool):
     truth = "import cadquery as cq\n\nresult = cq.Workplane('XY').box(60, 40, 6)\n"
     picture, reference, draw = _search_parts(pool, truth)
