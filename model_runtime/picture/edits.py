@@ -29,6 +29,7 @@ EDIT_MARGIN = 0.02
 NEAR_MISS = 0.03
 NEAR_MISSES = 2
 NEAR_MISS_FIT = 6
+DRAWN = "drawn_"  # the edits read from the picture's own lines (``drawn_edits``)
 # edits also tried on the plain envelopes
 STRUCTURAL = ("centre_boss", "centre_hub", "corner_posts", "drawn_z", "drawn_x", "drawn_y", "drawn_hub_z")
 SAME_HOLE = 1.3  # drawn circles whose diameters differ by less than this factor are one hole size
@@ -75,7 +76,7 @@ def drawn_edits(best: Any, drawing: Any, known_diameter: float | None = None) ->
     su, sv = (u1 - u0) / max(x1 - x0, 1), (v1 - v0) / max(y1 - y0, 1)
     scale = (su + sv) / 2
     low, high = dict(zip(AXES, b[:3], strict=True)), dict(zip(AXES, b[3:], strict=True))
-    sides = {"Z": high["Z"], "X": high["X"], "Y": low["Y"]}
+    sides = {face: (high if sum(n) > 0 else low)[face] for face, n in _FACE_NORMALS.items()}
 
     def placed(feature: Any, seen_only: bool = False) -> tuple[float, float] | None:
         """The feature's centre in its face's workplane coordinates, None off the part (or, with
@@ -97,15 +98,15 @@ def drawn_edits(best: Any, drawing: Any, known_diameter: float | None = None) ->
         slots = [(at, s.length * scale, s.width * scale, s.along, s.rounded, s.through)
                  for s in drawing.slots if s.face == face and (at := placed(s)) is not None]
         if holes or slots:
-            lines = _holes_lines(face, holes) if holes else ""
             depth = POCKET_DEPTH * (high[face] - low[face])
-            out.append((f"drawn_{face.lower()}", lines + (_slots_lines(face, slots, depth) if slots else "")))
+            lines = _holes_lines(face, holes) + _slots_lines(face, slots, depth)
+            out.append((f"{DRAWN}{face.lower()}", lines))
     # the largest circle on top may be the bore of a hub the base lacks: not where the base has a
     # bore there already (a link's boss, bored: a second hub stood on it, 0.64 -> 0.17 IoU)
     largest = max((c for c in drawing.circles if c.face == "Z"), key=lambda c: c.diameter, default=None)
     at = placed(largest, seen_only=True) if largest is not None else None
     if at is not None:
-        out.append(("drawn_hub_z", _hub_lines(at, largest.diameter * scale, high["Z"] - low["Z"])))
+        out.append((f"{DRAWN}hub_z", _hub_lines(at, largest.diameter * scale, high["Z"] - low["Z"])))
     return out
 
 
@@ -148,6 +149,8 @@ def _suffix(k: int) -> str:
 
 
 def _holes_lines(face: str, holes: list[tuple[tuple[float, float], float]]) -> str:
+    if not holes:
+        return ""
     lines = f"\n# edit: the holes the picture shows on the {_FACE_WORDS[face]}\n"
     for k, group in enumerate(_size_groups(holes, lambda h: h[1])):
         name = "hole_diameter" + _suffix(k)
@@ -159,6 +162,8 @@ def _holes_lines(face: str, holes: list[tuple[tuple[float, float], float]]) -> s
 def _slots_lines(face: str, slots: list[tuple], depth: float) -> str:
     """Slots cut through, windows (square ends, the backdrop seen through them) cut through, pockets
     (square ends, a floor) cut ``depth`` deep: each kind and size with its named numbers."""
+    if not slots:
+        return ""
     lines = f"\n# edit: the slots and pockets the picture shows on the {_FACE_WORDS[face]}\n"
     kinds = (("slot", True, None), ("window", False, True), ("pocket", False, False))
     for kind, rounded, through in kinds:
@@ -188,6 +193,7 @@ def _sight_line(u: float, v: float) -> tuple[tuple[float, float, float], tuple[f
     return ((SQ2 * u + SQ6 * v) / 2, (SQ2 * u - SQ6 * v) / 2, 0.0), (1.0, -1.0, 1.0)
 
 
+# the visible faces' outward normals (``lines.VISIBLE_FACES``): >Z, >X, <Y
 _FACE_NORMALS = {"Z": (0.0, 0.0, 1.0), "X": (1.0, 0.0, 0.0), "Y": (0.0, -1.0, 0.0)}
 
 
@@ -220,13 +226,13 @@ def _seen_point(shape: Any, u: float, v: float, face: str) -> dict[str, float] |
 def _on_plane(u: float, v: float, face: str, side: float) -> dict[str, float]:
     """Where the line of sight through (u, v) crosses the plane ``face`` = ``side``."""
     origin, towards = _sight_line(u, v)
-    k = "XYZ".index(face)
+    k = AXES.index(face)
     t = (side - origin[k]) / towards[k]
     return {axis: origin[i] + t * towards[i] for i, axis in enumerate(AXES)}
 
 
 _FACE_WORDS = {"Z": "top face", "X": "right face", "Y": "front face"}
-_FACE_SELECTORS = {"Z": ">Z", "X": ">X", "Y": "<Y"}
+_FACE_SELECTORS = {face: (">" if sum(n) > 0 else "<") + face for face, n in _FACE_NORMALS.items()}
 
 
 def candidates(best: Any, constraints: Any = None, round_part: bool = False,
@@ -395,17 +401,24 @@ def improve(search: Any, picture: Any, constraints: Any = None) -> None:
     wall_share = open_top(picture)
     tried: set[str] = set()
     again: set[str] = set()  # edits that helped but lost to another: tried again on top of the winner
+    made: dict[str, list[tuple[str, str]]] = {}  # a base's edits, made once (the envelopes recur)
+
+    def edits_for(base: Any) -> list[tuple[str, str]]:
+        if base.code not in made:
+            made[base.code] = candidates(base, constraints, round_part, drawing)
+        return made[base.code]
+
     for _ in range(2):  # at most two features stacked
         best = search.best
         if best is None or search.out_of_budget():
             return
-        edits = _ordered(candidates(best, constraints, round_part, drawing), _line_evidence(search, best))
+        edits = _ordered(edits_for(best), _line_evidence(search, best))
         options = [(best, name, lines) for name, lines in edits if name not in tried or name in again]
         # what changes the part's make-up is tried on the plain envelopes too: a model's program may
         # have no single top face, or be further from the part than the envelope it outscored
         envelopes = [p for p in _plain_envelopes(search.items) if p is not best]
         options += [(base, name, lines) for base in envelopes
-                    for name, lines in candidates(base, constraints, round_part, drawing)
+                    for name, lines in edits_for(base)
                     if name in STRUCTURAL and name not in tried]
         if wall_share is not None and "open_top" not in tried:
             options = [(base, *open_top_edit(base, wall_share)) for base in [best, *envelopes]] + options

@@ -150,6 +150,7 @@ def _face_moments() -> dict[str, np.ndarray]:
 
 
 _FACE_PROJECTIONS = _face_projections()
+_FACE_INVERSES = {face: np.linalg.inv(p) for face, p in _FACE_PROJECTIONS.items()}  # image -> face plane
 _FACE_MOMENTS = _face_moments()
 
 
@@ -183,7 +184,8 @@ def drawn_features(picture: Image.Image) -> Drawing | None:
     groups, _ = ndimage.label(ndimage.binary_dilation(pieces, iterations=2))
     circles, slots = [], []
     for g, window in enumerate(ndimage.find_objects(groups), start=1):
-        region = ndimage.binary_fill_holes(ndimage.binary_dilation(pieces[window] & (groups[window] == g)))
+        own = pieces[window] & (groups[window] == g)
+        region = ndimage.binary_fill_holes(ndimage.binary_dilation(own))
         ry, rx = np.nonzero(region)
         if len(rx) < 12:
             continue
@@ -195,11 +197,11 @@ def drawn_features(picture: Image.Image) -> Drawing | None:
             continue
         # a slot shows its wall and what lies beyond it (a floor, the background); a face of the part
         # that looks like a strip (a hexagon's side, a channel's lip) is one region of one colour
-        own = pieces[window] & (groups[window] == g)
-        shows_depth = len(np.unique(labels[window][own])) >= 2 or bool(through[window][own].any())
+        sees_through = bool(through[window][own].any())
+        shows_depth = sees_through or len(np.unique(labels[window][own])) >= 2
         slot = _as_slot(offsets) if shows_depth else None
         if slot is not None:
-            slots.append(Slot(slot[0], x, y, *slot[1:], through=bool(through[window][own].any())))
+            slots.append(Slot(slot[0], x, y, *slot[1:], through=sees_through))
     return Drawing(circles, slots, frame)
 
 
@@ -220,7 +222,7 @@ def _as_circle(pixels: np.ndarray) -> tuple[str, float] | None:
 def _boxed(pixels: np.ndarray, face: str) -> tuple[float, float, float]:
     """(share of its box it fills, extent along the face's first axis, along its second) of the
     region ``pixels`` mapped back onto ``face``'s plane (pixel units)."""
-    inverse = np.linalg.inv(_FACE_PROJECTIONS[face])
+    inverse = _FACE_INVERSES[face]
     plane = inverse @ pixels
     extents = np.ptp(plane, axis=1) + 1.0  # a pixel's own width
     area = pixels.shape[1] * abs(float(np.linalg.det(inverse)))
@@ -232,7 +234,7 @@ def _as_slot(pixels: np.ndarray) -> tuple[str, float, float, int, bool] | None:
     back onto a face's plane, is a rectangle along the face's axes (it fills its box there) or a long
     stadium along one of them (a slot)."""
     rectangles, slots = [], []
-    for face, projection in _FACE_PROJECTIONS.items():
+    for face, inverse in _FACE_INVERSES.items():
         filled, extent_a, extent_b = _boxed(pixels, face)
         length, width = max(extent_a, extent_b), min(extent_a, extent_b)
         along = 0 if extent_a >= extent_b else 90
@@ -241,7 +243,6 @@ def _as_slot(pixels: np.ndarray) -> tuple[str, float, float, int, bool] | None:
         if filled >= SQUARE_ENDS:
             rectangles.append((-filled, face, length, width, along, False))
             continue
-        inverse = np.linalg.inv(projection)
         values, vectors = np.linalg.eigh(inverse @ np.cov(pixels) @ inverse.T)
         moment_width, moment_length = (math.sqrt(12.0 * max(v, 0.0)) for v in values)  # a rectangle's
         angle = math.degrees(math.atan2(vectors[1, 1], vectors[0, 1])) % 180.0

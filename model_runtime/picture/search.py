@@ -369,17 +369,23 @@ def is_profile(item: Scored) -> bool:
 SAME_DESIGN = ("fit", "solid", "trimmed")
 
 
+def _structural_steps(item: Scored) -> list[str]:
+    return [step for step in item.source.split("+")[1:] if step not in SAME_DESIGN]
+
+
 def is_edited(item: Scored) -> bool:
     """A program with a structural edit in its making (``model:1+fit+corner_holes+fit``)."""
-    return any(step not in SAME_DESIGN for step in item.source.split("+")[1:])
+    return bool(_structural_steps(item))
 
 
 def is_guess_edited(item: Scored) -> bool:
     """A structural edit that was guessed and then judged (a hub, a boss): its gain is evidence about
-    the part. An edit drawn from the picture's own lines (``drawn_*``) matches them by construction,
-    like a profile matches the outline: its gain says the features are there, not that its base is."""
-    steps = item.source.split("+")[1:]
-    return any(step not in SAME_DESIGN and not step.startswith("drawn_") for step in steps)
+    the part. An edit drawn from the picture's own lines (``edits.DRAWN``) matches them by
+    construction, like a profile matches the outline: its gain says the features are there, not that
+    its base is."""
+    from model_runtime.picture.edits import DRAWN
+
+    return any(not step.startswith(DRAWN) for step in _structural_steps(item))
 
 
 def _standing(item: Scored) -> float:
